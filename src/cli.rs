@@ -1,0 +1,198 @@
+//! Command-line interface: every flag also reads a `CDCMON_*` environment variable, and every
+//! default is the one the stack uses (ports from DESIGN.md).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::protocol::{Compression, ProtocolChoice};
+
+#[derive(Debug, Parser)]
+#[command(name = "cdcmon", version, about = "TiCDC change-data-capture monitor")]
+pub struct Cli {
+    /// Log output format (logs go to stderr; the event log is separate).
+    #[arg(long, env = "CDCMON_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    /// Log filter in `tracing` EnvFilter syntax, e.g. `info` or `cdcmon=debug,rdkafka=warn`.
+    #[arg(long, env = "CDCMON_LOG", default_value = "info", global = true)]
+    pub log: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Consume TiCDC messages from Kafka: count, log and expose metrics (the daemon).
+    Consume(ConsumeArgs),
+    /// Decode TiCDC messages from files and print one JSON object per event.
+    Decode(DecodeArgs),
+    /// Verify a running stack end to end, hop by hop.
+    Smoke(crate::smoke::SmokeArgs),
+    /// Database setup.
+    #[command(subcommand)]
+    Db(DbCommand),
+    /// TiCDC changefeed management.
+    #[command(subcommand)]
+    Changefeed(ChangefeedCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Create schema `app`, seed rows and the application user, idempotently.
+    Init(crate::db::DbInitArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChangefeedCommand {
+    /// Create the changefeed if absent and wait until it is `normal`.
+    Ensure(crate::ticdc_api::ChangefeedEnsureArgs),
+}
+
+/// Flags of `cdcmon consume`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConsumeArgs {
+    /// Kafka bootstrap servers, comma-separated.
+    #[arg(long, env = "CDCMON_BROKERS", default_value = "localhost:9092")]
+    pub brokers: String,
+    /// Topic TiCDC writes to.
+    #[arg(long, env = "CDCMON_TOPIC", default_value = "app_cdc")]
+    pub topic: String,
+    /// Consumer group. A new group starts from the earliest offset.
+    #[arg(long, env = "CDCMON_GROUP", default_value = "cdcmon")]
+    pub group: String,
+    /// TiCDC protocol: auto (detect per message), canal-json, open-protocol, debezium, simple.
+    #[arg(long, env = "CDCMON_PROTOCOL", default_value = "auto")]
+    pub protocol: ProtocolChoice,
+    /// Value compression set by TiCDC's `large-message-handle-compression` (nothing in a message
+    /// says so, so it must be configured): none, snappy, lz4.
+    #[arg(long, env = "CDCMON_COMPRESSION", value_enum, default_value_t = Compression::None)]
+    pub compression: Compression,
+    /// HTTP address for /metrics, /healthz and /readyz.
+    #[arg(long, env = "CDCMON_LISTEN", default_value = "0.0.0.0:9102")]
+    pub listen: SocketAddr,
+    /// Event log destination: a file path (appended to), or `-` for stdout.
+    #[arg(long, env = "CDCMON_EVENT_LOG", default_value = "-")]
+    pub event_log: String,
+    /// Also log row values (off by default; redacted columns are masked even then).
+    #[arg(long, env = "CDCMON_LOG_VALUES")]
+    pub log_values: bool,
+    /// Column-name substrings (case-insensitive, comma-separated) whose values are masked.
+    #[arg(long, env = "CDCMON_REDACT", value_delimiter = ',', default_value = "password,secret,token")]
+    pub redact: Vec<String>,
+    /// Copy undecodable messages to this Kafka topic (same brokers), unchanged.
+    #[arg(long, env = "CDCMON_DEAD_LETTER_TOPIC")]
+    pub dead_letter_topic: Option<String>,
+    /// How often stored offsets are committed to Kafka, in ms (also the bound on duplicates
+    /// after a crash).
+    #[arg(long, env = "CDCMON_COMMIT_INTERVAL_MS", default_value_t = 1000)]
+    pub commit_interval_ms: u64,
+    /// How long to wait for the final flush and commit on SIGTERM/SIGINT, in ms.
+    #[arg(long, env = "CDCMON_SHUTDOWN_TIMEOUT_MS", default_value_t = 8000)]
+    pub shutdown_timeout_ms: u64,
+    /// Extra librdkafka consumer properties, `key=value`, comma-separated or repeated
+    /// (applied last, e.g. `security.protocol=ssl`).
+    #[arg(long = "kafka-option", env = "CDCMON_KAFKA_OPTIONS", value_delimiter = ',', value_parser = parse_key_value)]
+    pub kafka_options: Vec<(String, String)>,
+}
+
+/// Flags of `cdcmon decode`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DecodeArgs {
+    /// TiCDC protocol: auto, canal-json, open-protocol, debezium, simple.
+    #[arg(long, env = "CDCMON_PROTOCOL", default_value = "auto")]
+    pub protocol: ProtocolChoice,
+    /// Value compression (TiCDC `large-message-handle-compression`): none, snappy, lz4.
+    #[arg(long, env = "CDCMON_COMPRESSION", value_enum, default_value_t = Compression::None)]
+    pub compression: Compression,
+    /// File holding the Kafka message key (required for open-protocol).
+    #[arg(long, env = "CDCMON_DECODE_KEY")]
+    pub key: Option<PathBuf>,
+    /// File holding the Kafka message value; `-` reads stdin.
+    pub value: PathBuf,
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.trim().to_owned())),
+        _ => Err(format!("expected key=value, got {s:?}")),
+    }
+}
+
+/// Install the global `tracing` subscriber (stderr).
+pub fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .map_err(|e| anyhow::anyhow!("invalid --log filter {filter:?}: {e}"))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    result.map_err(|e| anyhow::anyhow!("cannot install the log subscriber: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_flag_has_an_env_var_and_help() {
+        fn walk(cmd: &clap::Command, path: &str) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" || arg.is_positional() {
+                    continue;
+                }
+                assert!(
+                    arg.get_env().is_some(),
+                    "{path} --{id} has no CDCMON_* environment variable"
+                );
+                let env = arg.get_env().unwrap_or_default().to_string_lossy();
+                assert!(env.starts_with("CDCMON_"), "{path} --{id}: env {env}");
+                assert!(arg.get_help().is_some(), "{path} --{id} has no help line");
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()));
+            }
+        }
+        walk(&Cli::command(), "cdcmon");
+    }
+
+    #[test]
+    fn consume_defaults_are_the_stack_defaults() {
+        let cli = Cli::try_parse_from(["cdcmon", "consume"]).unwrap();
+        let Command::Consume(args) = cli.command else {
+            panic!("not consume")
+        };
+        assert_eq!(args.brokers, "localhost:9092");
+        assert_eq!(args.topic, "app_cdc");
+        assert_eq!(args.group, "cdcmon");
+        assert_eq!(args.listen.port(), 9102);
+        assert_eq!(args.protocol, ProtocolChoice::Auto);
+        assert_eq!(args.redact, ["password", "secret", "token"]);
+    }
+
+    #[test]
+    fn kafka_options_parse_and_reject_garbage() {
+        assert_eq!(
+            parse_key_value("a.b = c").unwrap(),
+            ("a.b".to_owned(), "c".to_owned())
+        );
+        assert!(parse_key_value("novalue").is_err());
+        assert!(parse_key_value("=x").is_err());
+    }
+}

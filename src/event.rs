@@ -1,0 +1,232 @@
+//! The normalized change event that every TiCDC protocol decodes into.
+//!
+//! Events borrow from the Kafka message they were decoded from (`'a`): the hot path never copies
+//! a table name or a column value. Column values are kept as the raw JSON text the protocol wrote
+//! (`RawValue`), so the event log can emit them without re-encoding; their meaning depends on the
+//! protocol (canal-json writes every value as a string, open-protocol writes typed values, ...).
+
+use std::borrow::Cow;
+
+use serde_json::value::RawValue;
+
+/// The four TiCDC Kafka protocols.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    CanalJson,
+    OpenProtocol,
+    Debezium,
+    Simple,
+}
+
+impl Protocol {
+    pub const ALL: [Protocol; 4] = [
+        Protocol::CanalJson,
+        Protocol::OpenProtocol,
+        Protocol::Debezium,
+        Protocol::Simple,
+    ];
+
+    /// The name TiCDC uses in a sink URI (`protocol=...`), also our CLI spelling.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Protocol::CanalJson => "canal-json",
+            Protocol::OpenProtocol => "open-protocol",
+            Protocol::Debezium => "debezium",
+            Protocol::Simple => "simple",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Protocol> {
+        Protocol::ALL.into_iter().find(|p| p.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a decoded message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// A row change (INSERT/UPDATE/DELETE).
+    Row,
+    /// A schema change.
+    Ddl,
+    /// A checkpoint signal: canal-json `TIDB_WATERMARK`, open-protocol resolved, debezium `m`,
+    /// simple `WATERMARK`. `commit_ts` holds the watermark TSO.
+    Watermark,
+    /// simple-protocol `BOOTSTRAP` (table schema announcement).
+    Bootstrap,
+}
+
+impl EventKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Row => "row",
+            EventKind::Ddl => "ddl",
+            EventKind::Watermark => "watermark",
+            EventKind::Bootstrap => "bootstrap",
+        }
+    }
+}
+
+/// A row operation. Lower case is the fixed spelling in metrics and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RowOp {
+    Insert,
+    Update,
+    Delete,
+}
+
+impl RowOp {
+    pub const ALL: [RowOp; 3] = [RowOp::Insert, RowOp::Update, RowOp::Delete];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RowOp::Insert => "insert",
+            RowOp::Update => "update",
+            RowOp::Delete => "delete",
+        }
+    }
+}
+
+/// One column: its name and its value as raw JSON text (`null` for SQL NULL).
+#[derive(Debug, Clone)]
+pub struct Column<'a> {
+    pub name: Cow<'a, str>,
+    pub value: Cow<'a, RawValue>,
+}
+
+impl Column<'_> {
+    pub fn into_owned(self) -> Column<'static> {
+        Column {
+            name: Cow::Owned(self.name.into_owned()),
+            value: Cow::Owned(self.value.into_owned()),
+        }
+    }
+}
+
+/// DDL details.
+#[derive(Debug, Clone)]
+pub struct Ddl<'a> {
+    /// The protocol's DDL type: canal/simple `CREATE`, `ALTER`, ...; open-protocol's numeric
+    /// TiDB action type rendered as text (see `protocol::open_protocol`); debezium has none and
+    /// uses the statement's leading keywords.
+    pub ddl_type: Cow<'a, str>,
+    pub query: Cow<'a, str>,
+}
+
+/// A decoded TiCDC event.
+#[derive(Debug, Clone)]
+pub struct ChangeEvent<'a> {
+    pub protocol: Protocol,
+    pub kind: EventKind,
+    /// Set for `EventKind::Row` only.
+    pub op: Option<RowOp>,
+    /// Schema name; empty when the message has none (watermarks).
+    pub db: Cow<'a, str>,
+    /// Table name; empty when the message has none (watermarks, schema-level DDL).
+    pub table: Cow<'a, str>,
+    /// The commit TSO (watermark TSO for watermarks) when the message carries one.
+    pub commit_ts: Option<u64>,
+    /// Physical commit time in ms when the message has it but no TSO (canal-json `es` without
+    /// the TiDB extension). Prefer [`ChangeEvent::commit_time_ms`].
+    pub commit_physical_ms: Option<i64>,
+    pub ddl: Option<Ddl<'a>>,
+    /// Primary-key (or handle-key) column values.
+    pub keys: Vec<Column<'a>>,
+    /// The new row (insert, update) or the deleted row (delete).
+    pub values: Vec<Column<'a>>,
+    /// The old row of an update, when the protocol carries it.
+    pub old_values: Vec<Column<'a>>,
+    /// Only handle-key columns are present (canal `onlyHandleKey`, open-protocol `ohk`, simple
+    /// `handleKeyOnly`, or a claim-check message): the full row lives elsewhere.
+    pub partial: bool,
+    /// Where the full message was stored (claim-check), if anywhere.
+    pub claim_check_location: Option<Cow<'a, str>>,
+}
+
+/// TSO → physical milliseconds since the Unix epoch (`tikv/client-go` `oracle.ExtractPhysical`).
+pub const fn tso_physical_ms(ts: u64) -> i64 {
+    (ts >> 18) as i64
+}
+
+impl<'a> ChangeEvent<'a> {
+    /// An event of `kind` with every optional part empty; decoders fill in the rest.
+    pub fn new(protocol: Protocol, kind: EventKind) -> Self {
+        ChangeEvent {
+            protocol,
+            kind,
+            op: None,
+            db: Cow::Borrowed(""),
+            table: Cow::Borrowed(""),
+            commit_ts: None,
+            commit_physical_ms: None,
+            ddl: None,
+            keys: Vec::new(),
+            values: Vec::new(),
+            old_values: Vec::new(),
+            partial: false,
+            claim_check_location: None,
+        }
+    }
+
+    /// Commit time in ms since the Unix epoch (`commit_ts >> 18`), if known.
+    pub fn commit_time_ms(&self) -> Option<i64> {
+        self.commit_ts
+            .map(tso_physical_ms)
+            .or(self.commit_physical_ms)
+    }
+
+    /// Detach from the message buffer (used when the bytes were decompressed into a temporary).
+    pub fn into_owned(self) -> ChangeEvent<'static> {
+        fn cols(v: Vec<Column<'_>>) -> Vec<Column<'static>> {
+            v.into_iter().map(Column::into_owned).collect()
+        }
+        ChangeEvent {
+            protocol: self.protocol,
+            kind: self.kind,
+            op: self.op,
+            db: Cow::Owned(self.db.into_owned()),
+            table: Cow::Owned(self.table.into_owned()),
+            commit_ts: self.commit_ts,
+            commit_physical_ms: self.commit_physical_ms,
+            ddl: self.ddl.map(|d| Ddl {
+                ddl_type: Cow::Owned(d.ddl_type.into_owned()),
+                query: Cow::Owned(d.query.into_owned()),
+            }),
+            keys: cols(self.keys),
+            values: cols(self.values),
+            old_values: cols(self.old_values),
+            partial: self.partial,
+            claim_check_location: self.claim_check_location.map(|c| Cow::Owned(c.into_owned())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tso_to_physical_matches_ticdc_docs() {
+        // TICDC.md §4: watermarkTs 429918007904436226 >> 18 = 1640007049196 (= that message's `es`).
+        assert_eq!(tso_physical_ms(429918007904436226), 1640007049196);
+        let mut ev = ChangeEvent::new(Protocol::CanalJson, EventKind::Watermark);
+        assert_eq!(ev.commit_time_ms(), None);
+        ev.commit_physical_ms = Some(5);
+        assert_eq!(ev.commit_time_ms(), Some(5));
+        ev.commit_ts = Some(439749918821711874);
+        assert_eq!(ev.commit_time_ms(), Some(1677512812888));
+    }
+
+    #[test]
+    fn protocol_names_round_trip() {
+        for p in Protocol::ALL {
+            assert_eq!(Protocol::from_name(p.as_str()), Some(p));
+        }
+        assert_eq!(Protocol::from_name("avro"), None);
+    }
+}

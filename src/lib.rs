@@ -1,0 +1,19 @@
+//! cdcmon: a TiCDC change-data-capture monitor.
+//!
+//! `cdcmon consume` reads TiCDC messages from Kafka, decodes every TiCDC protocol into one
+//! [`event::ChangeEvent`], counts them in Prometheus metrics and writes one ndjson line per row or
+//! DDL event. The other subcommands set up and verify the stack around it.
+//! Module map: `docs/architecture.md`.
+
+pub mod cli;
+pub mod consumer;
+pub mod db;
+pub mod decode_cmd;
+pub mod event;
+pub mod eventlog;
+pub mod http;
+pub mod metrics;
+pub mod protocol;
+pub mod shutdown;
+pub mod smoke;
+pub mod ticdc_api;
