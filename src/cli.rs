@@ -84,7 +84,12 @@ pub struct ConsumeArgs {
     #[arg(long, env = "CDCMON_LOG_VALUES")]
     pub log_values: bool,
     /// Column-name substrings (case-insensitive, comma-separated) whose values are masked.
-    #[arg(long, env = "CDCMON_REDACT", value_delimiter = ',', default_value = "password,secret,token")]
+    #[arg(
+        long,
+        env = "CDCMON_REDACT",
+        value_delimiter = ',',
+        default_value = "password,secret,token"
+    )]
     pub redact: Vec<String>,
     /// Copy undecodable messages to this Kafka topic (same brokers), unchanged.
     #[arg(long, env = "CDCMON_DEAD_LETTER_TOPIC")]

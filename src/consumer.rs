@@ -1,0 +1,544 @@
+//! `cdcmon consume`: the Kafka loop.
+//!
+//! Delivery is at-least-once. librdkafka never commits on its own (`enable.auto.commit=false`):
+//! every `--commit-interval-ms` the loop makes the event log durable, then commits the offsets of
+//! the messages that were logged and counted. On a partition revoke the rebalance callback does
+//! the same for the revoked partitions before they move, and on SIGTERM the loop stops fetching,
+//! flushes and commits synchronously. A crash therefore repeats at most one commit interval of
+//! events and never loses one.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::ConsumeArgs;
+use crate::eventlog::{EventLog, KafkaPosition, LogOptions};
+use crate::http::{self, HttpState, Readiness};
+use crate::metrics::Metrics;
+use crate::pipeline::{self, Outcome, Pipeline, Sink};
+use crate::protocol::{DecodeError, Decoder};
+
+/// How often librdkafka reports statistics (consumer lag, broker state for readiness).
+const STATS_INTERVAL_MS: u32 = 1000;
+/// Bytes of an undecodable message quoted in its log line.
+const SAMPLE_BYTES: usize = 256;
+/// Undecodable-message warnings per second before they are summarized.
+const DECODE_WARNINGS_PER_SEC: u32 = 20;
+
+/// Run the daemon until `shutdown` is cancelled. The HTTP endpoint is up before Kafka is
+/// contacted and stays up while Kafka is unreachable.
+pub async fn run(args: ConsumeArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::new()?);
+    let readiness = Arc::new(Readiness::default());
+    let listener = http::bind(args.listen).await?;
+    tracing::info!(listen = %args.listen, "serving /metrics, /healthz, /readyz");
+    let http_stop = CancellationToken::new();
+    let http_task = tokio::spawn(http::serve(
+        listener,
+        Arc::new(HttpState {
+            metrics: metrics.clone(),
+            readiness: readiness.clone(),
+        }),
+        http_stop.clone(),
+    ));
+
+    let result = consume(&args, metrics, readiness, shutdown).await;
+
+    http_stop.cancel();
+    if let Err(err) = http_task.await {
+        tracing::warn!(error = %err, "http server task failed");
+    }
+    result
+}
+
+/// Shared between the loop and librdkafka's callbacks.
+struct Shared {
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+    topic: String,
+    sink: Arc<Mutex<Sink>>,
+    /// The last async commit failed: commit again at the next tick even without new messages.
+    commit_failed: AtomicBool,
+}
+
+struct Context {
+    shared: Arc<Shared>,
+}
+
+impl ClientContext for Context {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        use RDKafkaLogLevel::*;
+        match level {
+            Emerg | Alert | Critical | Error => {
+                tracing::error!(target: "librdkafka", fac, "{message}")
+            }
+            Warning => tracing::warn!(target: "librdkafka", fac, "{message}"),
+            Notice | Info => tracing::info!(target: "librdkafka", fac, "{message}"),
+            Debug => tracing::debug!(target: "librdkafka", fac, "{message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.shared
+                .readiness
+                .broker_up
+                .store(false, Ordering::Relaxed);
+            self.update_ready_gauge();
+        }
+        tracing::warn!(error = %error, reason, "kafka client error");
+    }
+
+    fn stats(&self, stats: Statistics) {
+        let up = stats
+            .brokers
+            .values()
+            .any(|b| b.nodeid >= 0 && b.state == "UP");
+        self.shared.readiness.broker_up.store(up, Ordering::Relaxed);
+        self.update_ready_gauge();
+        if let Some(topic) = stats.topics.get(&self.shared.topic) {
+            for p in topic.partitions.values() {
+                // -1 is librdkafka's internal UA partition; only partitions we fetch count.
+                if p.partition < 0 || !p.desired || p.hi_offset < 0 {
+                    continue;
+                }
+                let position = if p.app_offset >= 0 {
+                    p.app_offset
+                } else if p.committed_offset >= 0 {
+                    p.committed_offset
+                } else {
+                    continue;
+                };
+                self.shared
+                    .metrics
+                    .consumer_lag
+                    .with_label_values(&[&p.partition.to_string()])
+                    .set((p.hi_offset - position).max(0));
+            }
+        }
+    }
+}
+
+impl Context {
+    fn update_ready_gauge(&self) {
+        let ready = self.shared.readiness.is_ready();
+        self.shared.metrics.ready.set(i64::from(ready));
+    }
+}
+
+impl ConsumerContext for Context {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(revoked) = rebalance else {
+            return;
+        };
+        let partitions: Vec<i32> = revoked
+            .elements()
+            .iter()
+            .filter(|e| e.topic() == self.shared.topic)
+            .map(|e| e.partition())
+            .collect();
+        tracing::info!(?partitions, "partitions revoked: committing their offsets");
+        // Commit what we logged for the revoked partitions before another member takes them.
+        let mut sink = pipeline::lock(&self.shared.sink);
+        if let Err(err) = sink.event_log.flush_durable() {
+            // Not durable: do not commit; the next owner re-reads (duplicates, no loss).
+            self.shared.metrics.event_log_errors.inc();
+            tracing::error!(error = %err, "event log flush failed on revoke; offsets not committed");
+        } else {
+            let mut tpl = TopicPartitionList::new();
+            for p in &partitions {
+                if let Some(next) = sink.pending.get(p) {
+                    let _ = tpl.add_partition_offset(&self.shared.topic, *p, Offset::Offset(*next));
+                }
+            }
+            if tpl.count() > 0 {
+                let result = consumer.commit(&tpl, CommitMode::Sync);
+                self.record_commit(&result);
+            }
+        }
+        for p in &partitions {
+            sink.pending.remove(p);
+            sink.watermarks.remove(p);
+            let _ = self
+                .shared
+                .metrics
+                .consumer_lag
+                .remove_label_values(&[&p.to_string()]);
+        }
+        drop(sink);
+        self.shared
+            .readiness
+            .partitions_assigned
+            .store(false, Ordering::Relaxed);
+        self.shared.metrics.assigned_partitions.set(0);
+        self.update_ready_gauge();
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+                tracing::info!(?partitions, "partitions assigned");
+                self.shared
+                    .readiness
+                    .partitions_assigned
+                    .store(!partitions.is_empty(), Ordering::Relaxed);
+                self.shared
+                    .metrics
+                    .assigned_partitions
+                    .set(partitions.len() as i64);
+                self.update_ready_gauge();
+            }
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(err) => tracing::error!(error = %err, "rebalance error"),
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        self.record_commit(&result);
+        if result.is_ok() {
+            tracing::debug!(partitions = offsets.count(), "offsets committed");
+        }
+    }
+}
+
+impl Context {
+    fn record_commit(&self, result: &KafkaResult<()>) {
+        match result {
+            Ok(()) => {
+                self.shared.metrics.commits.with_label_values(&["ok"]).inc();
+            }
+            // Nothing to commit is not a failure.
+            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(err) => {
+                self.shared
+                    .metrics
+                    .commits
+                    .with_label_values(&["error"])
+                    .inc();
+                self.shared.commit_failed.store(true, Ordering::Relaxed);
+                tracing::warn!(error = %err, "offset commit failed; will retry");
+            }
+        }
+    }
+}
+
+fn consumer_config(args: &ConsumeArgs) -> ClientConfig {
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", &args.brokers)
+        .set("group.id", &args.group)
+        .set("client.id", "cdcmon")
+        // We commit ourselves, after the event log is durable.
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        // A new group starts at the beginning: events produced before cdcmon first ran count.
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        .set("statistics.interval.ms", STATS_INTERVAL_MS.to_string());
+    for (k, v) in &args.kafka_options {
+        cfg.set(k, v);
+    }
+    cfg
+}
+
+fn dead_letter_producer(args: &ConsumeArgs) -> anyhow::Result<Option<(FutureProducer, String)>> {
+    let Some(topic) = &args.dead_letter_topic else {
+        return Ok(None);
+    };
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &args.brokers)
+        .set("client.id", "cdcmon-dead-letter")
+        .set("message.timeout.ms", "10000")
+        .create()
+        .map_err(|e| anyhow::anyhow!("cannot create the dead-letter producer: {e}"))?;
+    Ok(Some((producer, topic.clone())))
+}
+
+async fn consume(
+    args: &ConsumeArgs,
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let event_log = EventLog::open(
+        &args.event_log,
+        LogOptions::new(args.log_values, &args.redact),
+    )?;
+    let sink = Arc::new(Mutex::new(Sink::new(event_log)));
+    let shared = Arc::new(Shared {
+        metrics: metrics.clone(),
+        readiness,
+        topic: args.topic.clone(),
+        sink: sink.clone(),
+        commit_failed: AtomicBool::new(false),
+    });
+    let consumer: StreamConsumer<Context> = consumer_config(args)
+        .create_with_context(Context {
+            shared: shared.clone(),
+        })
+        .map_err(|e| {
+            anyhow::anyhow!("cannot create the Kafka consumer for {}: {e}", args.brokers)
+        })?;
+    consumer
+        .subscribe(&[&args.topic])
+        .map_err(|e| anyhow::anyhow!("cannot subscribe to topic {}: {e}", args.topic))?;
+    let dead_letter = dead_letter_producer(args)?;
+    tracing::info!(brokers = %args.brokers, topic = %args.topic, group = %args.group, "consuming");
+
+    let mut pipeline = Pipeline::new(
+        Decoder::new(args.protocol, args.compression),
+        metrics.clone(),
+        sink,
+    );
+    let mut commit_tick =
+        tokio::time::interval(Duration::from_millis(args.commit_interval_ms.max(10)));
+    commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut warn_limiter = WarnLimiter::new(DECODE_WARNINGS_PER_SEC);
+
+    loop {
+        let message = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            _ = commit_tick.tick() => {
+                commit(&consumer, &shared, CommitMode::Async);
+                continue;
+            }
+            message = consumer.recv() => message,
+        };
+        let message = match message {
+            Ok(m) => m,
+            Err(err) => {
+                // Transport errors are retried by librdkafka itself; do not spin on them.
+                tracing::warn!(error = %err, "kafka receive error");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        metrics.messages.inc();
+        let pos = KafkaPosition {
+            topic: message.topic(),
+            partition: message.partition(),
+            offset: message.offset(),
+        };
+        let outcome = loop {
+            match pipeline.process(&pos, message.key(), message.payload(), pipeline::now_ms()) {
+                Ok(outcome) => break Some(outcome),
+                Err(err) => {
+                    // The log cannot take the event (disk full, ...). Waiting is the only way
+                    // not to lose it: the offset stays uncommitted until the write succeeds.
+                    metrics.event_log_errors.inc();
+                    tracing::error!(error = %err, partition = pos.partition, offset = pos.offset, "event log write failed; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break None,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+            }
+        };
+        let Some(outcome) = outcome else { break };
+        if let Outcome::Undecodable(err) = outcome {
+            report_undecodable(&err, &pos, message.payload(), &mut warn_limiter);
+            if let Some((producer, topic)) = &dead_letter {
+                send_dead_letter(
+                    producer,
+                    topic,
+                    &pos,
+                    &err,
+                    message.key(),
+                    message.payload(),
+                    &metrics,
+                )
+                .await;
+            }
+        }
+    }
+
+    tracing::info!("stopping: flushing the event log and committing offsets");
+    commit(&consumer, &shared, CommitMode::Sync);
+    // Leave the group now so partitions move to other members without waiting for a timeout.
+    consumer.unsubscribe();
+    Ok(())
+}
+
+/// Make the event log durable, then commit every pending offset.
+fn commit(consumer: &StreamConsumer<Context>, shared: &Shared, mode: CommitMode) {
+    let tpl = {
+        let mut sink = pipeline::lock(&shared.sink);
+        let retry = shared.commit_failed.swap(false, Ordering::Relaxed);
+        if !sink.dirty && !retry {
+            return;
+        }
+        if let Err(err) = sink.event_log.flush_durable() {
+            shared.metrics.event_log_errors.inc();
+            tracing::error!(error = %err, "event log flush failed; offsets not committed");
+            return;
+        }
+        sink.dirty = false;
+        let mut tpl = TopicPartitionList::new();
+        for (partition, next) in &sink.pending {
+            let _ = tpl.add_partition_offset(&shared.topic, *partition, Offset::Offset(*next));
+        }
+        tpl
+    };
+    if tpl.count() == 0 {
+        return;
+    }
+    if let Err(err) = consumer.commit(&tpl, mode) {
+        // Async errors arrive in commit_callback; a synchronous one is recorded here.
+        consumer.context().record_commit(&Err(err));
+    } else if matches!(mode, CommitMode::Sync) {
+        consumer.context().record_commit(&Ok(()));
+    }
+}
+
+fn report_undecodable(
+    err: &DecodeError,
+    pos: &KafkaPosition<'_>,
+    payload: Option<&[u8]>,
+    limiter: &mut WarnLimiter,
+) {
+    let Some(suppressed) = limiter.allow() else {
+        return;
+    };
+    let bytes = payload.unwrap_or_default();
+    let sample = bytes[..bytes.len().min(SAMPLE_BYTES)]
+        .escape_ascii()
+        .to_string();
+    tracing::warn!(
+        topic = pos.topic,
+        partition = pos.partition,
+        offset = pos.offset,
+        reason = err.reason.as_str(),
+        error = %err,
+        bytes = bytes.len(),
+        sample = %sample,
+        suppressed_since_last = suppressed,
+        "undecodable message skipped"
+    );
+}
+
+async fn send_dead_letter(
+    producer: &FutureProducer,
+    topic: &str,
+    pos: &KafkaPosition<'_>,
+    err: &DecodeError,
+    key: Option<&[u8]>,
+    payload: Option<&[u8]>,
+    metrics: &Metrics,
+) {
+    let partition = pos.partition.to_string();
+    let offset = pos.offset.to_string();
+    let headers = OwnedHeaders::new()
+        .insert(Header {
+            key: "cdcmon.source.topic",
+            value: Some(pos.topic),
+        })
+        .insert(Header {
+            key: "cdcmon.source.partition",
+            value: Some(partition.as_str()),
+        })
+        .insert(Header {
+            key: "cdcmon.source.offset",
+            value: Some(offset.as_str()),
+        })
+        .insert(Header {
+            key: "cdcmon.error.reason",
+            value: Some(err.reason.as_str()),
+        });
+    let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).headers(headers);
+    if let Some(k) = key {
+        record = record.key(k);
+    }
+    if let Some(p) = payload {
+        record = record.payload(p);
+    }
+    match producer.send(record, Duration::from_secs(10)).await {
+        Ok(_) => metrics.dead_letter.with_label_values(&["ok"]).inc(),
+        Err((e, _)) => {
+            metrics.dead_letter.with_label_values(&["error"]).inc();
+            tracing::error!(error = %e, topic, partition = pos.partition, offset = pos.offset, "dead-letter copy failed");
+        }
+    }
+}
+
+/// Lets through at most `per_sec` warnings a second; reports how many it held back.
+struct WarnLimiter {
+    per_sec: u32,
+    window_start: std::time::Instant,
+    in_window: u32,
+    suppressed: u64,
+}
+
+impl WarnLimiter {
+    fn new(per_sec: u32) -> Self {
+        WarnLimiter {
+            per_sec,
+            window_start: std::time::Instant::now(),
+            in_window: 0,
+            suppressed: 0,
+        }
+    }
+
+    /// `Some(n)`: log now, `n` warnings were suppressed since the last one logged.
+    fn allow(&mut self) -> Option<u64> {
+        if self.window_start.elapsed() >= Duration::from_secs(1) {
+            self.window_start = std::time::Instant::now();
+            self.in_window = 0;
+        }
+        if self.in_window < self.per_sec {
+            self.in_window += 1;
+            Some(std::mem::take(&mut self.suppressed))
+        } else {
+            self.suppressed += 1;
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warn_limiter_caps_and_counts() {
+        let mut l = WarnLimiter::new(2);
+        assert_eq!(l.allow(), Some(0));
+        assert_eq!(l.allow(), Some(0));
+        assert_eq!(l.allow(), None);
+        assert_eq!(l.allow(), None);
+        l.window_start -= Duration::from_secs(2);
+        assert_eq!(l.allow(), Some(2));
+    }
+
+    #[test]
+    fn user_kafka_options_override_defaults() {
+        use clap::Parser;
+        let cli = crate::cli::Cli::try_parse_from([
+            "cdcmon",
+            "consume",
+            "--kafka-option",
+            "auto.offset.reset=latest,fetch.wait.max.ms=50",
+        ])
+        .unwrap();
+        let crate::cli::Command::Consume(args) = cli.command else {
+            panic!()
+        };
+        let cfg = consumer_config(&args);
+        assert_eq!(cfg.get("auto.offset.reset"), Some("latest"));
+        assert_eq!(cfg.get("fetch.wait.max.ms"), Some("50"));
+        assert_eq!(cfg.get("enable.auto.commit"), Some("false"));
+    }
+}

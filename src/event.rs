@@ -201,7 +201,9 @@ impl<'a> ChangeEvent<'a> {
             values: cols(self.values),
             old_values: cols(self.old_values),
             partial: self.partial,
-            claim_check_location: self.claim_check_location.map(|c| Cow::Owned(c.into_owned())),
+            claim_check_location: self
+                .claim_check_location
+                .map(|c| Cow::Owned(c.into_owned())),
         }
     }
 }

@@ -1,0 +1,522 @@
+//! The ndjson event log: one line per row or DDL event, shaped for Filebeat's ndjson parser and
+//! the `cdc-events-*` index (format: `docs/event-log.md`).
+//!
+//! Lines are rendered by hand into a reused buffer (no intermediate `serde_json::Value`), and
+//! written through a large `BufWriter`. Durability is decided by the consumer: it calls
+//! [`EventLog::flush_durable`] before committing offsets, so a committed offset always means the
+//! events before it are in the file.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::path::Path;
+
+use serde_json::value::RawValue;
+
+use crate::event::{ChangeEvent, Column, EventKind};
+
+/// Where in Kafka an event came from.
+#[derive(Debug, Clone, Copy)]
+pub struct KafkaPosition<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// What the log shows of row values.
+#[derive(Debug, Clone, Default)]
+pub struct LogOptions {
+    /// Include `cdc.values` / `cdc.old_values`.
+    pub log_values: bool,
+    /// Lower-case substrings: a column whose name contains one is masked as `"***"`.
+    pub redact: Vec<String>,
+}
+
+impl LogOptions {
+    pub fn new(log_values: bool, redact: &[String]) -> Self {
+        LogOptions {
+            log_values,
+            redact: redact
+                .iter()
+                .map(|s| s.trim().to_ascii_lowercase())
+                .filter(|s| !s.is_empty())
+                .collect(),
+        }
+    }
+
+    fn is_redacted(&self, column: &str) -> bool {
+        self.redact
+            .iter()
+            .any(|pattern| contains_ignore_ascii_case(column, pattern))
+    }
+}
+
+/// `needle` must already be lower case.
+fn contains_ignore_ascii_case(haystack: &str, needle: &str) -> bool {
+    let (h, n) = (haystack.as_bytes(), needle.as_bytes());
+    n.is_empty()
+        || h.windows(n.len())
+            .any(|w| w.iter().zip(n).all(|(a, b)| a.to_ascii_lowercase() == *b))
+}
+
+/// Whether an event kind gets a log line (watermarks and bootstrap do not).
+pub fn is_logged(kind: EventKind) -> bool {
+    matches!(kind, EventKind::Row | EventKind::Ddl)
+}
+
+const REDACTED: &str = "\"***\"";
+/// DDL statements can be long; the `message` summary keeps the start, `cdc.ddl.query` has all.
+const MESSAGE_QUERY_CHARS: usize = 200;
+
+/// Render one event as a JSON line (with the trailing newline) appended to `out`.
+pub fn render_line(
+    ev: &ChangeEvent<'_>,
+    pos: &KafkaPosition<'_>,
+    opts: &LogOptions,
+    now_ms: i64,
+    out: &mut Vec<u8>,
+) {
+    let commit_ms = ev.commit_time_ms().unwrap_or(now_ms);
+    out.extend_from_slice(b"{\"@timestamp\":\"");
+    write_rfc3339_ms(out, commit_ms);
+    out.extend_from_slice(
+        b"\",\"event\":{\"kind\":\"event\",\"dataset\":\"cdcmon.cdc\",\"action\":",
+    );
+    let action: &str = match (ev.op, &ev.ddl) {
+        (Some(op), _) => op.as_str(),
+        (None, Some(ddl)) => &ddl.ddl_type,
+        (None, None) => ev.kind.as_str(),
+    };
+    write_str(out, action);
+    out.extend_from_slice(b",\"created\":\"");
+    write_rfc3339_ms(out, now_ms);
+    out.extend_from_slice(b"\"},\"cdc\":{\"kind\":");
+    write_str(out, ev.kind.as_str());
+    out.extend_from_slice(b",\"db\":");
+    write_str(out, &ev.db);
+    out.extend_from_slice(b",\"table\":");
+    write_str(out, &ev.table);
+    if let Some(op) = ev.op {
+        out.extend_from_slice(b",\"op\":");
+        write_str(out, op.as_str());
+    }
+    if let Some(ts) = ev.commit_ts {
+        out.extend_from_slice(b",\"commit_ts\":");
+        out.extend_from_slice(itoa_u64(ts).as_bytes());
+    }
+    out.extend_from_slice(b",\"protocol\":");
+    write_str(out, ev.protocol.as_str());
+    if let Some(ddl) = &ev.ddl {
+        out.extend_from_slice(b",\"ddl\":{\"type\":");
+        write_str(out, &ddl.ddl_type);
+        out.extend_from_slice(b",\"query\":");
+        write_str(out, &ddl.query);
+        out.push(b'}');
+    }
+    if ev.kind == EventKind::Row {
+        out.extend_from_slice(b",\"keys\":");
+        write_columns(out, &ev.keys, opts);
+        out.extend_from_slice(b",\"key\":");
+        let summary = key_summary(&ev.keys, opts);
+        write_str(out, &summary);
+        out.extend_from_slice(if ev.partial {
+            b",\"partial\":true"
+        } else {
+            b",\"partial\":false"
+        });
+        if opts.log_values {
+            out.extend_from_slice(b",\"values\":");
+            write_columns(out, &ev.values, opts);
+            if !ev.old_values.is_empty() {
+                out.extend_from_slice(b",\"old_values\":");
+                write_columns(out, &ev.old_values, opts);
+            }
+        }
+    }
+    if let Some(location) = &ev.claim_check_location {
+        out.extend_from_slice(b",\"claim_check_location\":");
+        write_str(out, location);
+    }
+    out.extend_from_slice(b"},\"kafka\":{\"topic\":");
+    write_str(out, pos.topic);
+    out.extend_from_slice(b",\"partition\":");
+    out.extend_from_slice(pos.partition.to_string().as_bytes());
+    out.extend_from_slice(b",\"offset\":");
+    out.extend_from_slice(pos.offset.to_string().as_bytes());
+    out.extend_from_slice(b"},\"message\":");
+    let message = summary_message(ev, opts);
+    write_str(out, &message);
+    out.extend_from_slice(b"}\n");
+}
+
+fn itoa_u64(v: u64) -> String {
+    v.to_string()
+}
+
+/// `insert app.users id=1` / `CREATE app.users: CREATE TABLE ...`.
+fn summary_message(ev: &ChangeEvent<'_>, opts: &LogOptions) -> String {
+    let mut s = String::with_capacity(64);
+    match (ev.op, &ev.ddl) {
+        (Some(op), _) => {
+            s.push_str(op.as_str());
+            s.push(' ');
+            push_table(&mut s, ev);
+            if !ev.keys.is_empty() {
+                s.push(' ');
+                s.push_str(&key_summary(&ev.keys, opts));
+            }
+            if ev.partial {
+                s.push_str(" (partial)");
+            }
+        }
+        (None, Some(ddl)) => {
+            s.push_str(&ddl.ddl_type);
+            s.push(' ');
+            push_table(&mut s, ev);
+            s.push_str(": ");
+            let mut chars = ddl.query.chars();
+            s.extend(chars.by_ref().take(MESSAGE_QUERY_CHARS));
+            if chars.next().is_some() {
+                s.push('…');
+            }
+        }
+        (None, None) => {
+            s.push_str(ev.kind.as_str());
+            s.push(' ');
+            push_table(&mut s, ev);
+        }
+    }
+    s
+}
+
+fn push_table(s: &mut String, ev: &ChangeEvent<'_>) {
+    s.push_str(&ev.db);
+    if !ev.table.is_empty() {
+        s.push('.');
+        s.push_str(&ev.table);
+    }
+}
+
+/// `col=val,col2=val2`, string values unquoted.
+pub fn key_summary(keys: &[Column<'_>], opts: &LogOptions) -> String {
+    let mut s = String::new();
+    for (i, col) in keys.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(&col.name);
+        s.push('=');
+        if opts.is_redacted(&col.name) {
+            s.push_str("***");
+        } else {
+            push_plain_value(&mut s, &col.value);
+        }
+    }
+    s
+}
+
+/// A JSON string value without its quotes and escapes; anything else as its JSON text.
+fn push_plain_value(s: &mut String, raw: &RawValue) {
+    let text = raw.get();
+    if text.starts_with('"') {
+        match serde_json::from_str::<std::borrow::Cow<'_, str>>(text) {
+            Ok(v) => s.push_str(&v),
+            Err(_) => s.push_str(text),
+        }
+    } else {
+        s.push_str(text);
+    }
+}
+
+fn write_columns(out: &mut Vec<u8>, cols: &[Column<'_>], opts: &LogOptions) {
+    out.push(b'{');
+    for (i, col) in cols.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(out, &col.name);
+        out.push(b':');
+        if opts.is_redacted(&col.name) {
+            out.extend_from_slice(REDACTED.as_bytes());
+        } else {
+            // Raw JSON text straight from the message: already valid JSON, no re-encoding.
+            out.extend_from_slice(col.value.get().as_bytes());
+        }
+    }
+    out.push(b'}');
+}
+
+/// A JSON string literal, escaped.
+fn write_str(out: &mut Vec<u8>, s: &str) {
+    // Fast path: nothing to escape (the usual case for names and ops).
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else if serde_json::to_writer(&mut *out, s).is_err() {
+        // Writing to a Vec cannot fail; keep the line valid JSON regardless.
+        out.extend_from_slice(b"\"\"");
+    }
+}
+
+/// RFC 3339 UTC with milliseconds, e.g. `2026-11-24T11:33:57.123Z`.
+pub fn write_rfc3339_ms(out: &mut Vec<u8>, unix_ms: i64) {
+    let secs = unix_ms.div_euclid(1000);
+    let ms = unix_ms.rem_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    let s = format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
+        sod / 3600,
+        (sod % 3600) / 60,
+        sod % 60
+    );
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+enum Destination {
+    Stdout(BufWriter<io::Stdout>),
+    File(BufWriter<File>),
+}
+
+/// The event-log writer: buffered appends, explicit durable flush.
+pub struct EventLog {
+    dest: Destination,
+    opts: LogOptions,
+    line: Vec<u8>,
+}
+
+/// 256 KiB: large enough that a burst of events costs few write syscalls.
+const BUFFER_BYTES: usize = 256 * 1024;
+
+impl EventLog {
+    /// `path` `-` means stdout; anything else is a file opened for append (created if absent).
+    pub fn open(path: &str, opts: LogOptions) -> anyhow::Result<Self> {
+        let dest = if path == "-" {
+            Destination::Stdout(BufWriter::with_capacity(BUFFER_BYTES, io::stdout()))
+        } else {
+            let path = Path::new(path);
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| anyhow::anyhow!("cannot open event log {}: {e}", path.display()))?;
+            Destination::File(BufWriter::with_capacity(BUFFER_BYTES, file))
+        };
+        Ok(EventLog {
+            dest,
+            opts,
+            line: Vec::with_capacity(1024),
+        })
+    }
+
+    /// Append one event's line (buffered). Only row and DDL events are logged.
+    pub fn write_event(
+        &mut self,
+        ev: &ChangeEvent<'_>,
+        pos: &KafkaPosition<'_>,
+        now_ms: i64,
+    ) -> io::Result<()> {
+        if !is_logged(ev.kind) {
+            return Ok(());
+        }
+        self.line.clear();
+        render_line(ev, pos, &self.opts, now_ms, &mut self.line);
+        match &mut self.dest {
+            Destination::Stdout(w) => w.write_all(&self.line),
+            Destination::File(w) => w.write_all(&self.line),
+        }
+    }
+
+    /// Flush buffered lines to the OS and, for a file, to disk (`fdatasync`).
+    pub fn flush_durable(&mut self) -> io::Result<()> {
+        match &mut self.dest {
+            Destination::Stdout(w) => w.flush(),
+            Destination::File(w) => {
+                w.flush()?;
+                w.get_ref().sync_data()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use super::*;
+    use crate::event::{Ddl, Protocol, RowOp};
+
+    fn raw(s: &str) -> Cow<'static, RawValue> {
+        Cow::Owned(RawValue::from_string(s.to_owned()).unwrap())
+    }
+
+    fn col(name: &str, v: &str) -> Column<'static> {
+        Column {
+            name: Cow::Owned(name.to_owned()),
+            value: raw(v),
+        }
+    }
+
+    fn row_event() -> ChangeEvent<'static> {
+        let mut ev = ChangeEvent::new(Protocol::CanalJson, EventKind::Row);
+        ev.op = Some(RowOp::Update);
+        ev.db = "app".into();
+        ev.table = "users".into();
+        ev.commit_ts = Some(439749918821711874); // 2023-02-27T15:46:52.888Z
+        ev.keys = vec![col("id", "\"7\"")];
+        ev.values = vec![
+            col("id", "\"7\""),
+            col("name", "\"a \\\"q\\\"\""),
+            col("Password_Hash", "\"x\""),
+        ];
+        ev.old_values = vec![col("name", "null")];
+        ev
+    }
+
+    const POS: KafkaPosition<'static> = KafkaPosition {
+        topic: "app_cdc",
+        partition: 2,
+        offset: 41,
+    };
+
+    #[test]
+    fn row_line_has_the_documented_shape() {
+        let mut out = Vec::new();
+        render_line(
+            &row_event(),
+            &POS,
+            &LogOptions::default(),
+            1_700_000_000_001,
+            &mut out,
+        );
+        assert_eq!(out.last(), Some(&b'\n'));
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["@timestamp"], "2023-02-27T15:46:52.888Z");
+        assert_eq!(v["event"]["action"], "update");
+        assert_eq!(v["event"]["created"], "2023-11-14T22:13:20.001Z");
+        assert_eq!(v["cdc"]["kind"], "row");
+        assert_eq!(v["cdc"]["db"], "app");
+        assert_eq!(v["cdc"]["table"], "users");
+        assert_eq!(v["cdc"]["op"], "update");
+        assert_eq!(v["cdc"]["commit_ts"].as_u64(), Some(439749918821711874));
+        assert_eq!(v["cdc"]["protocol"], "canal-json");
+        assert_eq!(v["cdc"]["keys"]["id"], "7");
+        assert_eq!(v["cdc"]["key"], "id=7");
+        assert_eq!(v["cdc"]["partial"], false);
+        assert!(v["cdc"].get("values").is_none(), "values are opt-in");
+        assert_eq!(v["kafka"]["topic"], "app_cdc");
+        assert_eq!(v["kafka"]["partition"], 2);
+        assert_eq!(v["kafka"]["offset"], 41);
+        assert_eq!(v["message"], "update app.users id=7");
+    }
+
+    #[test]
+    fn values_are_opt_in_and_redacted() {
+        let mut out = Vec::new();
+        let opts = LogOptions::new(true, &["password".into(), " SECRET ".into()]);
+        render_line(&row_event(), &POS, &opts, 0, &mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["cdc"]["values"]["name"], "a \"q\"");
+        assert_eq!(v["cdc"]["values"]["Password_Hash"], "***");
+        assert_eq!(v["cdc"]["old_values"]["name"], serde_json::Value::Null);
+        assert!(!String::from_utf8_lossy(&out).contains("\"x\""));
+    }
+
+    #[test]
+    fn ddl_line_has_type_and_no_row_fields() {
+        let mut ev = ChangeEvent::new(Protocol::Simple, EventKind::Ddl);
+        ev.db = "app".into();
+        ev.table = "orders".into();
+        ev.commit_ts = Some(1 << 18);
+        ev.ddl = Some(Ddl {
+            ddl_type: "CREATE".into(),
+            query: "CREATE TABLE orders (id INT PRIMARY KEY)\n".into(),
+        });
+        let mut out = Vec::new();
+        render_line(&ev, &POS, &LogOptions::default(), 0, &mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["@timestamp"], "1970-01-01T00:00:00.001Z");
+        assert_eq!(v["event"]["action"], "CREATE");
+        assert_eq!(v["cdc"]["kind"], "ddl");
+        assert!(v["cdc"].get("op").is_none());
+        assert!(v["cdc"].get("keys").is_none());
+        assert_eq!(v["cdc"]["ddl"]["type"], "CREATE");
+        assert_eq!(
+            v["cdc"]["ddl"]["query"],
+            "CREATE TABLE orders (id INT PRIMARY KEY)\n"
+        );
+        assert_eq!(
+            v["message"],
+            "CREATE app.orders: CREATE TABLE orders (id INT PRIMARY KEY)\n"
+        );
+        assert_eq!(out.iter().filter(|b| **b == b'\n').count(), 1, "one line");
+    }
+
+    #[test]
+    fn civil_dates_are_right_around_edges() {
+        let fmt = |ms| {
+            let mut v = Vec::new();
+            write_rfc3339_ms(&mut v, ms);
+            String::from_utf8(v).unwrap()
+        };
+        assert_eq!(fmt(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(fmt(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(fmt(1_640_007_049_196), "2021-12-20T13:30:49.196Z");
+        assert_eq!(fmt(-1), "1969-12-31T23:59:59.999Z");
+        assert_eq!(fmt(4_102_444_799_999), "2099-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn redaction_is_case_insensitive_substring() {
+        let opts = LogOptions::new(false, &["token".into()]);
+        assert!(opts.is_redacted("api_TOKEN"));
+        assert!(!opts.is_redacted("tok"));
+        assert_eq!(
+            key_summary(&[col("Token", "1"), col("b", "\"x\"")], &opts),
+            "Token=***,b=x"
+        );
+    }
+
+    #[test]
+    fn file_destination_appends_and_skips_watermarks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.ndjson");
+        let path_str = path.to_str().unwrap();
+        for _ in 0..2 {
+            let mut log = EventLog::open(path_str, LogOptions::default()).unwrap();
+            log.write_event(&row_event(), &POS, 0).unwrap();
+            let wm = ChangeEvent::new(Protocol::CanalJson, EventKind::Watermark);
+            log.write_event(&wm, &POS, 0).unwrap();
+            log.flush_durable().unwrap();
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 2);
+        assert!(text.lines().all(|l| l.contains("\"op\":\"update\"")));
+    }
+
+    #[test]
+    fn unopenable_path_is_a_clear_error() {
+        let err = EventLog::open("/nonexistent-dir/x.ndjson", LogOptions::default())
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string().contains("/nonexistent-dir/x.ndjson"),
+            "{err}"
+        );
+    }
+}

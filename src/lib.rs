@@ -13,6 +13,7 @@ pub mod event;
 pub mod eventlog;
 pub mod http;
 pub mod metrics;
+pub mod pipeline;
 pub mod protocol;
 pub mod shutdown;
 pub mod smoke;

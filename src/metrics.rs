@@ -1,0 +1,326 @@
+//! Prometheus metrics. Names and labels of the `cdc_*` families are fixed by DESIGN.md.
+//!
+//! The hot path never builds label strings per event: [`EventCounters`] caches the counter handles
+//! per (db, table) and is owned by the single consume loop, so lookups need no lock and no
+//! allocation once a table has been seen.
+
+use std::collections::HashMap;
+
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
+};
+
+use crate::event::RowOp;
+use crate::protocol::DecodeErrorReason;
+
+/// Buckets of `cdc_event_lag_seconds`: TiCDC's normal commit-to-Kafka latency is sub-second to a
+/// few seconds; the tail up to 10 minutes tells a stuck changefeed apart.
+pub const LAG_BUCKETS: [f64; 13] = [
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+];
+
+/// Every metric cdcmon exports, registered in one private registry.
+pub struct Metrics {
+    registry: Registry,
+    pub events: IntCounterVec,
+    pub ddl_events: IntCounterVec,
+    pub event_lag: Histogram,
+    pub watermark_seconds: Gauge,
+    pub decode_errors: IntCounterVec,
+    pub consumer_lag: IntGaugeVec,
+    pub messages: IntCounter,
+    pub watermarks: IntCounter,
+    pub ready: IntGauge,
+    pub assigned_partitions: IntGauge,
+    pub commits: IntCounterVec,
+    pub event_log_errors: IntCounter,
+    pub dead_letter: IntCounterVec,
+    pub last_event_seconds: Gauge,
+}
+
+fn register<T: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    collector: T,
+) -> anyhow::Result<T> {
+    registry.register(Box::new(collector.clone()))?;
+    Ok(collector)
+}
+
+impl Metrics {
+    pub fn new() -> anyhow::Result<Self> {
+        let registry = Registry::new();
+        let r = &registry;
+        let metrics = Metrics {
+            events: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "cdc_events_total",
+                        "Row change events by table and operation.",
+                    ),
+                    &["db", "table", "op"],
+                )?,
+            )?,
+            ddl_events: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new("cdc_ddl_events_total", "DDL events by table and DDL type."),
+                    &["db", "table", "type"],
+                )?,
+            )?,
+            event_lag: register(
+                r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "cdc_event_lag_seconds",
+                        "Consume time minus commit time (commitTs >> 18 ms) of row and DDL events.",
+                    )
+                    .buckets(LAG_BUCKETS.to_vec()),
+                )?,
+            )?,
+            watermark_seconds: register(
+                r,
+                Gauge::new(
+                    "cdc_watermark_timestamp_seconds",
+                    "Minimum TiCDC watermark (resolved ts) across assigned partitions, unix seconds.",
+                )?,
+            )?,
+            decode_errors: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "cdc_decode_errors_total",
+                        "Kafka messages that could not be decoded, by reason.",
+                    ),
+                    &["reason"],
+                )?,
+            )?,
+            consumer_lag: register(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "cdc_kafka_consumer_lag_messages",
+                        "Partition high watermark minus the consumer position.",
+                    ),
+                    &["partition"],
+                )?,
+            )?,
+            messages: register(
+                r,
+                IntCounter::new("cdcmon_kafka_messages_total", "Kafka messages consumed.")?,
+            )?,
+            watermarks: register(
+                r,
+                IntCounter::new("cdcmon_watermarks_total", "Watermark events received.")?,
+            )?,
+            ready: register(
+                r,
+                IntGauge::new(
+                    "cdcmon_ready",
+                    "1 when partitions are assigned and a broker is up, else 0.",
+                )?,
+            )?,
+            assigned_partitions: register(
+                r,
+                IntGauge::new(
+                    "cdcmon_kafka_assigned_partitions",
+                    "Partitions currently assigned to this consumer.",
+                )?,
+            )?,
+            commits: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new("cdcmon_kafka_commits_total", "Offset commits by result."),
+                    &["result"],
+                )?,
+            )?,
+            event_log_errors: register(
+                r,
+                IntCounter::new(
+                    "cdcmon_event_log_errors_total",
+                    "Failed writes or flushes of the event log (retried; offsets wait).",
+                )?,
+            )?,
+            dead_letter: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "cdcmon_dead_letter_messages_total",
+                        "Undecodable messages copied to the dead-letter topic, by result.",
+                    ),
+                    &["result"],
+                )?,
+            )?,
+            last_event_seconds: register(
+                r,
+                Gauge::new(
+                    "cdc_last_event_timestamp_seconds",
+                    "Commit time of the newest row event, unix seconds.",
+                )?,
+            )?,
+            registry,
+        };
+        let build_info = IntGaugeVec::new(
+            Opts::new("cdcmon_build_info", "Build information; always 1."),
+            &["version"],
+        )?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        metrics.registry.register(Box::new(build_info))?;
+        #[cfg(target_os = "linux")]
+        metrics.registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+        // Pre-create every error reason and result label so dashboards and `increase()` see a
+        // zero before the first failure instead of a missing series.
+        for reason in DecodeErrorReason::ALL {
+            metrics.decode_errors.with_label_values(&[reason.as_str()]);
+        }
+        for result in ["ok", "error"] {
+            metrics.commits.with_label_values(&[result]);
+            metrics.dead_letter.with_label_values(&[result]);
+        }
+        Ok(metrics)
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8 * 1024);
+        // TextEncoder only fails on I/O errors of the writer, and a Vec does not fail.
+        if let Err(err) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!(error = %err, "cannot encode metrics");
+        }
+        out
+    }
+
+    pub fn decode_error(&self, reason: DecodeErrorReason) {
+        self.decode_errors
+            .with_label_values(&[reason.as_str()])
+            .inc();
+    }
+}
+
+/// Counter handles for one table: one per row op, and DDL types resolved on first use.
+struct TableCounters {
+    ops: [IntCounter; 3],
+    ddl: HashMap<Box<str>, IntCounter>,
+}
+
+/// Per-table cache of counter handles, owned by the consume loop.
+pub struct EventCounters {
+    events: IntCounterVec,
+    ddl_events: IntCounterVec,
+    by_db: HashMap<Box<str>, HashMap<Box<str>, TableCounters>>,
+}
+
+impl EventCounters {
+    pub fn new(metrics: &Metrics) -> Self {
+        EventCounters {
+            events: metrics.events.clone(),
+            ddl_events: metrics.ddl_events.clone(),
+            by_db: HashMap::new(),
+        }
+    }
+
+    fn table(&mut self, db: &str, table: &str) -> &mut TableCounters {
+        // Two-level map so a lookup borrows `&str` keys: no allocation once the table is known.
+        if !self.by_db.contains_key(db) {
+            self.by_db.insert(db.into(), HashMap::new());
+        }
+        let Some(tables) = self.by_db.get_mut(db) else {
+            unreachable!("inserted above")
+        };
+        if !tables.contains_key(table) {
+            let ops = RowOp::ALL.map(|op| self.events.with_label_values(&[db, table, op.as_str()]));
+            tables.insert(
+                table.into(),
+                TableCounters {
+                    ops,
+                    ddl: HashMap::new(),
+                },
+            );
+        }
+        match tables.get_mut(table) {
+            Some(t) => t,
+            None => unreachable!("inserted above"),
+        }
+    }
+
+    pub fn row(&mut self, db: &str, table: &str, op: RowOp) {
+        let idx = match op {
+            RowOp::Insert => 0,
+            RowOp::Update => 1,
+            RowOp::Delete => 2,
+        };
+        self.table(db, table).ops[idx].inc();
+    }
+
+    pub fn ddl(&mut self, db: &str, table: &str, ddl_type: &str) {
+        let family = self.ddl_events.clone();
+        let t = self.table(db, table);
+        if let Some(counter) = t.ddl.get(ddl_type) {
+            counter.inc();
+            return;
+        }
+        let counter = family.with_label_values(&[db, table, ddl_type]);
+        counter.inc();
+        t.ddl.insert(ddl_type.into(), counter);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(m: &Metrics) -> String {
+        String::from_utf8(m.render()).unwrap()
+    }
+
+    #[test]
+    fn fixed_metric_names_are_exported() {
+        let m = Metrics::new().unwrap();
+        let mut c = EventCounters::new(&m);
+        c.row("app", "users", RowOp::Insert);
+        c.ddl("app", "users", "CREATE");
+        m.consumer_lag.with_label_values(&["0"]).set(3);
+        let t = text(&m);
+        for name in [
+            "cdc_events_total{db=\"app\",op=\"insert\",table=\"users\"} 1",
+            "cdc_ddl_events_total{db=\"app\",table=\"users\",type=\"CREATE\"} 1",
+            "cdc_event_lag_seconds_bucket",
+            "cdc_watermark_timestamp_seconds",
+            "cdc_decode_errors_total{reason=\"invalid_json\"} 0",
+            "cdc_kafka_consumer_lag_messages{partition=\"0\"} 3",
+            "cdcmon_build_info{version=\"",
+            "process_resident_memory_bytes",
+        ] {
+            assert!(t.contains(name), "missing {name} in\n{t}");
+        }
+    }
+
+    #[test]
+    fn cached_handles_count_like_label_lookups() {
+        let m = Metrics::new().unwrap();
+        let mut c = EventCounters::new(&m);
+        for _ in 0..3 {
+            c.row("app", "orders", RowOp::Delete);
+        }
+        c.row("app", "orders", RowOp::Update);
+        c.row("other", "orders", RowOp::Update);
+        c.ddl("app", "orders", "ALTER");
+        c.ddl("app", "orders", "ALTER");
+        let get = |db: &str, t: &str, op: &str| m.events.with_label_values(&[db, t, op]).get();
+        assert_eq!(get("app", "orders", "delete"), 3);
+        assert_eq!(get("app", "orders", "update"), 1);
+        assert_eq!(get("app", "orders", "insert"), 0);
+        assert_eq!(get("other", "orders", "update"), 1);
+        assert_eq!(
+            m.ddl_events
+                .with_label_values(&["app", "orders", "ALTER"])
+                .get(),
+            2
+        );
+    }
+}
