@@ -121,3 +121,427 @@ impl std::str::FromStr for ProtocolChoice {
         })
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The decoder: one per consumer (it keeps the simple protocol's table-schema cache).
+// ---------------------------------------------------------------------------------------------
+
+/// Decodes Kafka messages of one configured protocol (or detects it per message).
+///
+/// Holds per-protocol state: the simple protocol announces primary keys only in BOOTSTRAP and
+/// DDL messages, so the decoder remembers them per table to fill `keys` of later DML.
+#[derive(Debug, Default)]
+pub struct Decoder {
+    choice: ProtocolChoice,
+    compression: Compression,
+    simple: simple::SchemaCache,
+}
+
+impl Decoder {
+    pub fn new(choice: ProtocolChoice, compression: Compression) -> Self {
+        Decoder {
+            choice,
+            compression,
+            simple: simple::SchemaCache::default(),
+        }
+    }
+
+    pub fn choice(&self) -> ProtocolChoice {
+        self.choice
+    }
+
+    pub fn compression(&self) -> Compression {
+        self.compression
+    }
+
+    /// Decode one Kafka message into its events (open-protocol batches give several).
+    ///
+    /// Never panics. Events borrow from `key`/`value` unless the message had to be
+    /// decompressed, in which case they own their data.
+    pub fn decode<'a>(
+        &mut self,
+        key: Option<&'a [u8]>,
+        value: Option<&'a [u8]>,
+    ) -> Result<Vec<ChangeEvent<'a>>, DecodeError> {
+        let fixed = match self.choice {
+            ProtocolChoice::Fixed(p) => Some(p),
+            // open-protocol is the only binary protocol; its key header is unmistakable.
+            ProtocolChoice::Auto if detect::has_open_protocol_header(key) => {
+                Some(Protocol::OpenProtocol)
+            }
+            ProtocolChoice::Auto => None,
+        };
+        if fixed == Some(Protocol::OpenProtocol) {
+            return open_protocol::decode(key, value, self.compression);
+        }
+        let value = match value {
+            Some(v) if !v.is_empty() => v,
+            _ => {
+                return Err(DecodeError::new(
+                    fixed,
+                    DecodeErrorReason::EmptyValue,
+                    "message has no value",
+                ));
+            }
+        };
+        if self.compression == Compression::None {
+            let protocol = match fixed {
+                Some(p) => p,
+                None => detect::detect_json(value)?,
+            };
+            return self.decode_json(protocol, key, value);
+        }
+        // TiCDC compresses the whole value (and, for debezium, the key): decode from a
+        // temporary buffer and detach the events from it.
+        let plain = self.compression.decompress(value, fixed)?;
+        let protocol = match fixed {
+            Some(p) => p,
+            None => detect::detect_json(&plain)?,
+        };
+        let plain_key = match (protocol, key) {
+            // A key that does not decompress only loses the key columns, not the event.
+            (Protocol::Debezium, Some(k)) if !k.is_empty() => {
+                self.compression.decompress(k, Some(protocol)).ok()
+            }
+            _ => None,
+        };
+        let events = self.decode_json(protocol, plain_key.as_deref(), &plain)?;
+        Ok(events.into_iter().map(ChangeEvent::into_owned).collect())
+    }
+
+    fn decode_json<'b>(
+        &mut self,
+        protocol: Protocol,
+        key: Option<&'b [u8]>,
+        value: &'b [u8],
+    ) -> Result<Vec<ChangeEvent<'b>>, DecodeError> {
+        let event = match protocol {
+            Protocol::CanalJson => canal_json::decode(value)?,
+            Protocol::Debezium => debezium::decode(key, value)?,
+            Protocol::Simple => self.simple.decode(value)?,
+            // Only reachable through a compressed message that `detect_json` cannot yield.
+            Protocol::OpenProtocol => {
+                return Err(DecodeError::new(
+                    Some(Protocol::OpenProtocol),
+                    DecodeErrorReason::Framing,
+                    "open-protocol messages are binary-framed, not JSON",
+                ));
+            }
+        };
+        Ok(vec![event])
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers shared by the protocol decoders.
+// ---------------------------------------------------------------------------------------------
+
+/// Longest `detail` we keep: errors are logged and counted per message, never the message.
+const MAX_DETAIL_CHARS: usize = 240;
+
+/// `detail`, cut to [`MAX_DETAIL_CHARS`] on a char boundary.
+pub(crate) fn bounded(detail: String) -> String {
+    match detail.char_indices().nth(MAX_DETAIL_CHARS) {
+        Some((cut, _)) => {
+            let mut s = detail;
+            s.truncate(cut);
+            s.push('…');
+            s
+        }
+        None => detail,
+    }
+}
+
+/// A short, quoted sample of an input string for error details.
+pub(crate) fn sample(s: &str) -> String {
+    const MAX: usize = 40;
+    match s.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{:?}…", s.get(..cut).unwrap_or("")),
+        None => format!("{s:?}"),
+    }
+}
+
+pub(crate) fn err(
+    protocol: Protocol,
+    reason: DecodeErrorReason,
+    detail: impl Into<String>,
+) -> DecodeError {
+    DecodeError::new(Some(protocol), reason, bounded(detail.into()))
+}
+
+/// Map a serde_json error: syntax/EOF → `invalid_json`; a well-formed document of the wrong
+/// shape (missing field, wrong type) → `missing_field`.
+pub(crate) fn json_err(protocol: Protocol, what: &str, e: &serde_json::Error) -> DecodeError {
+    let reason = match e.classify() {
+        serde_json::error::Category::Data => DecodeErrorReason::MissingField,
+        _ => DecodeErrorReason::InvalidJson,
+    };
+    err(protocol, reason, format!("{what}: {e}"))
+}
+
+pub(crate) fn missing(protocol: Protocol, field: &str) -> DecodeError {
+    err(
+        protocol,
+        DecodeErrorReason::MissingField,
+        format!("required field `{field}` is missing or null"),
+    )
+}
+
+pub(crate) fn unknown_value(protocol: Protocol, field: &str, value: &str) -> DecodeError {
+    err(
+        protocol,
+        DecodeErrorReason::UnknownType,
+        format!("field `{field}` has unknown value {}", sample(value)),
+    )
+}
+
+/// The canal DDL event types, the bounded label set every protocol's DDL is normalized to.
+pub const DDL_TYPES: [&str; 8] = [
+    "CREATE", "ERASE", "TRUNCATE", "RENAME", "CINDEX", "DINDEX", "ALTER", "QUERY",
+];
+
+/// A canal/simple DDL `type` as one of [`DDL_TYPES`] (anything else is `QUERY`, TiCDC's default).
+pub(crate) fn canal_ddl_type(t: &str) -> &'static str {
+    DDL_TYPES.into_iter().find(|d| *d == t).unwrap_or("QUERY")
+}
+
+pub(crate) mod json {
+    //! Zero-copy building blocks for serde: strings borrowed from the message when they have
+    //! no escapes, column maps kept as raw JSON values in message order.
+
+    use std::borrow::Cow;
+    use std::fmt;
+    use std::marker::PhantomData;
+
+    use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+    use serde_json::value::RawValue;
+
+    use crate::event::Column;
+
+    /// A string borrowed from the input when possible (serde's own `Cow<str>` always copies).
+    #[derive(Debug, Clone, Default, PartialEq, Eq)]
+    pub struct CowStr<'a>(pub Cow<'a, str>);
+
+    impl<'a> CowStr<'a> {
+        pub fn as_str(&self) -> &str {
+            &self.0
+        }
+    }
+
+    impl<'de: 'a, 'a> Deserialize<'de> for CowStr<'a> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V<'a>(PhantomData<&'a ()>);
+            impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+                type Value = CowStr<'a>;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a string")
+                }
+                fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                    Ok(CowStr(Cow::Borrowed(v)))
+                }
+                fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                    Ok(CowStr(Cow::Owned(v.to_owned())))
+                }
+                fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                    Ok(CowStr(Cow::Owned(v)))
+                }
+            }
+            d.deserialize_str(V(PhantomData))
+        }
+    }
+
+    /// A JSON object `{name: value, ...}` as columns, values kept raw, in message order.
+    #[derive(Debug, Clone, Default)]
+    pub struct Columns<'a>(pub Vec<Column<'a>>);
+
+    impl<'de: 'a, 'a> Deserialize<'de> for Columns<'a> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V<'a>(PhantomData<&'a ()>);
+            impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+                type Value = Columns<'a>;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("an object of column values")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                    // Cap the pre-allocation: the size hint comes from the input.
+                    let mut cols = Vec::with_capacity(map.size_hint().unwrap_or(8).min(64));
+                    while let Some(name) = map.next_key::<CowStr<'a>>()? {
+                        let value: &'de RawValue = map.next_value()?;
+                        cols.push(Column {
+                            name: name.0,
+                            value: Cow::Borrowed(value),
+                        });
+                    }
+                    Ok(Columns(cols))
+                }
+            }
+            d.deserialize_map(V(PhantomData))
+        }
+    }
+
+    /// A JSON object as `(name, T)` pairs in message order (open-protocol columns).
+    #[derive(Debug, Clone)]
+    pub struct Named<'a, T>(pub Vec<(Cow<'a, str>, T)>);
+
+    impl<'de: 'a, 'a, T: Deserialize<'de>> Deserialize<'de> for Named<'a, T> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V<'a, T>(PhantomData<(&'a (), T)>);
+            impl<'de: 'a, 'a, T: Deserialize<'de>> Visitor<'de> for V<'a, T> {
+                type Value = Named<'a, T>;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("an object")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                    let mut out = Vec::with_capacity(map.size_hint().unwrap_or(8).min(64));
+                    while let Some(name) = map.next_key::<CowStr<'a>>()? {
+                        let value: T = map.next_value()?;
+                        out.push((name.0, value));
+                    }
+                    Ok(Named(out))
+                }
+            }
+            d.deserialize_map(V(PhantomData))
+        }
+    }
+
+    /// The columns of `row` whose name is in `names`, in `names` order.
+    pub fn pick<'a>(row: &[Column<'a>], names: &[impl AsRef<str>]) -> Vec<Column<'a>> {
+        names
+            .iter()
+            .filter_map(|n| row.iter().find(|c| c.name == n.as_ref()).cloned())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod decoder_tests {
+    use super::compression::compress;
+    use super::*;
+    use crate::event::{EventKind, RowOp};
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = format!("{}/tests/fixtures/ticdc/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    #[test]
+    fn auto_decodes_every_protocol() {
+        let mut d = Decoder::new(ProtocolChoice::Auto, Compression::None);
+        let v = fixture("canal-json-delete-1.json");
+        let evs = d.decode(None, Some(&v)).unwrap();
+        assert_eq!(
+            (evs[0].protocol, evs[0].op),
+            (Protocol::CanalJson, Some(RowOp::Delete))
+        );
+
+        let (k, v) = (
+            fixture("debezium-update-1.key.json"),
+            fixture("debezium-update-1.json"),
+        );
+        let evs = d.decode(Some(&k), Some(&v)).unwrap();
+        assert_eq!(
+            (evs[0].protocol, evs[0].op),
+            (Protocol::Debezium, Some(RowOp::Update))
+        );
+        assert_eq!(evs[0].keys.len(), 1);
+
+        let v = fixture("simple-bootstrap-1.json");
+        assert_eq!(
+            d.decode(None, Some(&v)).unwrap()[0].kind,
+            EventKind::Bootstrap
+        );
+
+        let (k, v) = (
+            fixture("open-protocol-resolved-1.key.bin"),
+            fixture("open-protocol-resolved-1.value.bin"),
+        );
+        let evs = d.decode(Some(&k), Some(&v)).unwrap();
+        assert_eq!(
+            (evs[0].protocol, evs[0].kind),
+            (Protocol::OpenProtocol, EventKind::Watermark)
+        );
+    }
+
+    #[test]
+    fn simple_keys_survive_across_messages() {
+        let mut d = Decoder::new(ProtocolChoice::Fixed(Protocol::Simple), Compression::None);
+        let boot = fixture("simple-ddl-1.json");
+        d.decode(None, Some(&boot)).unwrap();
+        let v = fixture("simple-delete-1.json");
+        let evs = d.decode(None, Some(&v)).unwrap();
+        assert_eq!(evs[0].keys.first().map(|c| c.name.as_ref()), Some("id"));
+    }
+
+    #[test]
+    fn compressed_messages_decode_to_owned_events() {
+        for c in [Compression::Snappy, Compression::Lz4] {
+            for choice in [
+                ProtocolChoice::Auto,
+                ProtocolChoice::Fixed(Protocol::CanalJson),
+            ] {
+                let mut d = Decoder::new(choice, c);
+                let v = compress(c, &fixture("canal-json-insert-1.json")).unwrap();
+                let evs = d.decode(None, Some(&v)).unwrap();
+                assert_eq!(&*evs[0].table, "employee", "{c:?}");
+                assert_eq!(evs[0].keys.len(), 1);
+            }
+            // Debezium: TC compresses the key too.
+            let mut d = Decoder::new(ProtocolChoice::Auto, c);
+            let k = compress(c, &fixture("debezium-insert-1.key.json")).unwrap();
+            let v = compress(c, &fixture("debezium-insert-1.json")).unwrap();
+            let evs = d.decode(Some(&k), Some(&v)).unwrap();
+            assert_eq!(evs[0].protocol, Protocol::Debezium);
+            assert_eq!(
+                evs[0].keys.first().map(|c| c.value.get()),
+                Some("1"),
+                "{c:?}"
+            );
+            let mut d = Decoder::new(ProtocolChoice::Fixed(Protocol::Simple), c);
+            let v = compress(c, &fixture("simple-watermark-1.json")).unwrap();
+            assert_eq!(
+                d.decode(None, Some(&v)).unwrap()[0].commit_ts,
+                Some(447984124732375041)
+            );
+            // Not compressed although configured: a decompress error.
+            let v = fixture("simple-watermark-1.json");
+            let e = d.decode(None, Some(&v)).unwrap_err();
+            assert_eq!(e.reason, DecodeErrorReason::Decompress);
+        }
+    }
+
+    #[test]
+    fn empty_and_unknown_messages() {
+        let mut d = Decoder::new(ProtocolChoice::Auto, Compression::None);
+        let e = d.decode(None, None).unwrap_err();
+        assert_eq!(
+            (e.reason, e.protocol),
+            (DecodeErrorReason::EmptyValue, None)
+        );
+        assert_eq!(
+            d.decode(None, Some(b"")).unwrap_err().reason,
+            DecodeErrorReason::EmptyValue
+        );
+        let e = d.decode(None, Some(b"{\"x\":1}")).unwrap_err();
+        assert_eq!(e.reason, DecodeErrorReason::UnknownProtocol);
+        assert_eq!(
+            e.to_string(),
+            "auto: JSON value has none of the top-level fields of canal-json, simple or debezium (unknown_protocol)"
+        );
+        let mut d = Decoder::new(ProtocolChoice::Fixed(Protocol::Debezium), Compression::None);
+        let e = d.decode(None, None).unwrap_err();
+        assert_eq!(
+            (e.reason, e.protocol),
+            (DecodeErrorReason::EmptyValue, Some(Protocol::Debezium))
+        );
+    }
+
+    #[test]
+    fn bounded_details() {
+        assert_eq!(bounded("short".into()), "short");
+        let long = "é".repeat(1000);
+        let b = bounded(long);
+        assert_eq!(b.chars().count(), MAX_DETAIL_CHARS + 1);
+        assert_eq!(sample("abc"), "\"abc\"");
+        assert!(sample(&"x".repeat(100)).ends_with('…'));
+    }
+}
