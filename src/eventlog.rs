@@ -509,6 +509,103 @@ mod tests {
         assert!(text.lines().all(|l| l.contains("\"op\":\"update\"")));
     }
 
+    /// RFC 3339 `YYYY-MM-DDTHH:MM:SS.mmmZ` → unix ms (test helper; inverse of write_rfc3339_ms).
+    fn parse_rfc3339_ms(s: &str) -> i64 {
+        let n = |r: std::ops::Range<usize>| s[r].parse::<i64>().unwrap();
+        let (y, m, d) = (n(0..4), n(5..7), n(8..10));
+        // Howard Hinnant's days_from_civil.
+        let y = if m <= 2 { y - 1 } else { y };
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let mp = (m + 9) % 12;
+        let doy = (153 * mp + 2) / 5 + d - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        let days = era * 146_097 + doe - 719_468;
+        ((days * 86_400 + n(11..13) * 3600 + n(14..16) * 60 + n(17..19)) * 1000) + n(20..23)
+    }
+
+    fn columns(v: &serde_json::Value, secret: bool) -> Vec<Column<'static>> {
+        let Some(obj) = v.as_object() else {
+            return Vec::new();
+        };
+        obj.iter()
+            .map(|(k, v)| {
+                // The golden files show masked values; feed the writer a real secret instead.
+                let text = if secret && v == "***" {
+                    "\"s3cr3t\"".to_owned()
+                } else {
+                    v.to_string()
+                };
+                col(k, &text)
+            })
+            .collect()
+    }
+
+    /// The golden lines in `monitoring/testdata/` are what the Filebeat/Elasticsearch/Grafana tests
+    /// check. Rebuild each event and render it with the real writer: the output must equal the
+    /// golden line field for field, so those tests test what cdcmon really writes.
+    #[test]
+    fn real_writer_reproduces_the_monitoring_golden_lines() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("monitoring/testdata");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().and_then(|e| e.to_str()) != Some("ndjson") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                let golden: serde_json::Value = serde_json::from_str(line).unwrap();
+                let c = &golden["cdc"];
+                let kind = match c["kind"].as_str().unwrap() {
+                    "row" => EventKind::Row,
+                    "ddl" => EventKind::Ddl,
+                    other => panic!("{}: kind {other}", path.display()),
+                };
+                let protocol = Protocol::from_name(c["protocol"].as_str().unwrap()).unwrap();
+                let mut ev = ChangeEvent::new(protocol, kind);
+                ev.op = c["op"].as_str().map(|op| match op {
+                    "insert" => RowOp::Insert,
+                    "update" => RowOp::Update,
+                    "delete" => RowOp::Delete,
+                    other => panic!("op {other}"),
+                });
+                ev.db = c["db"].as_str().unwrap().to_owned().into();
+                ev.table = c["table"].as_str().unwrap().to_owned().into();
+                ev.commit_ts = c["commit_ts"].as_u64();
+                ev.keys = columns(&c["keys"], false);
+                ev.values = columns(&c["values"], true);
+                ev.old_values = columns(&c["old_values"], true);
+                ev.partial = c["partial"].as_bool().unwrap_or(false);
+                ev.claim_check_location = c["claim_check_location"]
+                    .as_str()
+                    .map(|s| Cow::Owned(s.to_owned()));
+                ev.ddl = c.get("ddl").map(|d| Ddl {
+                    ddl_type: d["type"].as_str().unwrap().to_owned().into(),
+                    query: d["query"].as_str().unwrap().to_owned().into(),
+                });
+                let k = &golden["kafka"];
+                let pos = KafkaPosition {
+                    topic: k["topic"].as_str().unwrap(),
+                    partition: k["partition"].as_i64().unwrap() as i32,
+                    offset: k["offset"].as_i64().unwrap(),
+                };
+                let opts = LogOptions::new(c.get("values").is_some(), &["token".into()]);
+                let now = parse_rfc3339_ms(golden["event"]["created"].as_str().unwrap());
+                let mut out = Vec::new();
+                render_line(&ev, &pos, &opts, now, &mut out);
+                let ours: serde_json::Value = serde_json::from_slice(&out).unwrap();
+                assert_eq!(ours, golden, "{}", path.display());
+                checked += 1;
+            }
+        }
+        assert!(
+            checked >= 4,
+            "only {checked} golden lines found in {}",
+            dir.display()
+        );
+    }
+
     #[test]
     fn unopenable_path_is_a_clear_error() {
         let err = EventLog::open("/nonexistent-dir/x.ndjson", LogOptions::default())
