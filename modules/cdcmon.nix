@@ -1,0 +1,168 @@
+# cdcmon: the consumer daemon (`cdcmon consume`), the idempotent `cdcmon db init` oneshot and the
+# `cdcmon smoke` oneshot. cdcmon is configured only through flags and their CDCMON_* environment
+# twins, so `settings` is rendered with pkgs.formats.keyValue into an EnvironmentFile.
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
+let
+  inherit (lib)
+    mkEnableOption
+    mkPackageOption
+    mkOption
+    mkIf
+    types
+    getExe
+    hasPrefix
+    ;
+  cfg = config.services.cdcmon;
+  ports = import ../nix/ports.nix;
+  stack = import ../nix/lib/stack.nix { inherit ports; };
+  helpers = import ./lib.nix { inherit lib pkgs; };
+  envFormat = pkgs.formats.keyValue { };
+  envFile = envFormat.generate "cdcmon.env" cfg.settings;
+  exe = getExe cfg.package;
+  eventLog = cfg.settings.CDCMON_EVENT_LOG;
+  strOption =
+    default: description:
+    mkOption {
+      type = types.str;
+      inherit default description;
+    };
+in
+{
+  options.services.cdcmon = {
+    enable = mkEnableOption "cdcmon, the TiCDC Kafka consumer (Prometheus metrics + ndjson event log)";
+
+    package = mkPackageOption pkgs "cdcmon" {
+      extraDescription = "The flake's `packages.default` (crane build of this repository).";
+    };
+
+    settings = mkOption {
+      default = { };
+      description = ''
+        Environment of `cdcmon consume`: every flag has a `CDCMON_*` twin (`cdcmon consume --help`).
+        Free-form; the options below are the ones the stack relies on.
+      '';
+      example = {
+        CDCMON_LOG_VALUES = true;
+        CDCMON_DEAD_LETTER_TOPIC = "app_cdc_dlq";
+      };
+      type = types.submodule {
+        freeformType = envFormat.type;
+        options = {
+          CDCMON_BROKERS = strOption "127.0.0.1:${toString ports.kafka}" "Kafka bootstrap servers.";
+          CDCMON_TOPIC = strOption stack.topic "Topic TiCDC writes to.";
+          CDCMON_GROUP = strOption stack.consumerGroup "Consumer group (a new group starts at the earliest offset).";
+          CDCMON_LISTEN = strOption "0.0.0.0:${toString ports.cdcmon}" "HTTP address of /metrics, /healthz and /readyz.";
+          CDCMON_EVENT_LOG = strOption stack.eventLog "ndjson event log (read by Filebeat); `-` writes to the journal instead.";
+          CDCMON_LOG_FORMAT = strOption "json" "Format of cdcmon's own logs (`text` or `json`).";
+        };
+      };
+    };
+
+    openFirewall = mkOption {
+      type = types.bool;
+      default = false;
+      description = "Open the metrics port (${toString ports.cdcmon}) in the firewall.";
+    };
+
+    dbInit = {
+      enable = mkEnableOption "the `cdcmon db init` oneshot (schema `app`, seed rows, application user; idempotent)";
+      tidbUrl = strOption "mysql://root@127.0.0.1:${toString ports.tidb}" "Administrative TiDB URL (`--tidb-url`).";
+      appPasswordFile = mkOption {
+        type = types.str;
+        example = "/run/secrets/cdcmon-app-password";
+        description = ''
+          File holding the application user's password. Passed with systemd `LoadCredential`,
+          so it is read by systemd at start and never copied into the Nix store.
+        '';
+      };
+    };
+
+    smoke = {
+      enable = mkEnableOption "the `cdcmon-smoke` oneshot (`cdcmon smoke`: drives a change through every hop)";
+      startAtBoot = mkOption {
+        type = types.bool;
+        default = false;
+        description = "Run the smoke test once at boot, after the whole stack. Otherwise run `systemctl start cdcmon-smoke`.";
+      };
+      environment = mkOption {
+        type = types.attrsOf types.str;
+        default = stack.endpointEnv { };
+        defaultText = lib.literalExpression "(import ./nix/lib/stack.nix { }).endpointEnv { }";
+        description = "Endpoints for `cdcmon smoke` (CDCMON_* variables).";
+      };
+    };
+  };
+
+  config = mkIf cfg.enable {
+    assertions = [
+      {
+        # LogsDirectory=cdcmon is the only writable place under ProtectSystem=strict.
+        assertion = eventLog == "-" || hasPrefix "/var/log/cdcmon/" eventLog;
+        message = "services.cdcmon.settings.CDCMON_EVENT_LOG must be `-` or a file under /var/log/cdcmon/ (got ${eventLog}).";
+      }
+      {
+        assertion = !cfg.dbInit.enable || helpers.notInStore cfg.dbInit.appPasswordFile;
+        message = "services.cdcmon.dbInit.appPasswordFile must not be in the Nix store: the store is world-readable.";
+      }
+    ];
+
+    networking.firewall.allowedTCPPorts = lib.optional cfg.openFirewall ports.cdcmon;
+
+    systemd.services.cdcmon = {
+      description = "cdcmon TiCDC consumer";
+      wantedBy = [ "multi-user.target" ];
+      after = [ "network.target" ];
+      serviceConfig = helpers.hardening // {
+        Type = "exec";
+        ExecStart = "${exe} consume";
+        EnvironmentFile = envFile;
+        # /var/log/cdcmon (via /var/log/private with DynamicUser); Filebeat runs as root and reads it.
+        LogsDirectory = "cdcmon";
+        Restart = "always";
+        RestartSec = "2s";
+        # cdcmon flushes and commits on SIGTERM (CDCMON_SHUTDOWN_TIMEOUT_MS, 8 s by default).
+        TimeoutStopSec = "20s";
+      };
+    };
+
+    systemd.services.cdcmon-db-init = mkIf cfg.dbInit.enable {
+      description = "cdcmon: create schema, seed rows and the application user";
+      wantedBy = [ "multi-user.target" ];
+      after = [ "network.target" ];
+      serviceConfig = helpers.hardening // {
+        Type = "oneshot";
+        RemainAfterExit = true;
+        LoadCredential = [ "app-password:${cfg.dbInit.appPasswordFile}" ];
+        # %d is $CREDENTIALS_DIRECTORY: only the path is on the command line, never the secret.
+        ExecStart = lib.escapeShellArgs [
+          exe
+          "db"
+          "init"
+          "--tidb-url=${cfg.dbInit.tidbUrl}"
+          "--app-password-file=%d/app-password"
+        ];
+        Restart = "on-failure";
+        RestartSec = "5s";
+        TimeoutStartSec = "5min";
+      };
+    };
+
+    systemd.services.cdcmon-smoke = mkIf cfg.smoke.enable {
+      description = "cdcmon end-to-end smoke test";
+      wantedBy = lib.optional cfg.smoke.startAtBoot "multi-user.target";
+      after = [ "network.target" ];
+      inherit (cfg.smoke) environment;
+      serviceConfig = helpers.hardening // {
+        # No RemainAfterExit: every `systemctl start cdcmon-smoke` runs the check again.
+        Type = "oneshot";
+        ExecStart = "${exe} smoke";
+        TimeoutStartSec = "15min";
+      };
+    };
+  };
+}

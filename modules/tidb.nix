@@ -1,0 +1,152 @@
+# Single-node TiDB cluster from the nixpkgs packages `tikv-pd`, `tikv` and `tidb`:
+# PD -> TiKV -> TiDB, each unit "started" only once its status endpoint answers (ExecStartPost
+# probe), so After= ordering means "ready", not "forked". Ports come from nix/ports.nix.
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
+let
+  inherit (lib)
+    mkEnableOption
+    mkPackageOption
+    mkOption
+    mkIf
+    types
+    getExe'
+    ;
+  cfg = config.services.tidb-cluster;
+  ports = import ../nix/ports.nix;
+  helpers = import ./lib.nix { inherit lib pkgs; };
+  toml = pkgs.formats.toml { };
+  str = toString;
+  loopback = "127.0.0.1";
+  pdClientUrl = "http://${loopback}:${str ports.pdClient}";
+  pdPeerUrl = "http://${loopback}:${str ports.pdPeer}";
+
+  settingsOption =
+    component: docs:
+    mkOption {
+      type = toml.type;
+      default = { };
+      description = "${component} configuration file (TOML), see <${docs}>. Passed with `--config`.";
+    };
+
+  # Common unit shape: hardened, DynamicUser with its own StateDirectory, readiness probe.
+  mkUnit =
+    {
+      description,
+      state,
+      exec,
+      ready,
+      deps ? [ ],
+    }:
+    {
+      inherit description;
+      wantedBy = [ "multi-user.target" ];
+      after = [ "network.target" ] ++ deps;
+      requires = deps;
+      serviceConfig = helpers.hardening // {
+        Type = "exec";
+        ExecStart = exec;
+        ExecStartPost = helpers.waitForHttp state ready;
+        StateDirectory = state;
+        StateDirectoryMode = "0700";
+        WorkingDirectory = "%S/${state}";
+        Restart = "on-failure";
+        RestartSec = "5s";
+        # First start bootstraps raft/system tables; the probe above is the real gate.
+        TimeoutStartSec = "10min";
+        # TiKV refuses to start below 82920 open files; TiDB and PD warn. One limit for all.
+        LimitNOFILE = 1000000;
+      };
+    };
+in
+{
+  options.services.tidb-cluster = {
+    enable = mkEnableOption "a single-node TiDB cluster (PD, TiKV and TiDB server)";
+
+    pd = {
+      package = mkPackageOption pkgs "tikv-pd" { };
+      settings = settingsOption "PD" "https://docs.pingcap.com/tidb/stable/pd-configuration-file";
+    };
+
+    tikv = {
+      package = mkPackageOption pkgs "tikv" { };
+      settings = settingsOption "TiKV" "https://docs.pingcap.com/tidb/stable/tikv-configuration-file";
+    };
+
+    tidb = {
+      package = mkPackageOption pkgs "tidb" { };
+      settings = settingsOption "TiDB" "https://docs.pingcap.com/tidb/stable/tidb-configuration-file";
+      host = mkOption {
+        type = types.str;
+        default = "0.0.0.0";
+        description = ''
+          Address the MySQL protocol port (${str ports.tidb}) binds to. `0.0.0.0` because a QEMU
+          host port-forward reaches the guest NIC, not its loopback.
+        '';
+      };
+    };
+  };
+
+  config = mkIf cfg.enable {
+    # Small-VM defaults; every value is overridable (mkDefault) through `tikv.settings`.
+    services.tidb-cluster.tikv.settings = lib.mapAttrsRecursive (_: lib.mkDefault) (
+      (import ../nix/lib/stack.nix { inherit ports; }).tikvSmallNode
+    );
+
+    systemd.services.tidb-pd = mkUnit {
+      description = "TiDB placement driver (PD)";
+      state = "tidb-pd";
+      exec = lib.escapeShellArgs [
+        (getExe' cfg.pd.package "pd-server")
+        "--name=pd-1"
+        "--data-dir=%S/tidb-pd"
+        "--client-urls=${pdClientUrl}"
+        "--advertise-client-urls=${pdClientUrl}"
+        "--peer-urls=${pdPeerUrl}"
+        "--advertise-peer-urls=${pdPeerUrl}"
+        "--initial-cluster=pd-1=${pdPeerUrl}"
+        "--config=${toml.generate "pd.toml" cfg.pd.settings}"
+      ];
+      ready = "${pdClientUrl}/pd/api/v1/health";
+    };
+
+    systemd.services.tidb-tikv = mkUnit {
+      description = "TiKV storage node";
+      state = "tidb-tikv";
+      deps = [ "tidb-pd.service" ];
+      exec = lib.escapeShellArgs [
+        (getExe' cfg.tikv.package "tikv-server")
+        "--addr=${loopback}:${str ports.tikv}"
+        "--advertise-addr=${loopback}:${str ports.tikv}"
+        "--status-addr=${loopback}:${str ports.tikvStatus}"
+        "--pd=${loopback}:${str ports.pdClient}"
+        "--data-dir=%S/tidb-tikv"
+        "--config=${toml.generate "tikv.toml" cfg.tikv.settings}"
+      ];
+      ready = "http://${loopback}:${str ports.tikvStatus}/status";
+    };
+
+    systemd.services.tidb-server = mkUnit {
+      description = "TiDB SQL server";
+      state = "tidb-server";
+      deps = [
+        "tidb-pd.service"
+        "tidb-tikv.service"
+      ];
+      exec = lib.escapeShellArgs [
+        (getExe' cfg.tidb.package "tidb-server")
+        "-host=${cfg.tidb.host}"
+        "-P=${str ports.tidb}"
+        "-status=${str ports.tidbStatus}"
+        "-store=tikv"
+        "-path=${loopback}:${str ports.pdClient}"
+        "-config=${toml.generate "tidb.toml" cfg.tidb.settings}"
+      ];
+      ready = "http://${loopback}:${str ports.tidbStatus}/status";
+    };
+  };
+}

@@ -1,0 +1,75 @@
+# cdcmon built with crane: one dependency build (`cargoArtifacts`) shared by the package and
+# every cargo check. Returns { package, clippy, fmt, nextest }.
+{
+  lib,
+  craneLib,
+  cmake,
+  pkg-config,
+  zlib,
+}:
+let
+  root = ../.;
+  # Cargo sources plus the non-Rust files the tests read. Nix, docs and docker files are left
+  # out so editing them does not rebuild Rust.
+  src = lib.fileset.toSource {
+    inherit root;
+    fileset = lib.fileset.unions [
+      (craneLib.fileset.commonCargoSources root)
+      (lib.fileset.maybeMissing ../tests/fixtures)
+      (lib.fileset.maybeMissing ../monitoring)
+      (lib.fileset.maybeMissing ../sql)
+    ];
+  };
+
+  commonArgs = {
+    inherit src;
+    strictDeps = true;
+    # rdkafka's `cmake-build` feature builds librdkafka with cmake (the default ./configure path
+    # needs /usr/bin/env, absent in the sandbox). crane's configurePhase does not run the cmake
+    # setup hook, but say so explicitly.
+    nativeBuildInputs = [
+      cmake
+      pkg-config
+    ];
+    buildInputs = [ zlib ];
+    dontUseCmakeConfigure = true;
+  };
+
+  cargoArtifacts = craneLib.buildDepsOnly commonArgs;
+in
+{
+  package = craneLib.buildPackage (
+    commonArgs
+    // {
+      inherit cargoArtifacts;
+      # Tests run in the separate nextest check (crane quick-start pattern).
+      doCheck = false;
+      meta = {
+        description = "TiCDC change-data-capture monitor";
+        license = lib.licenses.asl20;
+        mainProgram = "cdcmon";
+        platforms = lib.platforms.linux;
+      };
+    }
+  );
+
+  clippy = craneLib.cargoClippy (
+    commonArgs
+    // {
+      inherit cargoArtifacts;
+      cargoClippyExtraArgs = "--all-targets -- --deny warnings";
+    }
+  );
+
+  fmt = craneLib.cargoFmt { inherit src; };
+
+  nextest = craneLib.cargoNextest (
+    commonArgs
+    // {
+      inherit cargoArtifacts;
+      partitions = 1;
+      partitionType = "count";
+      cargoNextestPartitionsExtraArgs = "--no-tests=pass";
+    }
+  );
+}
