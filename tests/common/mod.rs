@@ -1,0 +1,302 @@
+//! Helpers shared by the consumer integration tests: the mock Kafka cluster, fixtures, a running
+//! `cdcmon consume` (in-process), and a Prometheus text-format reader.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use rdkafka::ClientConfig;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use tokio_util::sync::CancellationToken;
+
+pub const TOPIC: &str = "app_cdc";
+
+pub fn fixture(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/ticdc")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
+}
+
+/// A mock cluster with `TOPIC` created with `partitions` partitions.
+pub fn mock_cluster(partitions: i32) -> MockCluster<'static, DefaultProducerContext> {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    cluster
+        .create_topic(TOPIC, partitions, 1)
+        .expect("create topic");
+    cluster
+}
+
+pub fn producer(brokers: &str) -> ThreadedProducer<DefaultProducerContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("message.timeout.ms", "10000")
+        .create()
+        .expect("producer")
+}
+
+/// One Kafka message to produce.
+#[derive(Clone, Debug)]
+pub struct Msg {
+    pub partition: i32,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+}
+
+impl Msg {
+    pub fn value(partition: i32, value: Vec<u8>) -> Msg {
+        Msg {
+            partition,
+            key: None,
+            value: Some(value),
+        }
+    }
+    pub fn keyed(partition: i32, key: Vec<u8>, value: Vec<u8>) -> Msg {
+        Msg {
+            partition,
+            key: Some(key),
+            value: Some(value),
+        }
+    }
+}
+
+/// Produce every message and wait until all are acknowledged.
+pub fn produce(brokers: &str, msgs: &[Msg]) {
+    let producer = producer(brokers);
+    for m in msgs {
+        let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(TOPIC).partition(m.partition);
+        if let Some(k) = &m.key {
+            rec = rec.key(k.as_slice());
+        }
+        if let Some(v) = &m.value {
+            rec = rec.payload(v.as_slice());
+        }
+        let mut rec = rec;
+        loop {
+            match producer.send(rec) {
+                Ok(()) => break,
+                Err((err, back)) => {
+                    // Queue full: let librdkafka drain, then retry the same record.
+                    assert!(format!("{err}").contains("Queue full"), "produce: {err}");
+                    producer.poll(Duration::from_millis(10));
+                    rec = back;
+                }
+            }
+        }
+    }
+    producer
+        .flush(Duration::from_secs(30))
+        .expect("flush producer");
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A `cdcmon consume` running in-process on its own runtime thread.
+pub struct RunningConsumer {
+    pub addr: SocketAddr,
+    pub event_log: PathBuf,
+    shutdown: CancellationToken,
+    thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl RunningConsumer {
+    pub fn start(brokers: &str, group: &str, event_log: &Path, extra: &[&str]) -> RunningConsumer {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut argv = vec![
+            "cdcmon".to_owned(),
+            "consume".to_owned(),
+            "--brokers".to_owned(),
+            brokers.to_owned(),
+            "--group".to_owned(),
+            group.to_owned(),
+            "--listen".to_owned(),
+            listen.clone(),
+            "--event-log".to_owned(),
+            event_log.display().to_string(),
+            "--commit-interval-ms".to_owned(),
+            "200".to_owned(),
+        ];
+        argv.extend(extra.iter().map(|s| s.to_string()));
+        let cli = cdcmon::cli::Cli::try_parse_from(argv).expect("consume flags");
+        let cdcmon::cli::Command::Consume(args) = cli.command else {
+            unreachable!()
+        };
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            rt.block_on(cdcmon::consumer::run(args, token))
+        });
+        let c = RunningConsumer {
+            addr: listen.parse().expect("addr"),
+            event_log: event_log.to_owned(),
+            shutdown,
+            thread: Some(thread),
+        };
+        c.wait_http_up();
+        c
+    }
+
+    fn wait_http_up(&self) {
+        wait_until(Duration::from_secs(10), "cdcmon /healthz", || {
+            http_get(self.addr, "/healthz")
+                .map(|(s, _)| s == 200)
+                .unwrap_or(false)
+        });
+    }
+
+    pub fn metrics(&self) -> String {
+        http_get(self.addr, "/metrics").expect("GET /metrics").1
+    }
+
+    /// Wait until `cdcmon_kafka_messages_total` reaches `n`.
+    pub fn wait_messages(&self, n: f64, timeout: Duration) {
+        wait_until(timeout, &format!("{n} messages consumed"), || {
+            metric(&self.metrics(), "cdcmon_kafka_messages_total", &[]).unwrap_or(0.0) >= n
+        });
+    }
+
+    /// SIGTERM equivalent; returns how long the graceful stop took.
+    pub fn stop(mut self) -> Duration {
+        let started = Instant::now();
+        self.shutdown.cancel();
+        let result = self
+            .thread
+            .take()
+            .expect("thread")
+            .join()
+            .expect("consumer thread panicked");
+        result.expect("consume returned an error");
+        started.elapsed()
+    }
+}
+
+impl Drop for RunningConsumer {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+/// Minimal blocking HTTP/1.1 GET (keeps the tests free of an HTTP client runtime).
+pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf)?;
+    let status = buf
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// A parsed sample: metric name, sorted `(label, value)` pairs, value.
+pub type Sample = (String, Vec<(String, String)>, f64);
+
+/// One sample line of the Prometheus text format.
+pub fn parse_sample(line: &str) -> Option<Sample> {
+    if line.starts_with('#') || line.trim().is_empty() {
+        return None;
+    }
+    let (series, value) = line.rsplit_once(' ')?;
+    let value = value.parse().ok()?;
+    let Some((name, rest)) = series.split_once('{') else {
+        return Some((series.to_owned(), vec![], value));
+    };
+    let mut labels = Vec::new();
+    let mut chars = rest.strip_suffix('}')?.chars().peekable();
+    loop {
+        let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
+        if key.is_empty() {
+            break;
+        }
+        if chars.next() != Some('"') {
+            return None;
+        }
+        let mut val = String::new();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => val.push(chars.next()?),
+                '"' => break,
+                c => val.push(c),
+            }
+        }
+        labels.push((key.trim_start_matches(',').to_owned(), val));
+        if chars.peek() == Some(&',') {
+            chars.next();
+        }
+    }
+    labels.sort();
+    Some((name.to_owned(), labels, value))
+}
+
+/// The value of one sample; `labels` must match exactly (all of them).
+pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let mut want: Vec<(String, String)> = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    want.sort();
+    text.lines()
+        .filter_map(parse_sample)
+        .find(|(n, l, _)| n == name && *l == want)
+        .map(|(_, _, v)| v)
+}
+
+/// Sum of every sample of `name` whose labels include all of `labels`.
+pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter_map(parse_sample)
+        .filter(|(n, l, _)| {
+            n == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))
+        })
+        .map(|(_, _, v)| v)
+        .sum()
+}
+
+pub fn read_lines(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad event-log line {l}: {e}")))
+        .collect()
+}
