@@ -1,0 +1,176 @@
+{
+  description = "cdcmon: TiDB -> TiCDC -> Kafka -> cdcmon monitoring stack (package, NixOS modules, VM, images)";
+
+  # Pins (flake.lock, provenance in docs/nix.md): nixos-26.05 @ 531670d8, crane v0.23.4 @ 10e6e3cb.
+  # crane >= 0.23 needs Nix >= 2.31.2 to evaluate this flake.
+  inputs = {
+    nixpkgs.url = "github:NixOS/nixpkgs/nixos-26.05";
+    crane.url = "github:ipetkov/crane/v0.23.4";
+  };
+
+  outputs =
+    {
+      self,
+      nixpkgs,
+      crane,
+    }:
+    let
+      inherit (nixpkgs) lib;
+      # Linux only: the stack is NixOS services; the TiCDC binary exists for both arches.
+      systems = [
+        "x86_64-linux"
+        "aarch64-linux"
+      ];
+      # Elasticsearch 8 is the only unfree package we use (Elastic License 2.0); allow exactly it.
+      pkgsFor = lib.genAttrs systems (
+        system:
+        import nixpkgs {
+          inherit system;
+          config.allowUnfreePredicate = pkg: builtins.elem (lib.getName pkg) [ "elasticsearch" ];
+        }
+      );
+      eachSystem = f: lib.genAttrs systems (system: f pkgsFor.${system});
+
+      build =
+        pkgs:
+        let
+          rust = pkgs.callPackage ./nix/package.nix { craneLib = crane.mkLib pkgs; };
+          ticdc = pkgs.callPackage ./nix/ticdc.nix { };
+        in
+        {
+          inherit rust ticdc;
+          images = pkgs.callPackage ./nix/images.nix {
+            cdcmon = rust.package;
+            inherit ticdc;
+          };
+        };
+      builds = lib.mapAttrs (_: build) pkgsFor;
+      vmName = system: if system == "x86_64-linux" then "stack" else "stack-${system}";
+
+      # Point the modules' package options at this flake's packages (they default to
+      # pkgs.cdcmon / pkgs.ticdc, which nixpkgs does not have).
+      withPackages =
+        module:
+        { lib, pkgs, ... }:
+        let
+          b = builds.${pkgs.stdenv.hostPlatform.system};
+        in
+        {
+          imports = [ module ];
+          config = lib.mkMerge [
+            (lib.optionalAttrs (module == ./modules/cdcmon.nix || module == ./modules/stack.nix) {
+              services.cdcmon.package = lib.mkDefault b.rust.package;
+            })
+            (lib.optionalAttrs (module == ./modules/ticdc.nix || module == ./modules/stack.nix) {
+              services.ticdc.package = lib.mkDefault b.ticdc;
+              services.ticdc.changefeedTool = lib.mkDefault b.rust.package;
+            })
+          ];
+        };
+    in
+    {
+      packages = eachSystem (
+        pkgs:
+        let
+          b = builds.${pkgs.stdenv.hostPlatform.system};
+        in
+        {
+          default = b.rust.package;
+          cdcmon = b.rust.package;
+          inherit (b) ticdc;
+          docker-images = b.images;
+        }
+      );
+
+      nixosModules = {
+        default = withPackages ./modules/stack.nix;
+        stack = self.nixosModules.default;
+        tidb-cluster = ./modules/tidb.nix;
+        ticdc = withPackages ./modules/ticdc.nix;
+        cdcmon = withPackages ./modules/cdcmon.nix;
+      };
+
+      # `stack` on x86_64-linux, `stack-aarch64-linux` on ARM hosts.
+      nixosConfigurations = builtins.listToAttrs (
+        map (
+          system:
+          lib.nameValuePair (vmName system) (
+            lib.nixosSystem {
+              modules = [
+                self.nixosModules.default
+                ./nix/vm.nix
+                { nixpkgs.pkgs = pkgsFor.${system}; }
+              ];
+            }
+          )
+        ) systems
+      );
+
+      apps = eachSystem (
+        pkgs:
+        let
+          inherit (pkgs.stdenv.hostPlatform) system;
+          vm = self.nixosConfigurations.${vmName system}.config.system.build.vm;
+          urls = (import ./nix/lib/stack.nix { }).hostUrls;
+          stackApp = pkgs.writeShellApplication {
+            name = "cdcmon-stack";
+            text = ''
+              cat <<'URLS'
+              cdcmon stack VM (8 GiB, 4 cores; disk image ./stack.qcow2 persists between runs)
+                TiDB          ${urls.tidb}
+                TiCDC         ${urls.ticdc}
+                Kafka         ${urls.kafka}   (topic app_cdc)
+                Prometheus    ${urls.prometheus}
+                Grafana       ${urls.grafana}   (admin/admin unless configured)
+                Elasticsearch ${urls.elasticsearch}
+                cdcmon        ${urls.cdcmon}
+              Services need a few minutes after boot; `journalctl -u cdcmon-smoke` in the VM shows
+              the end-to-end check. Quit QEMU with Ctrl-a x.
+              URLS
+              exec ${lib.getExe vm} "$@"
+            '';
+          };
+        in
+        {
+          stack = {
+            type = "app";
+            program = lib.getExe stackApp;
+            meta.description = "Boot the whole stack in a QEMU VM with host port-forwards";
+          };
+        }
+      );
+
+      checks = eachSystem (
+        pkgs:
+        let
+          b = builds.${pkgs.stdenv.hostPlatform.system};
+        in
+        {
+          package = b.rust.package;
+          inherit (b.rust) clippy fmt nextest;
+          smoke = import ./tests/nixos/smoke.nix { inherit pkgs self; };
+        }
+      );
+
+      devShells = eachSystem (
+        pkgs:
+        let
+          b = builds.${pkgs.stdenv.hostPlatform.system};
+        in
+        {
+          default = (crane.mkLib pkgs).devShell {
+            checks = {
+              inherit (b.rust) clippy nextest;
+            };
+            packages = [
+              pkgs.cargo-nextest
+              pkgs.apacheKafka # kafka-console-consumer.sh against localhost:9094
+              pkgs.prometheus.cli # promtool
+            ];
+          };
+        }
+      );
+
+      formatter = eachSystem (pkgs: pkgs.nixfmt-tree);
+    };
+}

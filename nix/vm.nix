@@ -1,0 +1,35 @@
+# The `nix run .#stack` machine: the stack module plus VM sizing, host port-forwards and a
+# root console. Options under virtualisation.vmVariant apply only to `system.build.vm`.
+{ lib, ... }:
+let
+  stack = import ./lib/stack.nix { };
+in
+{
+  networking.hostName = "stack"; # -> run-stack-vm
+  system.stateVersion = "26.05";
+
+  services.cdcmon-stack = {
+    enable = true;
+    # The host reaches the guest NIC through QEMU SLiRP, so the guest firewall must let it in.
+    openFirewall = true;
+  };
+  # Run `cdcmon smoke` once everything is up; see `journalctl -u cdcmon-smoke`.
+  services.cdcmon.smoke.startAtBoot = true;
+
+  services.getty.autologinUser = "root";
+
+  virtualisation.vmVariant.virtualisation = {
+    memorySize = 8192;
+    cores = 4;
+    diskSize = 16384;
+    graphics = false;
+    forwardPorts = map (port: {
+      from = "host";
+      host.address = "127.0.0.1";
+      host.port = port;
+      guest.port = port;
+    }) stack.forwardedPorts;
+  };
+
+  documentation.enable = lib.mkDefault false;
+}

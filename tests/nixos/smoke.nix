@@ -1,0 +1,81 @@
+# VM smoke test: one node with the whole stack; wait for every unit and port, then run
+# `cdcmon smoke` (exits 0 only if every hop passed) and double-check the hops it claims.
+# Wired as checks.<system>.smoke by flake.nix; needs KVM (see docs/nix.md).
+{ pkgs, self }:
+let
+  ports = import ../../nix/ports.nix;
+  stack = import ../../nix/lib/stack.nix { inherit ports; };
+  p = toString;
+in
+pkgs.testers.runNixOSTest {
+  name = "cdcmon-smoke";
+  globalTimeout = 2700;
+
+  nodes.machine = {
+    imports = [ self.nixosModules.default ];
+    services.cdcmon-stack.enable = true;
+    system.stateVersion = "26.05";
+    virtualisation = {
+      # ES alone needs ~3 GB in the nixpkgs ELK test; TiKV, two JVMs and Grafana come on top.
+      memorySize = 8192;
+      cores = 4;
+      diskSize = 16384;
+    };
+  };
+
+  testScript = ''
+    import json
+
+    start_all()
+
+    with subtest("TiDB cluster is ready (PD -> TiKV -> TiDB, probed by the units)"):
+        for unit in ["tidb-pd", "tidb-tikv", "tidb-server"]:
+            machine.wait_for_unit(f"{unit}.service", timeout=900)
+        machine.wait_for_open_port(${p ports.tidb})
+
+    with subtest("Kafka is up and the topic exists"):
+        machine.wait_for_unit("apache-kafka.service")
+        machine.wait_for_open_port(${p ports.kafka})
+        machine.wait_for_open_port(${p ports.kafkaExternal})
+        machine.wait_for_unit("cdcmon-kafka-topic.service")
+
+    with subtest("TiCDC and the changefeed"):
+        machine.wait_for_unit("ticdc.service")
+        machine.wait_for_open_port(${p ports.ticdc})
+        machine.wait_for_unit("ticdc-changefeed-${stack.changefeedId}.service")
+        feed = json.loads(machine.succeed(
+            "curl -fsS http://127.0.0.1:${p ports.ticdc}/api/v2/changefeeds/${stack.changefeedId}"))
+        assert feed["state"] == "normal", feed
+
+    with subtest("database initialised, consumer serving metrics"):
+        machine.wait_for_unit("cdcmon-db-init.service")
+        machine.wait_for_unit("cdcmon.service")
+        machine.wait_for_open_port(${p ports.cdcmon})
+        machine.wait_until_succeeds("curl -fsS http://127.0.0.1:${p ports.cdcmon}/metrics | grep -q cdcmon_build_info")
+
+    with subtest("logging and monitoring"):
+        for unit in ["elasticsearch", "cdcmon-es-template", "filebeat", "prometheus", "grafana"]:
+            machine.wait_for_unit(f"{unit}.service")
+        for port in [${p ports.elasticsearch}, ${p ports.prometheus}, ${p ports.grafana}]:
+            machine.wait_for_open_port(port)
+        machine.succeed("curl -fsS http://127.0.0.1:${p ports.grafana}/api/datasources/uid/prometheus -u admin:admin")
+        machine.succeed("curl -fsS http://127.0.0.1:${p ports.grafana}/api/datasources/uid/elasticsearch -u admin:admin")
+
+    with subtest("cdcmon smoke passes every hop"):
+        rc, out = machine.execute("systemctl start cdcmon-smoke.service")
+        print(machine.succeed("journalctl -u cdcmon-smoke.service --no-pager"))
+        assert rc == 0, "cdcmon smoke failed (journal above)"
+
+    with subtest("the hops smoke reported are visible independently"):
+        machine.wait_until_succeeds(
+            "curl -fsS 'http://127.0.0.1:${p ports.prometheus}/api/v1/query?query=up%7Bjob%3D%22cdcmon%22%7D' | grep -q '\"1\"\\]'",
+            timeout=120)
+        machine.wait_until_succeeds(
+            "curl -fsS 'http://127.0.0.1:${p ports.prometheus}/api/v1/query?query=sum(cdc_events_total)' | grep -q '\"result\":\\[{'",
+            timeout=120)
+        machine.wait_until_succeeds(
+            "curl -fsS 'http://127.0.0.1:${p ports.elasticsearch}/${stack.esIndexPattern}/_count' | grep -qv '\"count\":0'",
+            timeout=120)
+        machine.succeed("test -s ${stack.eventLog}")
+  '';
+}
