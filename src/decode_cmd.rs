@@ -21,7 +21,7 @@ pub fn run(args: &DecodeArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let mut decoder = Decoder::new(args.protocol, args.compression);
     let events = decoder
         .decode(key.as_deref(), Some(&value))
-        .map_err(|e| anyhow::anyhow!("cannot decode {}: {e}", args.value.display()))?;
+        .map_err(|e| anyhow::anyhow!("cannot decode {}: {e}", display_name(&args.value)))?;
     let mut line = Vec::with_capacity(512);
     for ev in &events {
         line.clear();
@@ -31,6 +31,14 @@ pub fn run(args: &DecodeArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     }
     out.flush().context("cannot write to stdout")?;
     Ok(())
+}
+
+fn display_name(path: &Path) -> String {
+    if path.as_os_str() == "-" {
+        "stdin".to_owned()
+    } else {
+        path.display().to_string()
+    }
 }
 
 fn read_input(path: &Path) -> anyhow::Result<Vec<u8>> {
@@ -47,7 +55,10 @@ fn read_input(path: &Path) -> anyhow::Result<Vec<u8>> {
             .with_context(|| format!("cannot read {}", path.display()))?;
     }
     if buf.len() as u64 > MAX_INPUT_BYTES {
-        anyhow::bail!("{} is larger than {MAX_INPUT_BYTES} bytes", path.display());
+        anyhow::bail!(
+            "{} is larger than {MAX_INPUT_BYTES} bytes",
+            display_name(path)
+        );
     }
     Ok(buf)
 }

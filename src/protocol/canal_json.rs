@@ -113,10 +113,7 @@ pub fn decode(value: &[u8]) -> Result<ChangeEvent<'_>, DecodeError> {
                 ev.old_values = first_row(msg.old).unwrap_or_default();
             }
             if let Some(pk) = &msg.pk_names {
-                ev.keys = pick(
-                    &values,
-                    pk.iter().map(CowStr::as_str).collect::<Vec<_>>().as_slice(),
-                );
+                ev.keys = pick(&values, pk);
             }
             ev.values = values;
             ev.op = Some(op);

@@ -328,6 +328,12 @@ pub(crate) mod json {
         }
     }
 
+    impl AsRef<str> for CowStr<'_> {
+        fn as_ref(&self) -> &str {
+            &self.0
+        }
+    }
+
     impl<'de: 'a, 'a> Deserialize<'de> for CowStr<'a> {
         fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
             struct V<'a>(PhantomData<&'a ()>);

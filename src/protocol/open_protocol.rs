@@ -138,7 +138,7 @@ pub fn decode<'a>(
             return Err(err(
                 P,
                 DecodeErrorReason::MissingKey,
-                "open-protocol needs the Kafka key (it holds the batch framing)",
+                "the Kafka key is required (it holds the batch framing)",
             ));
         }
     };
@@ -309,7 +309,7 @@ fn key_columns<'a>(row: &[(Cow<'a, str>, OpenColumn<'a>)]) -> Vec<Column<'a>> {
 
 /// TiDB `ActionType` → canal DDL event type, as TiCDC's canal encoder maps it
 /// (TF `pkg/sink/codec/canal/canal_entry.go` `convertDdlEventType`; codes from TiDB
-/// `pkg/meta/model` `ActionType`). Unlisted codes are `QUERY`, as there.
+/// `pkg/meta/model/job.go` `ActionType`). Unlisted codes are `QUERY`, as there.
 pub fn ddl_type_of_action(action: u64) -> &'static str {
     match action {
         3 => "CREATE",           // create table
