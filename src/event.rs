@@ -111,9 +111,10 @@ impl Column<'_> {
 /// DDL details.
 #[derive(Debug, Clone)]
 pub struct Ddl<'a> {
-    /// The protocol's DDL type: canal/simple `CREATE`, `ALTER`, ...; open-protocol's numeric
-    /// TiDB action type rendered as text (see `protocol::open_protocol`); debezium has none and
-    /// uses the statement's leading keywords.
+    /// Always one of the canal DDL types `CREATE ERASE TRUNCATE RENAME CINDEX DINDEX ALTER QUERY`
+    /// (`protocol::DDL_TYPES`): canal-json and simple carry it; open-protocol's TiDB action code
+    /// is mapped as TiCDC's canal encoder maps it; debezium's is classified from the statement.
+    /// One small set keeps the `type` label of `cdc_ddl_events_total` bounded.
     pub ddl_type: Cow<'a, str>,
     pub query: Cow<'a, str>,
 }
