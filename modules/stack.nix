@@ -207,10 +207,7 @@ in
     services.prometheus = {
       enable = true;
       port = ports.prometheus;
-      globalConfig = {
-        scrape_interval = "15s";
-        evaluation_interval = "15s";
-      };
+      globalConfig = stack.prometheusGlobal;
       scrapeConfigs = stack.scrapeConfigs { };
       inherit (cfg.prometheus) ruleFiles;
     };
@@ -238,10 +235,8 @@ in
       };
       provision = {
         enable = true;
-        datasources.settings = {
-          apiVersion = 1;
-          datasources = stack.grafanaDatasources { };
-        };
+        # The repo's file, as tested by tests/monitoring_dashboard.rs (uids the dashboards use).
+        datasources.path = ../monitoring/grafana/provisioning/datasources/datasources.yml;
         dashboards.settings = {
           apiVersion = 1;
           providers = [

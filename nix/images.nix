@@ -125,19 +125,14 @@ let
   # Same content as the VM: the repo's prometheus.yml semantics, built from nix/lib/stack.nix,
   # with the repo's rule files.
   prometheusYml = yaml.generate "prometheus.yml" {
-    global = {
-      scrape_interval = "15s";
-      evaluation_interval = "15s";
-    };
+    global = stack.prometheusGlobal;
     rule_files = [ "${../monitoring/prometheus/rules}/*.yml" ];
     scrape_configs = stack.scrapeConfigs { };
   };
 
   grafanaProvisioning = pkgs.linkFarm "grafana-provisioning" {
-    "datasources/datasources.yaml" = yaml.generate "datasources.yaml" {
-      apiVersion = 1;
-      datasources = stack.grafanaDatasources { };
-    };
+    # The repo's tested file (host networking: the same 127.0.0.1 URLs as in the VM).
+    "datasources/datasources.yaml" = ../monitoring/grafana/provisioning/datasources/datasources.yml;
     "dashboards/dashboards.yaml" = yaml.generate "dashboards.yaml" {
       apiVersion = 1;
       providers = [

@@ -141,6 +141,12 @@ rec {
     in
     join "" (map (n: "${n}=${render settings.${n}}\n") names);
 
+  # Prometheus `global` (same as monitoring/prometheus/prometheus.yml; tests/nix_parity.rs).
+  prometheusGlobal = {
+    scrape_interval = "15s";
+    evaluation_interval = "15s";
+  };
+
   # Prometheus scrape jobs. Job names are what the alert rules and dashboards select on.
   scrapeConfigs =
     {
@@ -184,32 +190,8 @@ rec {
         }
       ];
 
-  # Grafana datasources; the uids are fixed because the dashboards reference them.
-  grafanaDatasources =
-    {
-      hosts ? localHosts,
-    }:
-    [
-      {
-        name = "Prometheus";
-        type = "prometheus";
-        uid = "prometheus";
-        access = "proxy";
-        url = "http://${hosts.prometheus}:${str ports.prometheus}";
-        isDefault = true;
-      }
-      {
-        name = "Elasticsearch";
-        type = "elasticsearch";
-        uid = "elasticsearch";
-        access = "proxy";
-        url = "http://${hosts.elasticsearch}:${str ports.elasticsearch}";
-        jsonData = {
-          index = esIndexPattern;
-          timeField = "@timestamp";
-        };
-      }
-    ];
+  # Grafana datasources are not generated here: the stack provisions the repo's tested file
+  # monitoring/grafana/provisioning/datasources/datasources.yml as is (one source of truth).
 
   # Filebeat: tail the ndjson event log; the ndjson parser with an empty target puts the ECS-ish
   # fields (`@timestamp`, `cdc.*`, `kafka.*`, `message`) at the document root.
@@ -217,16 +199,23 @@ rec {
     {
       path ? eventLog,
     }:
+    # Same input as monitoring/filebeat/filebeat.yml (tests/nix_parity.rs compares them).
     {
       type = "filestream";
       id = "cdcmon-events";
+      enabled = true;
       paths = [ path ];
+      # Inode+device identity: Filebeat 9's default fingerprint identity skips files under
+      # 1 KiB, which would hold back the first events.
+      file_identity.native = null;
+      prospector.scanner.check_interval = "5s";
       parsers = [
         {
           ndjson = {
             target = "";
             overwrite_keys = true;
             add_error_key = true;
+            expand_keys = false;
           };
         }
       ];

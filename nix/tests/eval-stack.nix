@@ -135,14 +135,6 @@ in
       [ "prometheus:9090" ]
     ]
   )
-  (check "grafana datasource uids are the ones dashboards use" (map (d: d.uid) (stack.grafanaDatasources { })) [
-    "prometheus"
-    "elasticsearch"
-  ])
-  (check "grafana ES datasource reads the filebeat indices"
-    (builtins.elemAt (stack.grafanaDatasources { }) 1).jsonData.index
-    "cdc-events-*"
-  )
   (check "filebeat writes daily indices matching the template pattern"
     [
       (stack.filebeatOutput { }).index
@@ -155,20 +147,6 @@ in
       true
     ]
   )
-  (check "filebeat tails the event log as ndjson at the root" (stack.filebeatInput { }) {
-    type = "filestream";
-    id = "cdcmon-events";
-    paths = [ "/var/log/cdcmon/events.ndjson" ];
-    parsers = [
-      {
-        ndjson = {
-          target = "";
-          overwrite_keys = true;
-          add_error_key = true;
-        };
-      }
-    ];
-  })
   (check "ES template API: composable vs legacy"
     [
       (stack.esTemplateApi {

@@ -1,0 +1,141 @@
+//! The NixOS modules express Prometheus scrape jobs and Filebeat settings as Nix attributes
+//! (`nix/lib/stack.nix`), while the tests of `monitoring/` check the YAML files. This test
+//! evaluates the Nix side with `nix-instantiate` (no nixpkgs needed) and asserts it says the same
+//! as the tested YAML, so the VM/docker stack cannot drift from what CI verified.
+//! Needs `nix-instantiate` (Debian `nix-bin`); set `CDCMON_SKIP_NIX=1` to skip explicitly.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::{Map, Value, json};
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `None` when skipping was asked for; panics with an install hint when the tool is missing.
+fn eval_nix(expr: &str) -> Option<Value> {
+    if std::env::var_os("CDCMON_SKIP_NIX").is_some() {
+        eprintln!("skipped: CDCMON_SKIP_NIX is set");
+        return None;
+    }
+    let out = Command::new("nix-instantiate")
+        .current_dir(root())
+        .args(["--eval", "--strict", "--json", "-E", expr])
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("nix-instantiate not runnable ({e}): apt-get install nix-bin, or set CDCMON_SKIP_NIX=1")
+        });
+    assert!(
+        out.status.success(),
+        "nix-instantiate failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(serde_json::from_slice(&out.stdout).expect("nix-instantiate --json output"))
+}
+
+fn yaml(rel: &str) -> Value {
+    let text = std::fs::read_to_string(root().join(rel)).expect(rel);
+    let v: serde_norway::Value = serde_norway::from_str(&text).expect(rel);
+    serde_json::to_value(v).expect("yaml as json")
+}
+
+/// Beats read `a.b: x` as `a: {b: x}`; normalise so both sides compare structurally.
+fn expand_dotted(v: Value) -> Value {
+    match v {
+        Value::Object(map) => {
+            let mut out = Map::new();
+            for (k, v) in map {
+                let v = expand_dotted(v);
+                let mut parts: Vec<&str> = k.split('.').collect();
+                let last = parts.pop().unwrap_or_default().to_owned();
+                let mut cur = &mut out;
+                for p in parts {
+                    cur = cur
+                        .entry(p.to_owned())
+                        .or_insert_with(|| Value::Object(Map::new()))
+                        .as_object_mut()
+                        .expect("dotted key collides with a scalar");
+                }
+                cur.insert(last, v);
+            }
+            Value::Object(out)
+        }
+        Value::Array(a) => Value::Array(a.into_iter().map(expand_dotted).collect()),
+        other => other,
+    }
+}
+
+/// `${VAR:default}` → `default` (what Filebeat uses when VAR is unset, as in the stack).
+fn env_defaults(v: Value) -> Value {
+    match v {
+        Value::String(s) if s.starts_with("${") && s.ends_with('}') => {
+            let inner = &s[2..s.len() - 1];
+            Value::String(inner.split_once(':').map_or(inner, |(_, d)| d).to_owned())
+        }
+        Value::Array(a) => Value::Array(a.into_iter().map(env_defaults).collect()),
+        Value::Object(m) => {
+            Value::Object(m.into_iter().map(|(k, v)| (k, env_defaults(v))).collect())
+        }
+        other => other,
+    }
+}
+
+const STACK: &str = "(import ./nix/lib/stack.nix { })";
+
+#[test]
+fn nix_scrape_jobs_equal_the_tested_prometheus_yml() {
+    let Some(nix) = eval_nix(&format!(
+        "{{ jobs = {STACK}.scrapeConfigs {{ }}; global = {STACK}.prometheusGlobal; }}"
+    )) else {
+        return;
+    };
+    let normalise = |jobs: &Value| -> Vec<Value> {
+        let mut v: Vec<Value> = jobs
+            .as_array()
+            .expect("scrape_configs list")
+            .iter()
+            .map(|j| {
+                json!({
+                    "job_name": j["job_name"],
+                    "metrics_path": j.get("metrics_path").cloned().unwrap_or(json!("/metrics")),
+                    "targets": j["static_configs"][0]["targets"],
+                })
+            })
+            .collect();
+        v.sort_by_key(|j| j["job_name"].as_str().unwrap_or_default().to_owned());
+        v
+    };
+    let file = yaml("monitoring/prometheus/prometheus.yml");
+    assert_eq!(normalise(&nix["jobs"]), normalise(&file["scrape_configs"]));
+    for key in ["scrape_interval", "evaluation_interval"] {
+        assert_eq!(nix["global"][key], file["global"][key], "global.{key}");
+    }
+}
+
+#[test]
+fn nix_filebeat_input_and_output_equal_the_tested_filebeat_yml() {
+    let Some(nix) = eval_nix(&format!(
+        "{{ input = {STACK}.filebeatInput {{ }}; output = {STACK}.filebeatOutput {{ }}; setup = {STACK}.filebeatSetup; }}"
+    )) else {
+        return;
+    };
+    let file = env_defaults(expand_dotted(yaml("monitoring/filebeat/filebeat.yml")));
+    let file_input = &file["filebeat"]["inputs"][0];
+    assert_eq!(expand_dotted(nix["input"].clone()), *file_input);
+    let out = &file["output"]["elasticsearch"];
+    for key in ["enabled", "hosts", "index"] {
+        assert_eq!(nix["output"][key], out[key], "output.elasticsearch.{key}");
+    }
+    let setup = &file["setup"];
+    assert_eq!(nix["setup"]["ilm"]["enabled"], setup["ilm"]["enabled"]);
+    for key in ["name", "pattern"] {
+        assert_eq!(
+            nix["setup"]["template"][key], setup["template"][key],
+            "setup.template.{key}"
+        );
+    }
+    // Deliberate difference: under NixOS a oneshot PUTs the template (modules/stack.nix), so
+    // Filebeat itself must not load one.
+    assert_eq!(nix["setup"]["template"]["enabled"], false);
+}
