@@ -1,9 +1,752 @@
-//! `cdcmon smoke` (issue 3): placeholder until then.
+//! `cdcmon smoke`: verify a running stack hop by hop, then drive one marked change through
+//! every hop (TiDB → TiCDC → Kafka → cdcmon → Prometheus / Elasticsearch) and assert it arrives.
+//!
+//! Each check has a deadline and prints one line (`[ok] 5/19 …`); the first failure stops the
+//! run with its reason and a non-zero exit. `--json` adds a machine-readable report.
+//! Layout: this file holds the flags, the fixed plan and the runner; `report` the output;
+//! `checks/*` one module per hop; `promtext` the `/metrics` parser.
 
-/// Flags of `cdcmon smoke`.
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use crate::protocol::{Compression, ProtocolChoice};
+use crate::ticdc_api::TicdcClient;
+
+pub mod checks;
+pub mod promtext;
+pub mod report;
+
+use checks::{BasicAuth, Expectation, RowCounts};
+use report::{CheckResult, Report, Status};
+
+/// Groups of checks that `--skip` can turn off (a deployment without that hop).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
+pub enum CheckGroup {
+    Tidb,
+    Ticdc,
+    Kafka,
+    Prometheus,
+    Elasticsearch,
+    Grafana,
+    Cdcmon,
+    Schema,
+    AppUser,
+    Pipeline,
+}
+
+impl CheckGroup {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckGroup::Tidb => "tidb",
+            CheckGroup::Ticdc => "ticdc",
+            CheckGroup::Kafka => "kafka",
+            CheckGroup::Prometheus => "prometheus",
+            CheckGroup::Elasticsearch => "elasticsearch",
+            CheckGroup::Grafana => "grafana",
+            CheckGroup::Cdcmon => "cdcmon",
+            CheckGroup::Schema => "schema",
+            CheckGroup::AppUser => "app-user",
+            CheckGroup::Pipeline => "pipeline",
+        }
+    }
+}
+
+/// Every check, in run order: the numbering `k/19` comes from here.
+pub const PLAN: [(CheckGroup, &str); 19] = [
+    (CheckGroup::Tidb, "TiDB reachable"),
+    (CheckGroup::Ticdc, "TiCDC health"),
+    (CheckGroup::Ticdc, "changefeed normal"),
+    (CheckGroup::Kafka, "Kafka topic"),
+    (CheckGroup::Prometheus, "Prometheus ready"),
+    (CheckGroup::Prometheus, "Prometheus scrapes cdcmon"),
+    (CheckGroup::Elasticsearch, "Elasticsearch health"),
+    (CheckGroup::Grafana, "Grafana health"),
+    (CheckGroup::Grafana, "Grafana dashboard"),
+    (CheckGroup::Grafana, "Grafana datasources"),
+    (CheckGroup::Cdcmon, "cdcmon /metrics"),
+    (CheckGroup::Schema, "schema"),
+    (CheckGroup::AppUser, "application user login"),
+    (CheckGroup::Pipeline, "marked change"),
+    (CheckGroup::Kafka, "events on Kafka"),
+    (CheckGroup::Cdcmon, "cdcmon row counters"),
+    (CheckGroup::Prometheus, "Prometheus row counters"),
+    (CheckGroup::Elasticsearch, "Elasticsearch documents"),
+    (CheckGroup::Cdcmon, "DDL not counted as rows"),
+];
+
+/// Flags of `cdcmon smoke`. Boxed because `cli::Command` holds every subcommand's flags
+/// inline and this set is the largest by far; `Deref` keeps `args.brokers` working.
 #[derive(Debug, Clone, clap::Args)]
-pub struct SmokeArgs {}
+pub struct SmokeArgs {
+    #[command(flatten)]
+    pub options: Box<SmokeOptions>,
+}
 
-pub async fn run(_args: SmokeArgs) -> anyhow::Result<()> {
-    anyhow::bail!("cdcmon smoke is not implemented yet")
+impl std::ops::Deref for SmokeArgs {
+    type Target = SmokeOptions;
+    fn deref(&self) -> &SmokeOptions {
+        &self.options
+    }
+}
+
+/// The flags themselves (see [`SmokeArgs`]).
+#[derive(Debug, Clone, clap::Args)]
+pub struct SmokeOptions {
+    /// Kafka bootstrap servers, comma-separated.
+    #[arg(long, env = "CDCMON_BROKERS", default_value = "localhost:9092")]
+    pub brokers: String,
+    /// Topic TiCDC writes to.
+    #[arg(long, env = "CDCMON_TOPIC", default_value = "app_cdc")]
+    pub topic: String,
+    /// TiCDC protocol on the topic, for decoding the marked events: auto, canal-json,
+    /// open-protocol, debezium, simple.
+    #[arg(long, env = "CDCMON_PROTOCOL", default_value = "auto")]
+    pub protocol: ProtocolChoice,
+    /// Value compression set by TiCDC's `large-message-handle-compression`: none, snappy, lz4.
+    #[arg(long, env = "CDCMON_COMPRESSION", value_enum, default_value_t = Compression::None)]
+    pub compression: Compression,
+    /// TiDB account that may create a table in `app`, `mysql://user:password@host:port`.
+    #[arg(
+        long,
+        env = "CDCMON_TIDB_URL",
+        default_value = "mysql://root@127.0.0.1:4000"
+    )]
+    pub tidb_url: String,
+    /// Application user whose login is checked.
+    #[arg(long, env = "CDCMON_APP_USER", default_value = "app")]
+    pub app_user: String,
+    /// File with the application user's password; without it CDCMON_APP_PASSWORD is used.
+    #[arg(long, env = "CDCMON_APP_PASSWORD_FILE")]
+    pub app_password_file: Option<PathBuf>,
+    /// TiCDC server (OpenAPI v2) base URL.
+    #[arg(
+        long,
+        env = "CDCMON_TICDC_URL",
+        default_value = "http://127.0.0.1:8300"
+    )]
+    pub ticdc_url: String,
+    /// Changefeed that must be `normal`.
+    #[arg(long, env = "CDCMON_CHANGEFEED_ID", default_value = "app-cdc")]
+    pub changefeed_id: String,
+    /// Prometheus base URL.
+    #[arg(
+        long,
+        env = "CDCMON_PROMETHEUS_URL",
+        default_value = "http://127.0.0.1:9090"
+    )]
+    pub prometheus_url: String,
+    /// Elasticsearch base URL.
+    #[arg(
+        long,
+        env = "CDCMON_ELASTICSEARCH_URL",
+        default_value = "http://127.0.0.1:9200"
+    )]
+    pub elasticsearch_url: String,
+    /// Index pattern holding the event-log documents.
+    #[arg(
+        long,
+        env = "CDCMON_ELASTICSEARCH_INDEX",
+        default_value = "cdc-events-*"
+    )]
+    pub elasticsearch_index: String,
+    /// Grafana base URL.
+    #[arg(
+        long,
+        env = "CDCMON_GRAFANA_URL",
+        default_value = "http://127.0.0.1:3000"
+    )]
+    pub grafana_url: String,
+    /// Grafana user for the API checks (basic auth).
+    #[arg(long, env = "CDCMON_GRAFANA_USER", default_value = "admin")]
+    pub grafana_user: String,
+    /// File with the Grafana user's password; without it Grafana's default `admin` is tried
+    /// (with a warning).
+    #[arg(long, env = "CDCMON_GRAFANA_PASSWORD_FILE")]
+    pub grafana_password_file: Option<PathBuf>,
+    /// Title of the provisioned dashboard that must exist.
+    #[arg(long, env = "CDCMON_GRAFANA_DASHBOARD", default_value = "TiDB CDC")]
+    pub grafana_dashboard: String,
+    /// Grafana datasource uids whose health checks must pass, comma-separated.
+    #[arg(
+        long = "grafana-datasource",
+        env = "CDCMON_GRAFANA_DATASOURCES",
+        value_delimiter = ',',
+        default_value = "prometheus,elasticsearch"
+    )]
+    pub grafana_datasources: Vec<String>,
+    /// cdcmon's HTTP address (the consumer's /metrics).
+    #[arg(
+        long,
+        env = "CDCMON_CDCMON_URL",
+        default_value = "http://127.0.0.1:9102"
+    )]
+    pub cdcmon_url: String,
+    /// Check groups to skip, comma-separated or repeated, for hops a deployment does not
+    /// have: tidb, ticdc, kafka, prometheus, elasticsearch, grafana, cdcmon, schema, app-user,
+    /// pipeline. Skipped checks are reported loudly.
+    #[arg(long, env = "CDCMON_SKIP", value_enum, value_delimiter = ',')]
+    pub skip: Vec<CheckGroup>,
+    /// Deadline of each reachability check, in seconds (services may still be starting).
+    #[arg(long, env = "CDCMON_SMOKE_TIMEOUT_SECS", default_value_t = 30)]
+    pub timeout_secs: u64,
+    /// Deadline of each pipeline check (the marked change reaching a hop), in seconds.
+    #[arg(
+        long,
+        env = "CDCMON_SMOKE_PIPELINE_TIMEOUT_SECS",
+        default_value_t = 120
+    )]
+    pub pipeline_timeout_secs: u64,
+    /// Write a JSON report: to --json-report if given, else to stdout (the per-check lines
+    /// then go to stderr).
+    #[arg(long, env = "CDCMON_SMOKE_JSON")]
+    pub json: bool,
+    /// Path of the JSON report (implies --json).
+    #[arg(long, env = "CDCMON_SMOKE_JSON_REPORT")]
+    pub json_report: Option<PathBuf>,
+}
+
+/// An earlier check failed; the run stops.
+#[derive(Debug)]
+pub struct Stopped;
+
+/// Walks [`PLAN`], runs or skips each check, prints its line and keeps the results.
+pub struct Runner {
+    next: usize,
+    skip: BTreeSet<CheckGroup>,
+    results: Vec<CheckResult>,
+    out: Box<dyn Write + Send>,
+    start: Instant,
+}
+
+impl Runner {
+    pub fn new(skip: &[CheckGroup], out: Box<dyn Write + Send>) -> Runner {
+        Runner {
+            next: 0,
+            skip: skip.iter().copied().collect(),
+            results: Vec::new(),
+            out,
+            start: Instant::now(),
+        }
+    }
+
+    pub fn skips(&self, group: CheckGroup) -> bool {
+        self.skip.contains(&group)
+    }
+
+    fn record(&mut self, status: Status, message: String, elapsed: Duration) -> &CheckResult {
+        let (group, name) = PLAN[self.next.min(PLAN.len() - 1)];
+        self.next += 1;
+        self.results.push(CheckResult {
+            index: self.next,
+            total: PLAN.len(),
+            group: group.as_str().to_owned(),
+            name: name.to_owned(),
+            status,
+            message,
+            elapsed_ms: elapsed.as_millis() as u64,
+        });
+        let line = self
+            .results
+            .last()
+            .map(CheckResult::line)
+            .unwrap_or_default();
+        // The report is the product; a closed stdout must not abort the checks.
+        let _ = writeln!(self.out, "{line}");
+        let _ = self.out.flush();
+        &self.results[self.results.len() - 1]
+    }
+
+    fn current_group(&self) -> CheckGroup {
+        PLAN[self.next.min(PLAN.len() - 1)].0
+    }
+
+    /// Run the next planned check (unless its group is skipped) with a hard limit of
+    /// `limit` + 15 s over the check's own deadline, so nothing can hang the run.
+    pub async fn check<T>(
+        &mut self,
+        group: CheckGroup,
+        limit: Duration,
+        fut: impl Future<Output = anyhow::Result<(T, String)>>,
+    ) -> Result<Option<T>, Stopped> {
+        debug_assert_eq!(
+            self.current_group(),
+            group,
+            "check {} out of plan",
+            self.next + 1
+        );
+        if self.skips(group) {
+            self.record(
+                Status::Skipped,
+                format!("skipped (--skip {})", group.as_str()),
+                Duration::ZERO,
+            );
+            return Ok(None);
+        }
+        let start = Instant::now();
+        let hard = limit + Duration::from_secs(15);
+        let outcome = match tokio::time::timeout(hard, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(anyhow::anyhow!(
+                "no result within {:.0} s",
+                hard.as_secs_f64()
+            )),
+        };
+        match outcome {
+            Ok((value, message)) => {
+                self.record(Status::Ok, message, start.elapsed());
+                Ok(Some(value))
+            }
+            Err(err) => {
+                self.record(Status::Failed, format!("{err:#}"), start.elapsed());
+                Err(Stopped)
+            }
+        }
+    }
+
+    /// Skip the next planned check because something it needs did not run.
+    pub fn skip_dependent(&mut self, reason: &str) {
+        self.record(Status::Skipped, reason.to_owned(), Duration::ZERO);
+    }
+
+    /// Mark the rest of the plan as not run and build the report.
+    pub fn finish(mut self, marker: Option<u64>) -> Report {
+        let failed = self.results.iter().any(|r| r.status == Status::Failed);
+        while self.next < PLAN.len() {
+            let (group, name) = PLAN[self.next];
+            self.next += 1;
+            self.results.push(CheckResult {
+                index: self.next,
+                total: PLAN.len(),
+                group: group.as_str().to_owned(),
+                name: name.to_owned(),
+                status: Status::NotRun,
+                message: "not run: an earlier check failed".to_owned(),
+                elapsed_ms: 0,
+            });
+        }
+        let report = Report {
+            ok: !failed,
+            marker,
+            skipped_groups: self.skip.iter().map(|g| g.as_str().to_owned()).collect(),
+            checks: self.results,
+            elapsed_ms: self.start.elapsed().as_millis() as u64,
+        };
+        for line in report.summary() {
+            let _ = writeln!(self.out, "{line}");
+        }
+        let _ = self.out.flush();
+        report
+    }
+}
+
+/// State captured just before the marked change, for the "it rose by exactly" checks.
+#[derive(Debug, Default)]
+struct Before {
+    kafka_offsets: Option<Vec<(i32, i64)>>,
+    cdcmon_rows: Option<RowCounts>,
+    cdcmon_total: f64,
+    prometheus_rows: Option<RowCounts>,
+}
+
+fn grafana_auth(args: &SmokeArgs) -> anyhow::Result<BasicAuth> {
+    let password = match &args.grafana_password_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| {
+                format!("cannot read the Grafana password file {}", path.display())
+            })?;
+            text.trim_end_matches(['\n', '\r']).to_owned()
+        }
+        None => {
+            tracing::warn!(
+                "no --grafana-password-file: trying Grafana's default password; change it in production"
+            );
+            "admin".to_owned()
+        }
+    };
+    Ok(BasicAuth {
+        user: args.grafana_user.clone(),
+        password,
+    })
+}
+
+/// Run every check and return the report (the per-check lines go to `out`).
+pub async fn run_checks(args: &SmokeArgs, out: Box<dyn Write + Send>) -> anyhow::Result<Report> {
+    use checks::{cdcmon, elasticsearch, grafana, kafka, prometheus, ticdc, tidb};
+
+    let http = checks::http_client()?;
+    let ticdc_client = TicdcClient::new(&args.ticdc_url)?;
+    let t = Duration::from_secs(args.timeout_secs);
+    let pt = Duration::from_secs(args.pipeline_timeout_secs);
+    let mut r = Runner::new(&args.skip, out);
+    let e = Expectation::for_marker(checks::new_marker_id());
+    let mut marker = None;
+
+    let outcome: Result<(), Stopped> = async {
+        use CheckGroup as G;
+        let unit = |f: anyhow::Result<String>| f.map(|m| ((), m));
+
+        r.check(G::Tidb, t, async {
+            unit(tidb::select_one(&args.tidb_url, t).await)
+        })
+        .await?;
+        r.check(G::Ticdc, t, async {
+            unit(ticdc::health(&ticdc_client, t).await)
+        })
+        .await?;
+        r.check(G::Ticdc, t, async {
+            unit(ticdc::changefeed_normal(&ticdc_client, &args.changefeed_id, t).await)
+        })
+        .await?;
+        r.check(G::Kafka, t, async {
+            unit(kafka::topic_metadata(&args.brokers, &args.topic, t).await)
+        })
+        .await?;
+        r.check(G::Prometheus, t, async {
+            unit(prometheus::ready(&http, &args.prometheus_url, t).await)
+        })
+        .await?;
+        r.check(G::Prometheus, t, async {
+            unit(prometheus::target_up(&http, &args.prometheus_url, &args.cdcmon_url, t).await)
+        })
+        .await?;
+        r.check(G::Elasticsearch, t, async {
+            unit(elasticsearch::cluster_health(&http, &args.elasticsearch_url, t).await)
+        })
+        .await?;
+        r.check(G::Grafana, t, async {
+            unit(grafana::health(&http, &args.grafana_url, t).await)
+        })
+        .await?;
+        // Read once; a missing password file fails the first check that needs it.
+        let auth: Result<BasicAuth, String> = if r.skips(G::Grafana) {
+            Err("Grafana checks skipped".to_owned())
+        } else {
+            grafana_auth(args).map_err(|e| format!("{e:#}"))
+        };
+        r.check(G::Grafana, t, async {
+            let auth = auth.clone().map_err(anyhow::Error::msg)?;
+            unit(
+                grafana::dashboard(&http, &args.grafana_url, &auth, &args.grafana_dashboard, t)
+                    .await,
+            )
+        })
+        .await?;
+        r.check(G::Grafana, t, async {
+            let auth = auth.clone().map_err(anyhow::Error::msg)?;
+            unit(
+                grafana::datasources(
+                    &http,
+                    &args.grafana_url,
+                    &auth,
+                    &args.grafana_datasources,
+                    t,
+                )
+                .await,
+            )
+        })
+        .await?;
+        r.check(G::Cdcmon, t, async {
+            unit(cdcmon::reachable(&http, &args.cdcmon_url, t).await)
+        })
+        .await?;
+        r.check(G::Schema, t, async {
+            unit(tidb::schema(&args.tidb_url).await)
+        })
+        .await?;
+        r.check(G::AppUser, t, async {
+            let password = crate::db::resolve_app_password(args.app_password_file.as_deref())
+                .context("cannot check the application login (or pass --skip app-user)")?;
+            unit(tidb::app_login(&args.tidb_url, &args.app_user, &password).await)
+        })
+        .await?;
+
+        // ---- pipeline: one marked change through every hop ----
+        let before = if r.skips(G::Tidb) {
+            r.skip_dependent("skipped: needs TiDB (--skip tidb)");
+            None
+        } else {
+            let (skip_kafka, skip_cdcmon, skip_prom) = (
+                r.skips(G::Kafka),
+                r.skips(G::Cdcmon),
+                r.skips(G::Prometheus),
+            );
+            r.check(G::Pipeline, pt, async {
+                let mut before = Before::default();
+                if !skip_kafka {
+                    before.kafka_offsets = Some(
+                        kafka::end_offsets(&args.brokers, &args.topic)
+                            .await
+                            .context("cannot read the topic's end offsets")?,
+                    );
+                }
+                if !skip_cdcmon {
+                    let samples = cdcmon::scrape(&http, &args.cdcmon_url).await?;
+                    before.cdcmon_rows = Some(cdcmon::row_counts(&samples));
+                    before.cdcmon_total = cdcmon::total_rows(&samples);
+                }
+                if !skip_prom {
+                    before.prometheus_rows =
+                        Some(prometheus::row_counts(&http, &args.prometheus_url).await?);
+                }
+                let mut msg = tidb::apply_change(&args.tidb_url, &e).await?;
+                if let Some(o) = &before.kafka_offsets {
+                    msg.push_str(&format!(
+                        "; Kafka start offsets {}",
+                        kafka::describe_offsets(o)
+                    ));
+                }
+                Ok((before, msg))
+            })
+            .await?
+        };
+        let Some(before) = before else {
+            for _ in 0..5 {
+                r.skip_dependent("skipped: no marked change was made");
+            }
+            return Ok(());
+        };
+        marker = Some(e.id);
+
+        r.check(G::Kafka, pt, async {
+            let offsets = before.kafka_offsets.clone().unwrap_or_default();
+            let seen = kafka::wait_for_events(
+                &args.brokers,
+                &args.topic,
+                &offsets,
+                args.protocol,
+                args.compression,
+                &e,
+                pt,
+            )
+            .await?;
+            unit(Ok(kafka::describe_seen(&args.topic, &seen)))
+        })
+        .await?;
+        r.check(G::Cdcmon, pt, async {
+            let b = before.cdcmon_rows.clone().unwrap_or_default();
+            unit(cdcmon::wait_for_exact_rise(&http, &args.cdcmon_url, &b, &e, pt).await)
+        })
+        .await?;
+        r.check(G::Prometheus, pt, async {
+            let b = before.prometheus_rows.clone().unwrap_or_default();
+            unit(prometheus::wait_for_increase(&http, &args.prometheus_url, &b, &e, pt).await)
+        })
+        .await?;
+        r.check(G::Elasticsearch, pt, async {
+            unit(
+                elasticsearch::wait_for_documents(
+                    &http,
+                    &args.elasticsearch_url,
+                    &args.elasticsearch_index,
+                    &e,
+                    pt,
+                )
+                .await,
+            )
+        })
+        .await?;
+        // DDL reaches cdcmon in the same partition order; 15 s is plenty once the rows arrived.
+        r.check(G::Cdcmon, pt, async {
+            unit(
+                cdcmon::ddl_not_counted_as_rows(
+                    &http,
+                    &args.cdcmon_url,
+                    before.cdcmon_total,
+                    &e,
+                    Duration::from_secs(15).min(pt),
+                )
+                .await,
+            )
+        })
+        .await?;
+        Ok(())
+    }
+    .await;
+    // `Stopped` already printed its line; the report says the rest.
+    let _ = outcome;
+    Ok(r.finish(marker))
+}
+
+/// Entry point of `cdcmon smoke`.
+pub async fn run(args: SmokeArgs) -> anyhow::Result<()> {
+    let json = args.json || args.json_report.is_some();
+    // JSON on stdout needs the human lines out of its way.
+    let human: Box<dyn Write + Send> = if json && args.json_report.is_none() {
+        Box::new(std::io::stderr())
+    } else {
+        Box::new(std::io::stdout())
+    };
+    let report = run_checks(&args, human).await?;
+    if json {
+        match &args.json_report {
+            Some(path) => {
+                let file = std::fs::File::create(path)
+                    .with_context(|| format!("cannot create {}", path.display()))?;
+                report
+                    .write_json(std::io::BufWriter::new(file))
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            None => report
+                .write_json(std::io::stdout().lock())
+                .context("cannot write the JSON report")?,
+        }
+    }
+    if let Some(failed) = report.checks.iter().find(|c| c.status == Status::Failed) {
+        anyhow::bail!(
+            "smoke test failed at {}/{} {}: {}",
+            failed.index,
+            failed.total,
+            failed.name,
+            failed.message
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        args: SmokeArgs,
+    }
+
+    fn args(extra: &[&str]) -> SmokeArgs {
+        let mut argv = vec!["smoke"];
+        argv.extend_from_slice(extra);
+        Wrapper::try_parse_from(argv).unwrap().args
+    }
+
+    #[test]
+    fn defaults_are_the_stack_defaults() {
+        let a = args(&[]);
+        assert_eq!(a.brokers, "localhost:9092");
+        assert_eq!(a.topic, "app_cdc");
+        assert_eq!(a.tidb_url, "mysql://root@127.0.0.1:4000");
+        assert_eq!(a.ticdc_url, "http://127.0.0.1:8300");
+        assert_eq!(a.prometheus_url, "http://127.0.0.1:9090");
+        assert_eq!(a.elasticsearch_url, "http://127.0.0.1:9200");
+        assert_eq!(a.grafana_url, "http://127.0.0.1:3000");
+        assert_eq!(a.cdcmon_url, "http://127.0.0.1:9102");
+        assert_eq!(a.grafana_datasources, ["prometheus", "elasticsearch"]);
+        assert!(a.skip.is_empty());
+    }
+
+    #[test]
+    fn skip_takes_lists_and_repeats() {
+        let a = args(&["--skip", "grafana,elasticsearch", "--skip", "app-user"]);
+        assert_eq!(
+            a.skip,
+            [
+                CheckGroup::Grafana,
+                CheckGroup::Elasticsearch,
+                CheckGroup::AppUser
+            ]
+        );
+        assert!(Wrapper::try_parse_from(["smoke", "--skip", "nope"]).is_err());
+    }
+
+    #[test]
+    fn plan_names_every_group_and_pipeline_follows_the_reachability_checks() {
+        for g in [
+            CheckGroup::Tidb,
+            CheckGroup::Ticdc,
+            CheckGroup::Kafka,
+            CheckGroup::Prometheus,
+            CheckGroup::Elasticsearch,
+            CheckGroup::Grafana,
+            CheckGroup::Cdcmon,
+            CheckGroup::Schema,
+            CheckGroup::AppUser,
+            CheckGroup::Pipeline,
+        ] {
+            assert!(PLAN.iter().any(|(pg, _)| *pg == g), "{g:?}");
+        }
+        assert_eq!(PLAN[13].0, CheckGroup::Pipeline);
+    }
+
+    /// Everything skipped: walks the whole plan, numbers 1..=19, passes loudly.
+    #[tokio::test]
+    async fn skipping_every_group_walks_the_plan_and_warns() {
+        let all =
+            "tidb,ticdc,kafka,prometheus,elasticsearch,grafana,cdcmon,schema,app-user,pipeline";
+        let a = args(&["--skip", all]);
+        let buf = SharedBuf::default();
+        let report = run_checks(&a, Box::new(buf.clone())).await.unwrap();
+        assert!(report.ok);
+        assert_eq!(report.checks.len(), PLAN.len());
+        assert!(report.checks.iter().all(|c| c.status == Status::Skipped));
+        assert_eq!(report.checks[18].index, 19);
+        let text = buf.text();
+        assert!(
+            text.contains("[skip] 1/19 TiDB reachable: skipped (--skip tidb)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("[skip] 14/19 marked change: skipped: needs TiDB"),
+            "{text}"
+        );
+        assert!(
+            text.contains("[skip] 15/19 events on Kafka: skipped: no marked change was made"),
+            "{text}"
+        );
+        assert!(text.contains("NOT verified"), "{text}");
+    }
+
+    /// A failure stops the run: later checks are `not_run`, the summary names the failure.
+    #[tokio::test]
+    async fn first_failure_stops_the_run() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let a = args(&[
+            "--skip",
+            "tidb,ticdc,kafka",
+            "--prometheus-url",
+            &format!("http://127.0.0.1:{port}"),
+            "--timeout-secs",
+            "1",
+        ]);
+        let buf = SharedBuf::default();
+        let report = run_checks(&a, Box::new(buf.clone())).await.unwrap();
+        assert!(!report.ok);
+        assert_eq!(report.checks[4].status, Status::Failed);
+        assert_eq!(report.checks[5].status, Status::NotRun);
+        assert_eq!(report.count(Status::NotRun), 14);
+        let text = buf.text();
+        assert!(text.contains("[FAIL] 5/19 Prometheus ready:"), "{text}");
+        assert!(
+            text.contains("smoke FAILED at 5/19 (Prometheus ready); 14 check(s) not run"),
+            "{text}"
+        );
+    }
+
+    #[derive(Clone, Default)]
+    struct SharedBuf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl SharedBuf {
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+        }
+    }
+
+    impl Write for SharedBuf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
 }
