@@ -33,6 +33,13 @@ use crate::protocol::{DecodeError, Decoder};
 
 /// How often librdkafka reports statistics (consumer lag, broker state for readiness).
 const STATS_INTERVAL_MS: u32 = 1000;
+/// librdkafka `queued.max.messages.kbytes`: prefetched messages held for the loop (default 64 MiB).
+const QUEUED_MAX_KBYTES: u32 = 4 * 1024;
+/// librdkafka `fetch.max.bytes`: one fetch response (default 50 MiB); must stay at least
+/// `message.max.bytes` (1,000,000 by default).
+const FETCH_MAX_BYTES: u32 = 4 * 1024 * 1024;
+/// librdkafka `fetch.queue.backoff.ms`: fetch pause once the queue is full (default 1000 ms).
+const FETCH_QUEUE_BACKOFF_MS: u32 = 10;
 /// Bytes of an undecodable message quoted in its log line.
 const SAMPLE_BYTES: usize = 256;
 /// Undecodable-message warnings per second before they are summarized.
@@ -247,7 +254,16 @@ fn consumer_config(args: &ConsumeArgs) -> ClientConfig {
         // A new group starts at the beginning: events produced before cdcmon first ran count.
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
-        .set("statistics.interval.ms", STATS_INTERVAL_MS.to_string());
+        .set("statistics.interval.ms", STATS_INTERVAL_MS.to_string())
+        // Bound librdkafka's prefetch, the bulk of the process's memory: by default it queues up
+        // to 64 MiB of messages and fetches up to 50 MiB per request (decompressed on arrival),
+        // which put the resident set above 120 MiB under a backlog. A few MiB keep the fetcher
+        // ahead of the decoder (docs/performance.md); override with --kafka-option.
+        .set("queued.max.messages.kbytes", QUEUED_MAX_KBYTES.to_string())
+        .set("fetch.max.bytes", FETCH_MAX_BYTES.to_string())
+        // With a small queue the thresholds are hit all the time: librdkafka then postpones the
+        // partition's next fetch by this much (default 1000 ms, which cut throughput tenfold).
+        .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS.to_string());
     for (k, v) in &args.kafka_options {
         cfg.set(k, v);
     }

@@ -8,6 +8,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
+use std::ops::Range;
 use std::path::Path;
 
 use serde_json::value::RawValue;
@@ -68,6 +69,9 @@ const REDACTED: &str = "\"***\"";
 const MESSAGE_QUERY_CHARS: usize = 200;
 
 /// Render one event as a JSON line (with the trailing newline) appended to `out`.
+///
+/// Hot path: everything is written straight into `out` (no `format!`, no intermediate
+/// `String`s), so a line costs no allocation once `out` has grown to line size.
 pub fn render_line(
     ev: &ChangeEvent<'_>,
     pos: &KafkaPosition<'_>,
@@ -101,7 +105,7 @@ pub fn render_line(
     }
     if let Some(ts) = ev.commit_ts {
         out.extend_from_slice(b",\"commit_ts\":");
-        out.extend_from_slice(itoa_u64(ts).as_bytes());
+        write_u64(out, ts);
     }
     out.extend_from_slice(b",\"protocol\":");
     write_str(out, ev.protocol.as_str());
@@ -112,12 +116,17 @@ pub fn render_line(
         write_str(out, &ddl.query);
         out.push(b'}');
     }
+    // Where the escaped key summary sits in `out`, so `message` can copy it instead of
+    // rendering it again.
+    let mut summary = 0..0;
     if ev.kind == EventKind::Row {
         out.extend_from_slice(b",\"keys\":");
         write_columns(out, &ev.keys, opts);
-        out.extend_from_slice(b",\"key\":");
-        let summary = key_summary(&ev.keys, opts);
-        write_str(out, &summary);
+        out.extend_from_slice(b",\"key\":\"");
+        summary.start = out.len();
+        write_key_summary(out, &ev.keys, opts);
+        summary.end = out.len();
+        out.push(b'"');
         out.extend_from_slice(if ev.partial {
             b",\"partial\":true"
         } else {
@@ -139,60 +148,56 @@ pub fn render_line(
     out.extend_from_slice(b"},\"kafka\":{\"topic\":");
     write_str(out, pos.topic);
     out.extend_from_slice(b",\"partition\":");
-    out.extend_from_slice(pos.partition.to_string().as_bytes());
+    write_i64(out, i64::from(pos.partition));
     out.extend_from_slice(b",\"offset\":");
-    out.extend_from_slice(pos.offset.to_string().as_bytes());
-    out.extend_from_slice(b"},\"message\":");
-    let message = summary_message(ev, opts);
-    write_str(out, &message);
-    out.extend_from_slice(b"}\n");
+    write_i64(out, pos.offset);
+    out.extend_from_slice(b"},\"message\":\"");
+    write_summary_message(out, ev, summary);
+    out.extend_from_slice(b"\"}\n");
 }
 
-fn itoa_u64(v: u64) -> String {
-    v.to_string()
-}
-
-/// `insert app.users id=1` / `CREATE app.users: CREATE TABLE ...`.
-fn summary_message(ev: &ChangeEvent<'_>, opts: &LogOptions) -> String {
-    let mut s = String::with_capacity(64);
+/// The `message` text, escaped, without quotes: `insert app.users id=1` /
+/// `CREATE app.users: CREATE TABLE ...`. `summary` is the already escaped key summary in `out`.
+fn write_summary_message(out: &mut Vec<u8>, ev: &ChangeEvent<'_>, summary: Range<usize>) {
     match (ev.op, &ev.ddl) {
         (Some(op), _) => {
-            s.push_str(op.as_str());
-            s.push(' ');
-            push_table(&mut s, ev);
+            out.extend_from_slice(op.as_str().as_bytes());
+            out.push(b' ');
+            write_table(out, ev);
             if !ev.keys.is_empty() {
-                s.push(' ');
-                s.push_str(&key_summary(&ev.keys, opts));
+                out.push(b' ');
+                out.extend_from_within(summary);
             }
             if ev.partial {
-                s.push_str(" (partial)");
+                out.extend_from_slice(b" (partial)");
             }
         }
         (None, Some(ddl)) => {
-            s.push_str(&ddl.ddl_type);
-            s.push(' ');
-            push_table(&mut s, ev);
-            s.push_str(": ");
-            let mut chars = ddl.query.chars();
-            s.extend(chars.by_ref().take(MESSAGE_QUERY_CHARS));
-            if chars.next().is_some() {
-                s.push('…');
+            write_escaped(out, &ddl.ddl_type);
+            out.push(b' ');
+            write_table(out, ev);
+            out.extend_from_slice(b": ");
+            match ddl.query.char_indices().nth(MESSAGE_QUERY_CHARS) {
+                Some((cut, _)) => {
+                    write_escaped(out, ddl.query.get(..cut).unwrap_or_default());
+                    out.extend_from_slice("…".as_bytes());
+                }
+                None => write_escaped(out, &ddl.query),
             }
         }
         (None, None) => {
-            s.push_str(ev.kind.as_str());
-            s.push(' ');
-            push_table(&mut s, ev);
+            out.extend_from_slice(ev.kind.as_str().as_bytes());
+            out.push(b' ');
+            write_table(out, ev);
         }
     }
-    s
 }
 
-fn push_table(s: &mut String, ev: &ChangeEvent<'_>) {
-    s.push_str(&ev.db);
+fn write_table(out: &mut Vec<u8>, ev: &ChangeEvent<'_>) {
+    write_escaped(out, &ev.db);
     if !ev.table.is_empty() {
-        s.push('.');
-        s.push_str(&ev.table);
+        out.push(b'.');
+        write_escaped(out, &ev.table);
     }
 }
 
@@ -212,6 +217,34 @@ pub fn key_summary(keys: &[Column<'_>], opts: &LogOptions) -> String {
         }
     }
     s
+}
+
+/// [`key_summary`] written JSON-escaped (without quotes) straight into `out`.
+fn write_key_summary(out: &mut Vec<u8>, keys: &[Column<'_>], opts: &LogOptions) {
+    for (i, col) in keys.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_escaped(out, &col.name);
+        out.push(b'=');
+        if opts.is_redacted(&col.name) {
+            out.extend_from_slice(b"***");
+            continue;
+        }
+        let text = col.value.get();
+        match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+            // A JSON string without backslashes is its own escaped text: copy it.
+            Some(inner) if !inner.contains('\\') => out.extend_from_slice(inner.as_bytes()),
+            Some(_) => {
+                let mut plain = String::new();
+                push_plain_value(&mut plain, &col.value);
+                write_escaped(out, &plain);
+            }
+            // Numbers, booleans, null: JSON text, never in need of escaping; objects and
+            // arrays (not keys in practice) may hold quotes.
+            None => write_escaped(out, text),
+        }
+    }
 }
 
 /// A JSON string value without its quotes and escapes; anything else as its JSON text.
@@ -247,31 +280,98 @@ fn write_columns(out: &mut Vec<u8>, cols: &[Column<'_>], opts: &LogOptions) {
 
 /// A JSON string literal, escaped.
 fn write_str(out: &mut Vec<u8>, s: &str) {
-    // Fast path: nothing to escape (the usual case for names and ops).
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-        out.push(b'"');
-        out.extend_from_slice(s.as_bytes());
-        out.push(b'"');
-    } else if serde_json::to_writer(&mut *out, s).is_err() {
-        // Writing to a Vec cannot fail; keep the line valid JSON regardless.
-        out.extend_from_slice(b"\"\"");
+    out.push(b'"');
+    write_escaped(out, s);
+    out.push(b'"');
+}
+
+/// The JSON escaping of `s` without quotes, byte for byte what `serde_json` writes: `"` `\`
+/// and control characters escaped (`\n` etc. where JSON has a short form), the rest verbatim.
+fn write_escaped(out: &mut Vec<u8>, s: &str) {
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if b >= 0x20 && b != b'"' && b != b'\\' {
+            continue;
+        }
+        out.extend_from_slice(&bytes[start..i]);
+        start = i + 1;
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 0xf)]);
+            }
+        }
+    }
+    out.extend_from_slice(&bytes[start..]);
+}
+
+/// Decimal digits of `v` (no allocation).
+fn write_u64(out: &mut Vec<u8>, mut v: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+fn write_i64(out: &mut Vec<u8>, v: i64) {
+    if v < 0 {
+        out.push(b'-');
+    }
+    write_u64(out, v.unsigned_abs());
+}
+
+/// `v` as exactly `width` digits (`v` < 10^width).
+fn write_padded(out: &mut Vec<u8>, v: u32, width: u32) {
+    let mut div = 10u32.pow(width - 1);
+    while div > 0 {
+        out.push(b'0' + ((v / div) % 10) as u8);
+        div /= 10;
     }
 }
 
 /// RFC 3339 UTC with milliseconds, e.g. `2026-11-24T11:33:57.123Z`.
 pub fn write_rfc3339_ms(out: &mut Vec<u8>, unix_ms: i64) {
     let secs = unix_ms.div_euclid(1000);
-    let ms = unix_ms.rem_euclid(1000);
+    let ms = unix_ms.rem_euclid(1000) as u32;
     let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
+    let sod = secs.rem_euclid(86_400) as u32;
     let (y, m, d) = civil_from_days(days);
-    let s = format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
-        sod / 3600,
-        (sod % 3600) / 60,
-        sod % 60
-    );
-    out.extend_from_slice(s.as_bytes());
+    if (0..=9999).contains(&y) {
+        write_padded(out, y as u32, 4);
+    } else {
+        // Outside RFC 3339's range (never a real commit time): the cold path may allocate.
+        out.extend_from_slice(format!("{y:04}").as_bytes());
+    }
+    out.push(b'-');
+    write_padded(out, m, 2);
+    out.push(b'-');
+    write_padded(out, d, 2);
+    out.push(b'T');
+    write_padded(out, sod / 3600, 2);
+    out.push(b':');
+    write_padded(out, (sod % 3600) / 60, 2);
+    out.push(b':');
+    write_padded(out, sod % 60, 2);
+    out.push(b'.');
+    write_padded(out, ms, 3);
+    out.push(b'Z');
 }
 
 /// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (Howard Hinnant's algorithm).
@@ -479,6 +579,92 @@ mod tests {
         assert_eq!(fmt(1_640_007_049_196), "2021-12-20T13:30:49.196Z");
         assert_eq!(fmt(-1), "1969-12-31T23:59:59.999Z");
         assert_eq!(fmt(4_102_444_799_999), "2099-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn escaping_is_byte_identical_to_serde_json() {
+        let mut all_controls = String::new();
+        for b in 0u8..0x20 {
+            all_controls.push(char::from(b));
+        }
+        for s in [
+            "",
+            "plain",
+            "a \"q\" b",
+            "back\\slash",
+            "tab\there\nnl\r",
+            "é ü 🦀 …",
+            "\u{7f}del",
+            &all_controls,
+        ] {
+            let mut ours = Vec::new();
+            write_str(&mut ours, s);
+            assert_eq!(
+                String::from_utf8(ours).unwrap(),
+                serde_json::to_string(s).unwrap()
+            );
+        }
+        for v in [0u64, 7, 10, 99, 439749918821711874, u64::MAX] {
+            let mut ours = Vec::new();
+            write_u64(&mut ours, v);
+            assert_eq!(ours, v.to_string().as_bytes());
+        }
+        for v in [0i64, -1, 41, i64::MIN, i64::MAX] {
+            let mut ours = Vec::new();
+            write_i64(&mut ours, v);
+            assert_eq!(ours, v.to_string().as_bytes());
+        }
+    }
+
+    /// `key` and `message` as the writer rendered them before it wrote into the buffer directly:
+    /// the strings built with `String`s, then JSON-encoded.
+    #[test]
+    fn key_and_message_match_the_string_reference() {
+        let opts = LogOptions::new(false, &["secret".into()]);
+        let mut ev = row_event();
+        ev.db = "d\"b".into();
+        ev.table = "t\\able\n".into();
+        ev.keys = vec![
+            col("id", "\"7\""),
+            col("na\"me", "\"a \\\"q\\\" \\u0041\\n\""),
+            col("n", "12.5"),
+            col("my_SECRET", "\"x\""),
+            col("obj", "{\"a\":\"b\"}"),
+        ];
+        ev.partial = true;
+        let mut out = Vec::new();
+        render_line(&ev, &POS, &opts, 0, &mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let key = key_summary(&ev.keys, &opts);
+        assert_eq!(
+            key,
+            "id=7,na\"me=a \"q\" A\n,n=12.5,my_SECRET=***,obj={\"a\":\"b\"}"
+        );
+        assert_eq!(v["cdc"]["key"], key.as_str());
+        assert_eq!(
+            v["message"],
+            format!("update d\"b.t\\able\n {key} (partial)").as_str()
+        );
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains(&serde_json::to_string(&key).unwrap()),
+            "{text}"
+        );
+
+        // DDL: the query is cut at 200 characters (not bytes) in `message`.
+        let mut ddl = ChangeEvent::new(Protocol::CanalJson, EventKind::Ddl);
+        ddl.db = "app".into();
+        let query = format!("ALTER TABLE \"x\" {}", "é".repeat(300));
+        ddl.ddl = Some(Ddl {
+            ddl_type: "ALTER".into(),
+            query: query.clone().into(),
+        });
+        let mut out = Vec::new();
+        render_line(&ddl, &POS, &opts, 0, &mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let cut: String = query.chars().take(MESSAGE_QUERY_CHARS).collect();
+        assert_eq!(v["message"], format!("ALTER app: {cut}…").as_str());
+        assert_eq!(v["cdc"]["ddl"]["query"], query.as_str());
     }
 
     #[test]

@@ -31,11 +31,22 @@ pub fn mock_cluster(partitions: i32) -> MockCluster<'static, DefaultProducerCont
 }
 
 pub fn producer(brokers: &str) -> ThreadedProducer<DefaultProducerContext> {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("message.timeout.ms", "10000")
-        .create()
-        .expect("producer")
+    producer_with(brokers, &[])
+}
+
+/// A producer with extra librdkafka properties (e.g. `compression.type=lz4` to keep the mock's
+/// per-partition backlog under its 5 MiB retention limit).
+pub fn producer_with(
+    brokers: &str,
+    extra: &[(&str, &str)],
+) -> ThreadedProducer<DefaultProducerContext> {
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", brokers)
+        .set("message.timeout.ms", "30000");
+    for (k, v) in extra {
+        cfg.set(*k, *v);
+    }
+    cfg.create().expect("producer")
 }
 
 /// One Kafka message to produce.
@@ -63,11 +74,16 @@ impl Msg {
     }
 }
 
-/// Produce every message and wait until all are acknowledged.
+/// Produce every message to `TOPIC` and wait until all are acknowledged.
 pub fn produce(brokers: &str, msgs: &[Msg]) {
-    let producer = producer(brokers);
+    produce_to(brokers, TOPIC, msgs, &[]);
+}
+
+/// Produce every message to `topic` with extra producer properties; wait for every ack.
+pub fn produce_to(brokers: &str, topic: &str, msgs: &[Msg], extra: &[(&str, &str)]) {
+    let producer = producer_with(brokers, extra);
     for m in msgs {
-        let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(TOPIC).partition(m.partition);
+        let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).partition(m.partition);
         if let Some(k) = &m.key {
             rec = rec.key(k.as_slice());
         }
@@ -88,7 +104,7 @@ pub fn produce(brokers: &str, msgs: &[Msg]) {
         }
     }
     producer
-        .flush(Duration::from_secs(30))
+        .flush(Duration::from_secs(60))
         .expect("flush producer");
 }
 
@@ -190,6 +206,147 @@ impl Drop for RunningConsumer {
             let _ = t.join();
         }
     }
+}
+
+/// A real `cdcmon consume` process (the built binary), for crash tests and the benchmark.
+pub struct ChildConsumer {
+    pub addr: SocketAddr,
+    pub event_log: PathBuf,
+    pub stderr_path: PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl ChildConsumer {
+    /// Start the binary; its stderr goes to `<event_log>.<port>.stderr`. Waits for `/healthz`.
+    pub fn start(brokers: &str, group: &str, event_log: &Path, extra: &[&str]) -> ChildConsumer {
+        Self::start_bin(
+            env!("CARGO_BIN_EXE_cdcmon"),
+            brokers,
+            group,
+            event_log,
+            extra,
+        )
+    }
+
+    pub fn start_bin(
+        bin: &str,
+        brokers: &str,
+        group: &str,
+        event_log: &Path,
+        extra: &[&str],
+    ) -> ChildConsumer {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let stderr_path = event_log.with_extension(format!("{port}.stderr"));
+        let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
+        let mut cmd = std::process::Command::new(bin);
+        cmd.args(["consume", "--brokers", brokers, "--group", group])
+            .args(["--listen", &listen]);
+        if !extra.contains(&"--commit-interval-ms") {
+            cmd.args(["--commit-interval-ms", "200"]);
+        }
+        let child = cmd
+            .arg("--event-log")
+            .arg(event_log)
+            .args(extra)
+            // Tests set their own flags; do not let the caller's environment change them.
+            .env_remove("CDCMON_KAFKA_OPTIONS")
+            .env_remove("CDCMON_TOPIC")
+            .env("CDCMON_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn cdcmon");
+        let c = ChildConsumer {
+            addr: listen.parse().expect("addr"),
+            event_log: event_log.to_owned(),
+            stderr_path,
+            child: Some(child),
+        };
+        wait_until(Duration::from_secs(10), "cdcmon child /healthz", || {
+            http_get(c.addr, "/healthz")
+                .map(|(s, _)| s == 200)
+                .unwrap_or(false)
+        });
+        c
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, |c| c.id())
+    }
+
+    pub fn metrics(&self) -> String {
+        http_get(self.addr, "/metrics").expect("GET /metrics").1
+    }
+
+    /// Wait until `cdcmon_kafka_messages_total` reaches `n`.
+    pub fn wait_messages(&self, n: f64, timeout: Duration) {
+        wait_until(timeout, &format!("{n} messages consumed"), || {
+            http_get(self.addr, "/metrics")
+                .ok()
+                .and_then(|(_, m)| metric(&m, "cdcmon_kafka_messages_total", &[]))
+                .unwrap_or(0.0)
+                >= n
+        });
+    }
+
+    /// Peak resident set size so far (`VmHWM`), in KiB.
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        proc_status_kib(self.pid(), "VmHWM:")
+    }
+
+    /// `kill -9`: no flush, no commit.
+    pub fn kill9(mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for the exit; returns how long the stop took and the exit status.
+    pub fn terminate(mut self) -> (Duration, std::process::ExitStatus) {
+        let mut c = self.child.take().expect("child");
+        let started = Instant::now();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(status.success(), "kill -TERM failed");
+        let deadline = started + Duration::from_secs(30);
+        loop {
+            if let Some(status) = c.try_wait().expect("wait cdcmon") {
+                return (started.elapsed(), status);
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                panic!("cdcmon did not stop within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+}
+
+impl Drop for ChildConsumer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A `/proc/<pid>/status` field in KiB (`VmHWM:`, `VmRSS:`).
+pub fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
 }
 
 pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {

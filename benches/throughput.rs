@@ -1,0 +1,588 @@
+//! `cargo bench --bench throughput`: cdcmon's consume path against raw ceilings, in one run.
+//!
+//! Per workload (canal-json with the TiDB extension, then open-protocol batches) it measures:
+//! 1. `ceiling_per_sec`: a bare rdkafka `BaseConsumer` that only receives the messages;
+//! 2. `events_per_sec`: the real `cdcmon consume` binary (child process) on the same topic and
+//!    broker, until its `/metrics` accounts for every produced event; its peak RSS (`VmHWM`);
+//! 3. `pipeline_events_per_sec`: `Pipeline::process` (decode, count, event log to a file) fed
+//!    from memory on one thread;
+//! 4. `parse_only_per_sec`: `serde_json` parsing the same bytes into a `serde_json::Value`.
+//!
+//! Broker: librdkafka's in-process mock cluster, one broker, 64 partitions, producer
+//! `compression.type=lz4`, so each partition's backlog stays far below the mock's 5 MiB
+//! retention limit; every count is asserted, so a silent drop fails the run. Both consumers use
+//! `fetch.wait.max.ms=100`. Rates are measured from the first to the last message seen, so the
+//! ~3.2 s group join of the mock is excluded on both sides.
+//!
+//! Env: `CDCMON_BENCH_MESSAGES` (default 1,000,000 canal-json messages; the open-protocol run
+//! carries the same number of events), `CDCMON_BENCH_PARTITIONS` (default 64),
+//! `CDCMON_BENCH_ONLY` (`canal` or `open` to run one workload).
+//!
+//! The last line printed is the canal-json run's summary (`docs/performance.md`).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::hint::black_box;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cdcmon::eventlog::{EventLog, KafkaPosition, LogOptions};
+use cdcmon::metrics::Metrics;
+use cdcmon::pipeline::{self, Pipeline, Sink};
+use cdcmon::protocol::{Compression, Decoder, ProtocolChoice};
+use common::{ChildConsumer, Msg, http_get, metric, metric_sum, produce_to};
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::mocking::MockCluster;
+
+const FETCH_WAIT_MS: &str = "100";
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.replace('_', "").parse().ok())
+        .unwrap_or(default)
+}
+
+/// xorshift64*: deterministic, dependency-free.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// A generated workload and what cdcmon must count for it.
+struct Workload {
+    name: &'static str,
+    msgs: Vec<Msg>,
+    rows: u64,
+    ddl: u64,
+    watermarks: u64,
+}
+
+impl Workload {
+    fn events(&self) -> u64 {
+        self.rows + self.ddl + self.watermarks
+    }
+    fn bytes(&self) -> usize {
+        self.msgs
+            .iter()
+            .map(|m| m.key.as_ref().map_or(0, Vec::len) + m.value.as_ref().map_or(0, Vec::len))
+            .sum()
+    }
+}
+
+const BASE_MS: u64 = 1_764_000_000_000;
+/// Data messages between two watermark broadcasts (TiCDC sends one to every partition).
+const WATERMARK_EVERY: usize = 10_000;
+
+fn tso(ms: u64, logical: u64) -> u64 {
+    (ms << 18) | (logical & 0x3ffff)
+}
+
+/// One row of one of three tables as canal-json column maps: (table, sqlType, mysqlType, data).
+fn canal_row(rng: &mut Rng, id: u64) -> (&'static str, String, String, String) {
+    match rng.below(3) {
+        0 => (
+            "users",
+            r#"{"id":-5,"name":12,"email":12,"password_hash":12,"created_at":93}"#.into(),
+            r#"{"id":"bigint","name":"varchar","email":"varchar","password_hash":"varchar","created_at":"timestamp"}"#.into(),
+            format!(
+                r#"{{"id":"{id}","name":"user {id}","email":"user{id}@example.com","password_hash":"$2y$10${:016x}","created_at":"2026-11-24 11:{:02}:{:02}"}}"#,
+                rng.next(),
+                rng.below(60),
+                rng.below(60)
+            ),
+        ),
+        1 => (
+            "orders",
+            r#"{"id":-5,"user_id":-5,"amount":3,"status":12,"created_at":93}"#.into(),
+            r#"{"id":"bigint","user_id":"bigint","amount":"decimal(12,2)","status":"varchar(16)","created_at":"timestamp"}"#.into(),
+            format!(
+                r#"{{"id":"{id}","user_id":"{}","amount":"{}.{:02}","status":"{}","created_at":"2026-11-24 11:{:02}:{:02}"}}"#,
+                rng.below(100_000),
+                rng.below(1000),
+                rng.below(100),
+                ["new", "paid", "shipped", "done"][rng.below(4) as usize],
+                rng.below(60),
+                rng.below(60)
+            ),
+        ),
+        _ => (
+            "payments",
+            r#"{"id":-5,"order_id":-5,"amount":3,"method":12,"paid_at":93}"#.into(),
+            r#"{"id":"bigint","order_id":"bigint","amount":"decimal(12,2)","method":"varchar(16)","paid_at":"timestamp"}"#.into(),
+            format!(
+                r#"{{"id":"{id}","order_id":"{}","amount":"{}.{:02}","method":"{}","paid_at":"2026-11-24 11:{:02}:{:02}"}}"#,
+                rng.below(1_000_000),
+                rng.below(1000),
+                rng.below(100),
+                ["card", "sepa", "paypal"][rng.below(3) as usize],
+                rng.below(60),
+                rng.below(60)
+            ),
+        ),
+    }
+}
+
+/// canal-json with the TiDB extension: ~500 B rows over three tables (50 % insert, 35 % update,
+/// 14 % delete), 1 % DDL, and a watermark to every partition every `WATERMARK_EVERY` messages.
+fn canal_workload(n: usize, partitions: i32) -> Workload {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut w = Workload {
+        name: "canal-json",
+        msgs: Vec::with_capacity(n),
+        rows: 0,
+        ddl: 0,
+        watermarks: 0,
+    };
+    let mut i = 0u64;
+    while w.msgs.len() < n {
+        i += 1;
+        let ms = BASE_MS + i / 10;
+        let commit_ts = tso(ms, i);
+        if i as usize % WATERMARK_EVERY == 0 && w.msgs.len() + partitions as usize <= n {
+            for p in 0..partitions {
+                let v = format!(
+                    r#"{{"id":0,"database":"","table":"","pkNames":null,"isDdl":false,"type":"TIDB_WATERMARK","es":{ms},"ts":{},"sql":"","sqlType":null,"mysqlType":null,"data":null,"old":null,"_tidb":{{"watermarkTs":{commit_ts}}}}}"#,
+                    ms + 3
+                );
+                w.msgs.push(Msg::value(p, v.into_bytes()));
+                w.watermarks += 1;
+            }
+            continue;
+        }
+        let id = rng.below(1_000_000);
+        let partition = (rng.next() % partitions as u64) as i32;
+        let roll = rng.below(100);
+        let (table, sql_type, mysql_type, data) = canal_row(&mut rng, id);
+        let v = if roll == 0 {
+            w.ddl += 1;
+            format!(
+                r#"{{"id":0,"database":"app","table":"{table}","pkNames":null,"isDdl":true,"type":"ALTER","es":{ms},"ts":{},"sql":"ALTER TABLE `app`.`{table}` ADD COLUMN `note_{i}` varchar(64) NULL","sqlType":null,"mysqlType":null,"data":null,"old":null,"_tidb":{{"commitTs":{commit_ts}}}}}"#,
+                ms + 3
+            )
+        } else {
+            w.rows += 1;
+            let (ty, old) = match roll {
+                1..=50 => ("INSERT", "null".to_owned()),
+                51..=85 => {
+                    let (_, _, _, old) = canal_row(&mut rng, id);
+                    ("UPDATE", format!("[{old}]"))
+                }
+                _ => ("DELETE", "null".to_owned()),
+            };
+            format!(
+                r#"{{"id":0,"database":"app","table":"{table}","pkNames":["id"],"isDdl":false,"type":"{ty}","es":{ms},"ts":{},"sql":"","sqlType":{sql_type},"mysqlType":{mysql_type},"data":[{data}],"old":{old},"_tidb":{{"commitTs":{commit_ts}}}}}"#,
+                ms + 3
+            )
+        };
+        w.msgs.push(Msg::value(partition, v.into_bytes()));
+    }
+    w
+}
+
+/// open-protocol framing: key = version 1 | (len | json)*, value = (len | json)*.
+fn frame(version: bool, entries: &[String]) -> Vec<u8> {
+    let mut out = Vec::new();
+    if version {
+        out.extend_from_slice(&1u64.to_be_bytes());
+    }
+    for e in entries {
+        out.extend_from_slice(&(e.len() as u64).to_be_bytes());
+        out.extend_from_slice(e.as_bytes());
+    }
+    out
+}
+
+fn open_columns(rng: &mut Rng, id: u64) -> String {
+    format!(
+        r#"{{"id":{{"t":8,"h":true,"f":11,"v":{id}}},"user_id":{{"t":8,"f":1,"v":{}}},"amount":{{"t":246,"f":1,"v":"{}.{:02}"}},"status":{{"t":15,"f":0,"v":"{}"}},"created_at":{{"t":7,"f":1,"v":"2026-11-24 11:{:02}:{:02}"}}}}"#,
+        rng.below(100_000),
+        rng.below(1000),
+        rng.below(100),
+        ["new", "paid", "shipped", "done"][rng.below(4) as usize],
+        rng.below(60),
+        rng.below(60)
+    )
+}
+
+/// open-protocol: row events batched 16 per Kafka message (TiCDC's default batch size) over
+/// three tables, 1 % DDL (alone), a resolved event to every partition every `WATERMARK_EVERY`
+/// events. `n_events` events in total.
+fn open_workload(n_events: usize, partitions: i32) -> Workload {
+    const BATCH: usize = 16;
+    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+    let mut w = Workload {
+        name: "open-protocol",
+        msgs: Vec::new(),
+        rows: 0,
+        ddl: 0,
+        watermarks: 0,
+    };
+    let tables = ["users", "orders", "payments"];
+    let mut i = 0u64;
+    let mut since_watermark = 0usize;
+    while (w.events() as usize) < n_events {
+        i += 1;
+        let ms = BASE_MS + i;
+        let left = n_events - w.events() as usize;
+        if since_watermark >= WATERMARK_EVERY && left >= partitions as usize {
+            since_watermark = 0;
+            for p in 0..partitions {
+                let k = frame(true, &[format!(r#"{{"ts":{},"t":3}}"#, tso(ms, 0))]);
+                w.msgs.push(Msg::keyed(p, k, vec![0u8; 8]));
+                w.watermarks += 1;
+            }
+            continue;
+        }
+        let table = tables[rng.below(3) as usize];
+        let partition = (rng.next() % partitions as u64) as i32;
+        if rng.below(100) == 0 || left == 1 {
+            let k = frame(
+                true,
+                &[format!(
+                    r#"{{"ts":{},"scm":"app","tbl":"{table}","t":2}}"#,
+                    tso(ms, 1)
+                )],
+            );
+            let v = frame(
+                false,
+                &[format!(
+                    r#"{{"q":"ALTER TABLE `app`.`{table}` ADD COLUMN `note_{i}` varchar(64) NULL","t":5}}"#
+                )],
+            );
+            w.msgs.push(Msg::keyed(partition, k, v));
+            w.ddl += 1;
+            since_watermark += 1;
+            continue;
+        }
+        let batch = BATCH.min(left);
+        let mut keys = Vec::with_capacity(batch);
+        let mut values = Vec::with_capacity(batch);
+        for j in 0..batch as u64 {
+            let id = rng.below(1_000_000);
+            keys.push(format!(
+                r#"{{"ts":{},"scm":"app","tbl":"{table}","rid":{id},"t":1}}"#,
+                tso(ms, j)
+            ));
+            let cols = open_columns(&mut rng, id);
+            values.push(match rng.below(100) {
+                0..=49 => format!(r#"{{"u":{cols}}}"#),
+                50..=85 => format!(r#"{{"u":{cols},"p":{}}}"#, open_columns(&mut rng, id)),
+                _ => format!(r#"{{"d":{cols}}}"#),
+            });
+        }
+        w.msgs.push(Msg::keyed(
+            partition,
+            frame(true, &keys),
+            frame(false, &values),
+        ));
+        w.rows += batch as u64;
+        since_watermark += batch;
+    }
+    w
+}
+
+/// Step 1: a bare consumer that only receives: messages/s expressed as events/s of the workload.
+fn ceiling(brokers: &str, topic: &str, w: &Workload) -> f64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("bench-ceiling-{topic}"))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", FETCH_WAIT_MS)
+        .create()
+        .expect("ceiling consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let want = w.msgs.len();
+    let (mut got, mut bytes) = (0usize, 0usize);
+    let mut first = None;
+    let mut last_progress = Instant::now();
+    while got < want {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                first.get_or_insert_with(Instant::now);
+                got += 1;
+                bytes += m.payload_len();
+                last_progress = Instant::now();
+            }
+            Some(Err(e)) => eprintln!("ceiling consumer error: {e}"),
+            None => assert!(
+                last_progress.elapsed() < Duration::from_secs(60),
+                "ceiling consumer stalled at {got}/{want} messages"
+            ),
+        }
+    }
+    let elapsed = first.expect("first message").elapsed();
+    black_box(bytes);
+    consumer.unsubscribe();
+    drop(consumer);
+    w.events() as f64 / elapsed.as_secs_f64()
+}
+
+/// Step 2: the real binary. Returns (events/s, peak RSS MiB).
+fn full_consume(brokers: &str, topic: &str, w: &Workload, dir: &std::path::Path) -> (f64, f64) {
+    let log = dir.join(format!("{topic}.ndjson"));
+    let bin = std::env::var("CDCMON_BENCH_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_cdcmon").to_owned());
+    let child = ChildConsumer::start_bin(
+        &bin,
+        brokers,
+        &format!("bench-cdcmon-{topic}"),
+        &log,
+        &[
+            "--topic",
+            topic,
+            "--commit-interval-ms",
+            "1000",
+            "--kafka-option",
+            &format!("fetch.wait.max.ms={FETCH_WAIT_MS}"),
+        ],
+    );
+    // CDCMON_BENCH_PERF=<file>: sample the child with `perf record` (cpu-clock) while it runs.
+    let perf = std::env::var("CDCMON_BENCH_PERF").ok().map(|out| {
+        std::process::Command::new("perf")
+            .args([
+                "record",
+                "-e",
+                "cpu-clock",
+                "-F",
+                "999",
+                "-g",
+                "-o",
+                &out,
+                "-p",
+            ])
+            .arg(child.pid().to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("perf record")
+    });
+    let want = w.events() as f64;
+    let mut first = None;
+    let mut last_progress = (Instant::now(), 0.0);
+    let elapsed = loop {
+        let poll = if first.is_none() { 5 } else { 20 };
+        std::thread::sleep(Duration::from_millis(poll));
+        let Ok((200, m)) = http_get(child.addr, "/metrics") else {
+            continue;
+        };
+        let messages = metric(&m, "cdcmon_kafka_messages_total", &[]).unwrap_or(0.0);
+        if messages > 0.0 && first.is_none() {
+            first = Some(Instant::now());
+        }
+        let counted = metric_sum(&m, "cdc_events_total", &[])
+            + metric_sum(&m, "cdc_ddl_events_total", &[])
+            + metric(&m, "cdcmon_watermarks_total", &[]).unwrap_or(0.0);
+        if counted >= want {
+            let elapsed = first.map_or(Duration::ZERO, |f| f.elapsed());
+            assert_eq!(counted, want, "over-counted");
+            assert_eq!(messages, w.msgs.len() as f64, "messages");
+            assert_eq!(metric_sum(&m, "cdc_decode_errors_total", &[]), 0.0);
+            assert_eq!(metric_sum(&m, "cdc_events_total", &[]), w.rows as f64);
+            assert_eq!(metric_sum(&m, "cdc_ddl_events_total", &[]), w.ddl as f64);
+            break elapsed;
+        }
+        if counted > last_progress.1 {
+            last_progress = (Instant::now(), counted);
+        }
+        assert!(
+            last_progress.0.elapsed() < Duration::from_secs(60),
+            "cdcmon stalled at {counted}/{want} events; stderr:\n{}",
+            child.stderr()
+        );
+    };
+    let peak_kib = child.peak_rss_kib().expect("VmHWM");
+    if let Some(mut perf) = perf {
+        let _ = std::process::Command::new("kill")
+            .args(["-INT", &perf.id().to_string()])
+            .status();
+        let _ = perf.wait();
+    }
+    let (stop, status) = child.terminate();
+    assert!(status.success(), "cdcmon exit {status}");
+    eprintln!("  cdcmon stopped in {stop:?}");
+    let lines = count_lines(&log);
+    assert_eq!(lines, w.rows + w.ddl, "event-log lines");
+    let _ = std::fs::remove_file(&log);
+    (want / elapsed.as_secs_f64(), peak_kib as f64 / 1024.0)
+}
+
+fn count_lines(path: &std::path::Path) -> u64 {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).expect("event log");
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        let k = f.read(&mut buf).expect("read event log");
+        if k == 0 {
+            return n;
+        }
+        n += buf[..k].iter().filter(|&&b| b == b'\n').count() as u64;
+    }
+}
+
+/// Step 3: `Pipeline::process` from memory, one thread, event log to a file (flushed and
+/// synced at the end, inside the timing).
+fn pipeline_only(topic: &str, w: &Workload, dir: &std::path::Path) -> f64 {
+    let path = dir.join(format!("{topic}-pipeline.ndjson"));
+    let metrics = Arc::new(Metrics::new().expect("metrics"));
+    let log = EventLog::open(
+        &path.display().to_string(),
+        LogOptions::new(false, &["password".into(), "secret".into(), "token".into()]),
+    )
+    .expect("event log");
+    let sink = Arc::new(Mutex::new(Sink::new(log)));
+    let mut p = Pipeline::new(
+        Decoder::new(ProtocolChoice::Auto, Compression::None),
+        metrics.clone(),
+        sink.clone(),
+    );
+    let mut offsets = vec![0i64; 1024];
+    let started = Instant::now();
+    let mut events = 0usize;
+    for m in &w.msgs {
+        let offset = &mut offsets[m.partition as usize];
+        let pos = KafkaPosition {
+            topic,
+            partition: m.partition,
+            offset: *offset,
+        };
+        *offset += 1;
+        match p.process(
+            &pos,
+            m.key.as_deref(),
+            m.value.as_deref(),
+            pipeline::now_ms(),
+        ) {
+            Ok(pipeline::Outcome::Processed { events: e }) => events += e,
+            other => panic!("pipeline: {other:?}"),
+        }
+    }
+    pipeline::lock(&sink)
+        .event_log
+        .flush_durable()
+        .expect("flush");
+    let elapsed = started.elapsed();
+    assert_eq!(events as u64, w.events());
+    let _ = std::fs::remove_file(&path);
+    w.events() as f64 / elapsed.as_secs_f64()
+}
+
+/// Step 4: `serde_json::Value` parse of the same bytes (open-protocol: every framed key and
+/// value JSON), one thread; in events/s of the workload.
+fn parse_only(w: &Workload) -> f64 {
+    fn entries(mut b: &[u8], skip_version: bool, mut f: impl FnMut(&[u8])) {
+        if skip_version {
+            b = &b[8..];
+        }
+        while b.len() >= 8 {
+            let len = u64::from_be_bytes(b[..8].try_into().expect("8 bytes")) as usize;
+            f(&b[8..8 + len]);
+            b = &b[8 + len..];
+        }
+    }
+    let parse = |b: &[u8]| {
+        if !b.is_empty() {
+            let v: serde_json::Value = serde_json::from_slice(b).expect("parse");
+            black_box(v);
+        }
+    };
+    let open = w.name == "open-protocol";
+    let started = Instant::now();
+    for m in &w.msgs {
+        let value = m.value.as_deref().unwrap_or_default();
+        if open {
+            entries(m.key.as_deref().unwrap_or_default(), true, parse);
+            entries(value, false, parse);
+        } else {
+            parse(value);
+        }
+    }
+    w.events() as f64 / started.elapsed().as_secs_f64()
+}
+
+fn run(
+    cluster: &MockCluster<'_, rdkafka::producer::DefaultProducerContext>,
+    w: &Workload,
+) -> String {
+    let partitions = env_usize("CDCMON_BENCH_PARTITIONS", 64) as i32;
+    let topic = format!("bench_{}", w.name.replace('-', "_"));
+    let brokers = cluster.bootstrap_servers();
+    cluster
+        .create_topic(&topic, partitions, 1)
+        .expect("create topic");
+    let dir = tempfile::tempdir().expect("tempdir");
+    eprintln!(
+        "[{}] {} messages, {} events ({} rows, {} DDL, {} watermarks), {:.1} MiB, {partitions} partitions",
+        w.name,
+        w.msgs.len(),
+        w.events(),
+        w.rows,
+        w.ddl,
+        w.watermarks,
+        w.bytes() as f64 / 1048576.0
+    );
+    let t = Instant::now();
+    produce_to(
+        &brokers,
+        &topic,
+        &w.msgs,
+        &[
+            ("compression.type", "lz4"),
+            ("linger.ms", "50"),
+            ("batch.num.messages", "10000"),
+            ("batch.size", "1000000"),
+            ("queue.buffering.max.messages", "1000000"),
+            ("queue.buffering.max.kbytes", "1048576"),
+        ],
+    );
+    eprintln!("  produced in {:.1?}", t.elapsed());
+    let ceiling = ceiling(&brokers, &topic, w);
+    eprintln!("  ceiling: {ceiling:.0} events/s");
+    let (events, rss) = full_consume(&brokers, &topic, w, dir.path());
+    eprintln!("  cdcmon consume: {events:.0} events/s, peak RSS {rss:.1} MiB");
+    let pipeline = pipeline_only(&topic, w, dir.path());
+    eprintln!("  pipeline: {pipeline:.0} events/s");
+    let parse = parse_only(w);
+    eprintln!("  parse only: {parse:.0} events/s");
+    format!(
+        "events_per_sec={events:.0} ceiling_per_sec={ceiling:.0} ratio={:.3} pipeline_events_per_sec={pipeline:.0} parse_only_per_sec={parse:.0} pipeline_ratio={:.3} peak_rss_mib={rss:.1}",
+        events / ceiling,
+        pipeline / parse
+    )
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; any other argument (a filter) is ignored.
+    let n = env_usize("CDCMON_BENCH_MESSAGES", 1_000_000);
+    let partitions = env_usize("CDCMON_BENCH_PARTITIONS", 64) as i32;
+    let only = std::env::var("CDCMON_BENCH_ONLY").unwrap_or_default();
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    let mut open_line = None;
+    if only.is_empty() || only == "open" {
+        let w = open_workload(n, partitions);
+        open_line = Some(run(&cluster, &w));
+    }
+    let mut canal_line = None;
+    if only.is_empty() || only == "canal" {
+        let w = canal_workload(n, partitions);
+        canal_line = Some(run(&cluster, &w));
+    }
+    if let Some(l) = open_line {
+        println!("throughput[open-protocol]: {l}");
+    }
+    if let Some(l) = canal_line {
+        println!("throughput: {l}");
+    }
+}
