@@ -1,6 +1,6 @@
 //! Kafka hops: topic metadata, end offsets before the change, and the marked events read back
-//! from exactly those offsets with a group-less `BaseConsumer` (`assign`, no subscription, no
-//! commits), decoded with cdcmon's own decoder.
+//! from exactly those offsets with a `BaseConsumer` that never joins a group (`assign`, no
+//! subscription, no commits), decoded with cdcmon's own decoder.
 //!
 //! rdkafka's consumer is blocking here, so everything runs on `spawn_blocking`. Every
 //! `TopicPartitionList` is dropped before its consumer (a live list makes `rd_kafka_destroy`
@@ -20,10 +20,18 @@ use crate::event::{ChangeEvent, EventKind};
 use crate::protocol::{Compression, Decoder, ProtocolChoice};
 
 fn consumer(brokers: &str) -> anyhow::Result<BaseConsumer> {
+    // librdkafka refuses `assign` without a `group.id` ("Local: Unknown group"), but with
+    // `assign` (no `subscribe`) and no commits the consumer never joins that group on the
+    // broker: nothing is stored, and cdcmon's own group is not disturbed. A unique id per run
+    // keeps it that way even if a broker tracked it.
+    let group = format!(
+        "cdcmon-smoke-{}-{}",
+        std::process::id(),
+        crate::ticdc_api::now_ms()
+    );
     ClientConfig::new()
         .set("bootstrap.servers", brokers)
-        // No group: offsets are assigned explicitly and never committed, so the smoke test
-        // leaves no consumer group behind and cannot disturb cdcmon's.
+        .set("group.id", &group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "false")

@@ -1,0 +1,331 @@
+//! Smoke checks for Elasticsearch, Grafana and TiCDC against recorded responses.
+//!
+//! Fixture shapes (details and sources in `tests/fixtures/http/README.md`):
+//! - Elasticsearch reference, "Cluster health API" example response (`cluster-health-*.json`) and
+//!   "Search API" response (`hits.hits[]._source`), with `_source` lines shaped like
+//!   `monitoring/testdata/event-line-row-insert.ndjson` plus Filebeat's fields;
+//! - Grafana `docs/sources/developers/http_api/other.md` (Health API),
+//!   `folder_dashboard_search.md` (search hits), `data_source.md` ("Check data source health":
+//!   `{"message","status":"OK"}`), and grafana `pkg/api/datasources.go` `checkDatasourceHealth`
+//!   (non-OK → HTTP 400 with `"status":"ERROR"`);
+//! - TiCDC as in `tests/ticdc_api.rs`.
+
+#[path = "fixtures/http/server.rs"]
+mod server;
+
+use std::time::Duration;
+
+use cdcmon::smoke::checks::{BasicAuth, Expectation, elasticsearch, grafana, ticdc};
+use cdcmon::ticdc_api::TicdcClient;
+use server::{FixtureServer, reply};
+
+/// The marker the search fixtures were recorded with.
+const MARKER: u64 = 900000000000123;
+const SHORT: Duration = Duration::from_millis(700);
+
+fn http() -> reqwest::Client {
+    cdcmon::smoke::checks::http_client().unwrap()
+}
+
+fn auth() -> BasicAuth {
+    BasicAuth {
+        user: "admin".into(),
+        password: "s3cret".into(),
+    }
+}
+
+#[tokio::test]
+async fn elasticsearch_yellow_is_healthy() {
+    let s = FixtureServer::start().await;
+    s.route(
+        "GET",
+        "/_cluster/health",
+        vec![reply(200, "elasticsearch/cluster-health-yellow.json")],
+    );
+    let msg = elasticsearch::cluster_health(&http(), &s.url(), SHORT)
+        .await
+        .unwrap();
+    assert_eq!(
+        msg,
+        "Elasticsearch cluster testcluster is yellow (1 node(s))"
+    );
+}
+
+#[tokio::test]
+async fn elasticsearch_red_is_retried_then_fails() {
+    let s = FixtureServer::start().await;
+    s.route(
+        "GET",
+        "/_cluster/health",
+        vec![reply(200, "elasticsearch/cluster-health-red.json")],
+    );
+    let err = format!(
+        "{:#}",
+        elasticsearch::cluster_health(&http(), &s.url(), SHORT)
+            .await
+            .unwrap_err()
+    );
+    assert!(err.contains("cluster testcluster is red"), "{err}");
+    assert!(s.requests_to("GET", "/_cluster/health").len() >= 2);
+}
+
+#[tokio::test]
+async fn elasticsearch_red_then_yellow_passes() {
+    let s = FixtureServer::start().await;
+    s.route(
+        "GET",
+        "/_cluster/health",
+        vec![
+            reply(200, "elasticsearch/cluster-health-red.json"),
+            reply(200, "elasticsearch/cluster-health-yellow.json"),
+        ],
+    );
+    elasticsearch::cluster_health(&http(), &s.url(), Duration::from_secs(5))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn elasticsearch_documents_of_the_marker_are_found_and_counted() {
+    let s = FixtureServer::start().await;
+    s.route(
+        "POST",
+        "/cdc-events-*/_search",
+        vec![
+            // Filebeat has not shipped everything yet on the first look.
+            reply(200, "elasticsearch/search-empty.json"),
+            reply(200, "elasticsearch/search-smoke-partial.json"),
+            reply(200, "elasticsearch/search-smoke-hits.json"),
+        ],
+    );
+    let e = Expectation::for_marker(MARKER);
+    let msg = elasticsearch::wait_for_documents(
+        &http(),
+        &s.url(),
+        "cdc-events-*",
+        &e,
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    assert!(
+        msg.starts_with(
+            "Elasticsearch cdc-events-* holds the event documents of id=900000000000123"
+        ),
+        "{msg}"
+    );
+    // The duplicate delivery of the users insert is counted, not hidden.
+    assert!(msg.contains("users insert 2"), "{msg}");
+    let searches = s.requests_to("POST", "/cdc-events-*/_search");
+    assert_eq!(searches.len(), 3);
+    let body: serde_json::Value = serde_json::from_str(&searches[0].body).unwrap();
+    assert_eq!(
+        body["query"]["bool"]["should"][0]["term"]["cdc.key"],
+        "id=900000000000123"
+    );
+}
+
+#[tokio::test]
+async fn elasticsearch_missing_documents_fail_with_what_is_missing() {
+    let s = FixtureServer::start().await;
+    s.route(
+        "POST",
+        "/cdc-events-*/_search",
+        vec![reply(200, "elasticsearch/search-smoke-partial.json")],
+    );
+    let e = Expectation::for_marker(MARKER);
+    let err = format!(
+        "{:#}",
+        elasticsearch::wait_for_documents(&http(), &s.url(), "cdc-events-*", &e, SHORT)
+            .await
+            .unwrap_err()
+    );
+    assert!(err.contains("orders delete"), "{err}");
+    assert!(err.contains("found: users insert 1"), "{err}");
+}
+
+#[tokio::test]
+async fn elasticsearch_marker_of_another_run_does_not_count() {
+    let s = FixtureServer::start().await;
+    s.route(
+        "POST",
+        "/cdc-events-*/_search",
+        vec![reply(200, "elasticsearch/search-smoke-hits.json")],
+    );
+    let e = Expectation::for_marker(MARKER + 1);
+    assert!(
+        elasticsearch::wait_for_documents(&http(), &s.url(), "cdc-events-*", &e, SHORT)
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn grafana_health_dashboard_and_datasources_pass() {
+    let s = FixtureServer::start().await;
+    s.route(
+        "GET",
+        "/api/health",
+        vec![reply(200, "grafana/health.json")],
+    )
+    .route(
+        "GET",
+        "/api/search",
+        vec![reply(200, "grafana/search-dashboard.json")],
+    )
+    .route(
+        "GET",
+        "/api/datasources/uid/prometheus/health",
+        vec![reply(200, "grafana/datasource-health-prometheus-ok.json")],
+    )
+    .route(
+        "GET",
+        "/api/datasources/uid/elasticsearch/health",
+        vec![reply(
+            200,
+            "grafana/datasource-health-elasticsearch-ok.json",
+        )],
+    );
+    let c = http();
+    let health = grafana::health(&c, &s.url(), SHORT).await.unwrap();
+    assert!(health.contains("version 5.1.3, database ok"), "{health}");
+    let dash = grafana::dashboard(&c, &s.url(), &auth(), "TiDB CDC", SHORT)
+        .await
+        .unwrap();
+    assert_eq!(
+        dash,
+        "Grafana dashboard \"TiDB CDC\" provisioned (uid tidb-cdc, folder \"cdcmon\")"
+    );
+    let uids = ["prometheus".to_owned(), "elasticsearch".to_owned()];
+    let ds = grafana::datasources(&c, &s.url(), &auth(), &uids, SHORT)
+        .await
+        .unwrap();
+    assert!(
+        ds.contains("prometheus (Successfully queried the Prometheus API)"),
+        "{ds}"
+    );
+    assert!(
+        ds.contains("elasticsearch (Elasticsearch data source is healthy)"),
+        "{ds}"
+    );
+
+    // Basic auth on the API calls, and the search asks for dashboards by title.
+    let search = &s.requests_to("GET", "/api/search")[0];
+    assert_eq!(
+        search.header("authorization"),
+        Some("Basic YWRtaW46czNjcmV0")
+    );
+    assert!(search.target.contains("query=TiDB+CDC") || search.target.contains("query=TiDB%20CDC"));
+    assert!(search.target.contains("type=dash-db"));
+}
+
+#[tokio::test]
+async fn grafana_search_needs_the_exact_title() {
+    let s = FixtureServer::start().await;
+    s.route(
+        "GET",
+        "/api/search",
+        vec![reply(200, "grafana/search-other-dashboard.json")],
+    );
+    let err = format!(
+        "{:#}",
+        grafana::dashboard(&http(), &s.url(), &auth(), "TiDB CDC", SHORT)
+            .await
+            .unwrap_err()
+    );
+    assert!(err.contains("no dashboard titled \"TiDB CDC\""), "{err}");
+    assert!(err.contains("TiDB CDC (old copy)"), "{err}");
+}
+
+#[tokio::test]
+async fn grafana_bad_credentials_fail_at_once() {
+    let s = FixtureServer::start().await;
+    s.route(
+        "GET",
+        "/api/search",
+        vec![reply(401, "grafana/unauthorized.json")],
+    );
+    let err = format!(
+        "{:#}",
+        grafana::dashboard(
+            &http(),
+            &s.url(),
+            &auth(),
+            "TiDB CDC",
+            Duration::from_secs(20)
+        )
+        .await
+        .unwrap_err()
+    );
+    assert!(err.contains("HTTP 401"), "{err}");
+    assert!(err.contains("Invalid username or password"), "{err}");
+    assert_eq!(s.requests_to("GET", "/api/search").len(), 1, "not retried");
+}
+
+#[tokio::test]
+async fn grafana_failing_datasource_reports_its_message() {
+    let s = FixtureServer::start().await;
+    s.route(
+        "GET",
+        "/api/datasources/uid/prometheus/health",
+        vec![reply(400, "grafana/datasource-health-error.json")],
+    )
+    .route(
+        "GET",
+        "/api/datasources/uid/elasticsearch/health",
+        vec![reply(
+            200,
+            "grafana/datasource-health-elasticsearch-ok.json",
+        )],
+    );
+    let uids = ["prometheus".to_owned(), "elasticsearch".to_owned()];
+    let err = format!(
+        "{:#}",
+        grafana::datasources(&http(), &s.url(), &auth(), &uids, SHORT)
+            .await
+            .unwrap_err()
+    );
+    assert!(
+        err.contains("datasource \"prometheus\" health check: HTTP 400, status ERROR"),
+        "{err}"
+    );
+    assert!(err.contains("connection refused"), "{err}");
+}
+
+#[tokio::test]
+async fn ticdc_smoke_checks_report_lag_and_failure() {
+    let s = FixtureServer::start().await;
+    s.route(
+        "GET",
+        "/api/v2/health",
+        vec![reply(200, "ticdc/health-ok.json")],
+    )
+    .route(
+        "GET",
+        "/api/v2/changefeeds/app-cdc",
+        vec![reply(200, "ticdc/changefeed-normal.json")],
+    )
+    .route(
+        "GET",
+        "/api/v2/changefeeds/broken",
+        vec![reply(200, "ticdc/changefeed-failed.json")],
+    );
+    let client = TicdcClient::new(&s.url()).unwrap();
+    let health = ticdc::health(&client, SHORT).await.unwrap();
+    assert!(health.ends_with("healthy"), "{health}");
+    let normal = ticdc::changefeed_normal(&client, "app-cdc", SHORT)
+        .await
+        .unwrap();
+    assert!(
+        normal.starts_with("changefeed app-cdc normal, checkpoint lag "),
+        "{normal}"
+    );
+    let err = format!(
+        "{:#}",
+        ticdc::changefeed_normal(&client, "broken", SHORT)
+            .await
+            .unwrap_err()
+    );
+    assert!(err.contains("is failed"), "{err}");
+    assert!(err.contains("CDC:ErrStartTsBeforeGC"), "{err}");
+}
