@@ -89,6 +89,14 @@ in
         default = false;
         description = "Run the smoke test once at boot, after the whole stack. Otherwise run `systemctl start cdcmon-smoke`.";
       };
+      grafanaPasswordFile = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        description = ''
+          File with Grafana's admin password, for the smoke test's Grafana API checks (passed with
+          `LoadCredential`). null: smoke tries Grafana's default `admin` and says so.
+        '';
+      };
       environment = mkOption {
         type = types.attrsOf types.str;
         default = stack.endpointEnv { };
@@ -104,6 +112,10 @@ in
         # LogsDirectory=cdcmon is the only writable place under ProtectSystem=strict.
         assertion = eventLog == "-" || hasPrefix "/var/log/cdcmon/" eventLog;
         message = "services.cdcmon.settings.CDCMON_EVENT_LOG must be `-` or a file under /var/log/cdcmon/ (got ${eventLog}).";
+      }
+      {
+        assertion = cfg.smoke.grafanaPasswordFile == null || helpers.notInStore cfg.smoke.grafanaPasswordFile;
+        message = "services.cdcmon.smoke.grafanaPasswordFile must not be in the Nix store: the store is world-readable.";
       }
       {
         assertion = !cfg.dbInit.enable || helpers.notInStore cfg.dbInit.appPasswordFile;
@@ -160,7 +172,19 @@ in
       serviceConfig = helpers.hardening // {
         # No RemainAfterExit: every `systemctl start cdcmon-smoke` runs the check again.
         Type = "oneshot";
-        ExecStart = "${exe} smoke";
+        # Secrets reach smoke as credential files (%d = $CREDENTIALS_DIRECTORY), never as values:
+        # the app password for the "application user can log in" check, Grafana's for its API.
+        LoadCredential =
+          lib.optional cfg.dbInit.enable "app-password:${cfg.dbInit.appPasswordFile}"
+          ++ lib.optional (cfg.smoke.grafanaPasswordFile != null) "grafana-password:${cfg.smoke.grafanaPasswordFile}";
+        ExecStart = lib.escapeShellArgs (
+          [
+            exe
+            "smoke"
+          ]
+          ++ lib.optional cfg.dbInit.enable "--app-password-file=%d/app-password"
+          ++ lib.optional (cfg.smoke.grafanaPasswordFile != null) "--grafana-password-file=%d/grafana-password"
+        );
         TimeoutStartSec = "15min";
       };
     };

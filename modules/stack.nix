@@ -156,7 +156,10 @@ in
         enable = true;
         appPasswordFile = cfg.appPasswordFile;
       };
-      smoke.enable = true;
+      smoke = {
+        enable = true;
+        grafanaPasswordFile = cfg.grafana.adminPasswordFile;
+      };
     };
 
     # ---- Kafka (nixpkgs services.apache-kafka, KRaft single node) ---------------------------
