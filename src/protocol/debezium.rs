@@ -43,7 +43,9 @@ struct Payload<'a> {
 }
 
 impl<'a> Payload<'a> {
-    fn unwrap(self) -> Payload<'a> {
+    /// The event fields: inside `payload` with the schema envelope, at the top without it
+    /// (`debezium-disable-schema=true`).
+    fn without_envelope(self) -> Payload<'a> {
         match self.payload {
             Some(inner) => *inner,
             None => self,
@@ -75,7 +77,7 @@ struct Key<'a> {
 /// a debezium key document is ignored rather than failing the event.
 pub fn decode<'a>(key: Option<&'a [u8]>, value: &'a [u8]) -> Result<ChangeEvent<'a>, DecodeError> {
     let top: Payload<'a> = serde_json::from_slice(value).map_err(|e| json_err(P, "value", &e))?;
-    let p = top.unwrap();
+    let p = top.without_envelope();
     let source = p.source.unwrap_or_default();
 
     let kind = match p.op.as_ref().map(CowStr::as_str) {
