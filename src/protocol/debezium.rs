@@ -296,23 +296,7 @@ mod tests {
     use super::*;
     use crate::event::Column;
     use crate::protocol::DecodeErrorReason;
-
-    fn fixture(name: &str) -> Vec<u8> {
-        let path = format!("{}/tests/fixtures/ticdc/{name}", env!("CARGO_MANIFEST_DIR"));
-        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-    }
-
-    fn cols(c: &[Column<'_>]) -> Vec<(String, String)> {
-        c.iter()
-            .map(|c| (c.name.to_string(), c.value.get().to_owned()))
-            .collect()
-    }
-
-    fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
-        p.iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect()
-    }
+    use crate::protocol::test_support::{cols, fixture, pairs};
 
     fn dec_fixture(name: &str) -> (Vec<u8>, Vec<u8>) {
         (

@@ -551,3 +551,28 @@ mod decoder_tests {
         assert!(sample(&"x".repeat(100)).ends_with('…'));
     }
 }
+
+/// Helpers shared by the per-protocol unit tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use crate::event::Column;
+
+    /// A real TiCDC message from `tests/fixtures/ticdc/`.
+    pub fn fixture(name: &str) -> Vec<u8> {
+        let path = format!("{}/tests/fixtures/ticdc/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    /// Columns as `(name, raw JSON)` pairs, for exact comparisons.
+    pub fn cols(c: &[Column<'_>]) -> Vec<(String, String)> {
+        c.iter()
+            .map(|c| (c.name.to_string(), c.value.get().to_owned()))
+            .collect()
+    }
+
+    pub fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+        p.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+}

@@ -329,29 +329,13 @@ pub fn ddl_type_of_action(action: u64) -> &'static str {
 mod tests {
     use super::*;
     use crate::protocol::compression::compress;
-
-    fn fixture(name: &str) -> Vec<u8> {
-        let path = format!("{}/tests/fixtures/ticdc/{name}", env!("CARGO_MANIFEST_DIR"));
-        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-    }
+    use crate::protocol::test_support::{cols, fixture, pairs};
 
     fn pair(name: &str) -> (Vec<u8>, Vec<u8>) {
         (
             fixture(&format!("open-protocol-{name}.key.bin")),
             fixture(&format!("open-protocol-{name}.value.bin")),
         )
-    }
-
-    fn cols(c: &[Column<'_>]) -> Vec<(String, String)> {
-        c.iter()
-            .map(|c| (c.name.to_string(), c.value.get().to_owned()))
-            .collect()
-    }
-
-    fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
-        p.iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect()
     }
 
     /// Frame JSON pairs the way TiCDC does.
