@@ -294,7 +294,6 @@ impl<'s> Iterator for Tokens<'s> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Column;
     use crate::protocol::DecodeErrorReason;
     use crate::protocol::test_support::{cols, fixture, pairs};
 

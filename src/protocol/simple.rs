@@ -241,7 +241,6 @@ impl SchemaCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Column;
     use crate::protocol::DecodeErrorReason;
     use crate::protocol::test_support::{cols, fixture, pairs};
 
