@@ -59,13 +59,13 @@ pub enum ChangefeedCommand {
 #[derive(Debug, Clone, clap::Args)]
 pub struct ConsumeArgs {
     /// Kafka bootstrap servers, comma-separated.
-    #[arg(long, env = "CDCMON_BROKERS", default_value = "localhost:9092")]
+    #[arg(long, env = "CDCMON_BROKERS", default_value = crate::defaults::BROKERS)]
     pub brokers: String,
     /// Topic TiCDC writes to.
-    #[arg(long, env = "CDCMON_TOPIC", default_value = "app_cdc")]
+    #[arg(long, env = "CDCMON_TOPIC", default_value = crate::defaults::TOPIC)]
     pub topic: String,
     /// Consumer group. A new group starts from the earliest offset.
-    #[arg(long, env = "CDCMON_GROUP", default_value = "cdcmon")]
+    #[arg(long, env = "CDCMON_GROUP", default_value = crate::defaults::GROUP)]
     pub group: String,
     /// TiCDC protocol: auto (detect per message), canal-json, open-protocol, debezium, simple.
     #[arg(long, env = "CDCMON_PROTOCOL", default_value = "auto")]
@@ -75,7 +75,7 @@ pub struct ConsumeArgs {
     #[arg(long, env = "CDCMON_COMPRESSION", value_enum, default_value_t = Compression::None)]
     pub compression: Compression,
     /// HTTP address for /metrics, /healthz and /readyz.
-    #[arg(long, env = "CDCMON_LISTEN", default_value = "0.0.0.0:9102")]
+    #[arg(long, env = "CDCMON_LISTEN", default_value = crate::defaults::LISTEN)]
     pub listen: SocketAddr,
     /// Event log destination: a file path (appended to), or `-` for stdout.
     #[arg(long, env = "CDCMON_EVENT_LOG", default_value = "-")]

@@ -33,7 +33,7 @@ pub struct DbInitArgs {
     #[arg(
         long,
         env = "CDCMON_TIDB_URL",
-        default_value = "mysql://root@127.0.0.1:4000"
+        default_value = crate::defaults::TIDB_URL
     )]
     pub tidb_url: String,
     /// Application user to create; it gets SELECT, INSERT, UPDATE, DELETE on `app.*`.

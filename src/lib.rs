@@ -9,6 +9,7 @@ pub mod cli;
 pub mod consumer;
 pub mod db;
 pub mod decode_cmd;
+pub mod defaults;
 pub mod event;
 pub mod eventlog;
 pub mod http;

@@ -33,11 +33,11 @@ pub struct ChangefeedEnsureArgs {
     #[arg(
         long,
         env = "CDCMON_TICDC_URL",
-        default_value = "http://127.0.0.1:8300"
+        default_value = crate::defaults::TICDC_URL
     )]
     pub ticdc_url: String,
     /// Changefeed id (`^[a-zA-Z0-9]+(-[a-zA-Z0-9]+)*$`).
-    #[arg(long, env = "CDCMON_CHANGEFEED_ID", default_value = "app-cdc")]
+    #[arg(long, env = "CDCMON_CHANGEFEED_ID", default_value = crate::defaults::CHANGEFEED_ID)]
     pub changefeed_id: String,
     /// Sink URI as TiCDC sees it. Default: the stack's Kafka topic with --protocol, i.e.
     /// kafka://127.0.0.1:9092/app_cdc?protocol=canal-json&enable-tidb-extension=true&partition-num=1&replication-factor=1&max-message-bytes=1048576
@@ -77,7 +77,9 @@ pub fn default_sink_uri(protocol: Protocol) -> String {
         Protocol::OpenProtocol | Protocol::Simple => "",
     };
     format!(
-        "kafka://127.0.0.1:9092/app_cdc?protocol={}{extension}&partition-num=1&replication-factor=1&max-message-bytes=1048576",
+        "kafka://{}/{}?protocol={}{extension}&partition-num=1&replication-factor=1&max-message-bytes=1048576",
+        crate::defaults::SINK_BROKER,
+        crate::defaults::TOPIC,
         protocol.as_str()
     )
 }

@@ -139,3 +139,65 @@ fn nix_filebeat_input_and_output_equal_the_tested_filebeat_yml() {
     // Filebeat itself must not load one.
     assert_eq!(nix["setup"]["template"]["enabled"], false);
 }
+
+/// The port of `scheme://host:port/...` or `host:port`.
+fn port_of(url: &str) -> u64 {
+    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let host_port = after_scheme.split('/').next().unwrap_or_default();
+    let host_port = host_port.rsplit_once('@').map_or(host_port, |(_, hp)| hp);
+    host_port
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {url}"))
+}
+
+#[test]
+fn rust_endpoint_defaults_use_the_ports_of_nix_ports_nix() {
+    let Some(ports) = eval_nix("import ./nix/ports.nix") else {
+        return;
+    };
+    use cdcmon::defaults as d;
+    for (name, url, key) in [
+        ("BROKERS", d::BROKERS, "kafka"),
+        ("SINK_BROKER", d::SINK_BROKER, "kafka"),
+        ("LISTEN", d::LISTEN, "cdcmon"),
+        ("CDCMON_URL", d::CDCMON_URL, "cdcmon"),
+        ("TIDB_URL", d::TIDB_URL, "tidb"),
+        ("TICDC_URL", d::TICDC_URL, "ticdc"),
+        ("PROMETHEUS_URL", d::PROMETHEUS_URL, "prometheus"),
+        ("ELASTICSEARCH_URL", d::ELASTICSEARCH_URL, "elasticsearch"),
+        ("GRAFANA_URL", d::GRAFANA_URL, "grafana"),
+    ] {
+        assert_eq!(
+            Some(port_of(url)),
+            ports[key].as_u64(),
+            "defaults::{name} vs ports.{key}"
+        );
+    }
+    let Some(stack) = eval_nix(&format!(
+        "{{ topic = {STACK}.topic; group = {STACK}.consumerGroup; changefeed = {STACK}.changefeedId; index = {STACK}.esIndexPattern; }}"
+    )) else {
+        return;
+    };
+    assert_eq!(stack["topic"], d::TOPIC);
+    assert_eq!(stack["group"], d::GROUP);
+    assert_eq!(stack["changefeed"], d::CHANGEFEED_ID);
+    assert_eq!(stack["index"], d::ELASTICSEARCH_INDEX);
+}
+
+#[test]
+fn nix_sink_uri_equals_changefeed_ensure_default_for_every_protocol() {
+    for protocol in cdcmon::event::Protocol::ALL {
+        let Some(nix) = eval_nix(&format!(
+            "{STACK}.sinkUri {{ protocol = \"{}\"; }}",
+            protocol.as_str()
+        )) else {
+            return;
+        };
+        assert_eq!(
+            nix,
+            cdcmon::ticdc_api::default_sink_uri(protocol),
+            "{protocol}"
+        );
+    }
+}

@@ -52,9 +52,9 @@ rec {
     ports.cdcmon
   ];
 
-  # TiCDC Kafka sink URI for a changefeed. `enable-tidb-extension` only means something for
-  # canal-json (it adds the commit ts and TIDB_WATERMARK messages cdcmon relies on), so it is
-  # only emitted for that protocol.
+  # TiCDC Kafka sink URI for a changefeed. `enable-tidb-extension` means something for canal-json
+  # (commit ts, TIDB_WATERMARK) and debezium (watermark `m` events); TiCDC ignores it for the
+  # others. Same as `cdcmon changefeed ensure`'s default (tests/nix_parity.rs).
   sinkUri =
     {
       host ? "127.0.0.1",
@@ -69,7 +69,12 @@ rec {
     "kafka://${host}:${str port}/${topic}?"
     + query (
       [ (param "protocol" protocol) ]
-      ++ (if protocol == "canal-json" then [ (param "enable-tidb-extension" "true") ] else [ ])
+      ++ (
+        if protocol == "canal-json" || protocol == "debezium" then
+          [ (param "enable-tidb-extension" "true") ]
+        else
+          [ ]
+      )
       ++ [
         (param "partition-num" partitionNum)
         (param "replication-factor" replicationFactor)

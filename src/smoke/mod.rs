@@ -98,10 +98,10 @@ impl std::ops::Deref for SmokeArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct SmokeOptions {
     /// Kafka bootstrap servers, comma-separated.
-    #[arg(long, env = "CDCMON_BROKERS", default_value = "localhost:9092")]
+    #[arg(long, env = "CDCMON_BROKERS", default_value = crate::defaults::BROKERS)]
     pub brokers: String,
     /// Topic TiCDC writes to.
-    #[arg(long, env = "CDCMON_TOPIC", default_value = "app_cdc")]
+    #[arg(long, env = "CDCMON_TOPIC", default_value = crate::defaults::TOPIC)]
     pub topic: String,
     /// TiCDC protocol on the topic, for decoding the marked events: auto, canal-json,
     /// open-protocol, debezium, simple.
@@ -114,7 +114,7 @@ pub struct SmokeOptions {
     #[arg(
         long,
         env = "CDCMON_TIDB_URL",
-        default_value = "mysql://root@127.0.0.1:4000"
+        default_value = crate::defaults::TIDB_URL
     )]
     pub tidb_url: String,
     /// Application user whose login is checked.
@@ -127,38 +127,38 @@ pub struct SmokeOptions {
     #[arg(
         long,
         env = "CDCMON_TICDC_URL",
-        default_value = "http://127.0.0.1:8300"
+        default_value = crate::defaults::TICDC_URL
     )]
     pub ticdc_url: String,
     /// Changefeed that must be `normal`.
-    #[arg(long, env = "CDCMON_CHANGEFEED_ID", default_value = "app-cdc")]
+    #[arg(long, env = "CDCMON_CHANGEFEED_ID", default_value = crate::defaults::CHANGEFEED_ID)]
     pub changefeed_id: String,
     /// Prometheus base URL.
     #[arg(
         long,
         env = "CDCMON_PROMETHEUS_URL",
-        default_value = "http://127.0.0.1:9090"
+        default_value = crate::defaults::PROMETHEUS_URL
     )]
     pub prometheus_url: String,
     /// Elasticsearch base URL.
     #[arg(
         long,
         env = "CDCMON_ELASTICSEARCH_URL",
-        default_value = "http://127.0.0.1:9200"
+        default_value = crate::defaults::ELASTICSEARCH_URL
     )]
     pub elasticsearch_url: String,
     /// Index pattern holding the event-log documents.
     #[arg(
         long,
         env = "CDCMON_ELASTICSEARCH_INDEX",
-        default_value = "cdc-events-*"
+        default_value = crate::defaults::ELASTICSEARCH_INDEX
     )]
     pub elasticsearch_index: String,
     /// Grafana base URL.
     #[arg(
         long,
         env = "CDCMON_GRAFANA_URL",
-        default_value = "http://127.0.0.1:3000"
+        default_value = crate::defaults::GRAFANA_URL
     )]
     pub grafana_url: String,
     /// Grafana user for the API checks (basic auth).
@@ -183,7 +183,7 @@ pub struct SmokeOptions {
     #[arg(
         long,
         env = "CDCMON_CDCMON_URL",
-        default_value = "http://127.0.0.1:9102"
+        default_value = crate::defaults::CDCMON_URL
     )]
     pub cdcmon_url: String,
     /// Check groups to skip, comma-separated or repeated, for hops a deployment does not
