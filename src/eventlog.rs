@@ -271,11 +271,26 @@ fn write_columns(out: &mut Vec<u8>, cols: &[Column<'_>], opts: &LogOptions) {
         if opts.is_redacted(&col.name) {
             out.extend_from_slice(REDACTED.as_bytes());
         } else {
-            // Raw JSON text straight from the message: already valid JSON, no re-encoding.
-            out.extend_from_slice(col.value.get().as_bytes());
+            write_raw(out, col.value.get());
         }
     }
     out.push(b'}');
+}
+
+/// Raw JSON text straight from the message: already valid JSON, no re-encoding. An object or
+/// array value may be pretty-printed; its line breaks can only be insignificant whitespace (a
+/// JSON string cannot hold a raw control character), so they become spaces and the event stays
+/// on one line (found by the fuzzer, docs/fuzzing.md).
+fn write_raw(out: &mut Vec<u8>, text: &str) {
+    let bytes = text.as_bytes();
+    if !bytes.iter().any(|&b| b == b'\n' || b == b'\r') {
+        out.extend_from_slice(bytes);
+        return;
+    }
+    out.extend(bytes.iter().map(|&b| match b {
+        b'\n' | b'\r' => b' ',
+        b => b,
+    }));
 }
 
 /// A JSON string literal, escaped.
@@ -665,6 +680,20 @@ mod tests {
         let cut: String = query.chars().take(MESSAGE_QUERY_CHARS).collect();
         assert_eq!(v["message"], format!("ALTER app: {cut}…").as_str());
         assert_eq!(v["cdc"]["ddl"]["query"], query.as_str());
+    }
+
+    #[test]
+    fn pretty_printed_raw_values_stay_on_one_line() {
+        let mut ev = row_event();
+        ev.keys = vec![col("k", "{\n  \"a\": [1,\r\n 2]\n}")];
+        ev.values = ev.keys.clone();
+        let mut out = Vec::new();
+        render_line(&ev, &POS, &LogOptions::new(true, &[]), 0, &mut out);
+        assert_eq!(out.iter().filter(|b| **b == b'\n').count(), 1);
+        assert_eq!(out.last(), Some(&b'\n'));
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["cdc"]["keys"]["k"]["a"][1], 2);
+        assert_eq!(v["cdc"]["values"]["k"]["a"][0], 1);
     }
 
     #[test]

@@ -1,0 +1,557 @@
+//! Corpus-driven mutation fuzzer for every decoder (cargo-fuzz needs nightly; this runs on
+//! stable). Seeds are the real TiCDC messages in `tests/fixtures/ticdc/`; each execution mutates
+//! a seed's key and/or value 1–4 times (bit flips, byte inserts/deletes/overwrites, truncation,
+//! splicing with another fixture, JSON-token insertion, open-protocol length-field corruption,
+//! chunk duplication), decodes it under `catch_unwind`, and renders every decoded event as an
+//! event-log line that must be one syntactically valid JSON document. A panic or an invalid line is a crash.
+//!
+//! ```text
+//! cargo run --release --example fuzz_decoders -- [EXECS_PER_TARGET] [SEED] [CRASH_DIR]
+//! ```
+//! Defaults: 100000 executions per target, seed 1, crashes written to `target/fuzz-crashes/`
+//! (`<target>-<n>.key` / `.value`). Prints one line per target; exits 1 if anything crashed.
+//! The CI test `tests/fuzz_decoders.rs` runs 20k executions per target. docs/fuzzing.md.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use cdcmon::eventlog::{KafkaPosition, LogOptions, render_line};
+use cdcmon::protocol::compression::compress;
+use cdcmon::protocol::{
+    Compression, Decoder, ProtocolChoice, canal_json, debezium, detect, open_protocol, simple,
+};
+
+/// What the fuzzer drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    CanalJson,
+    OpenProtocol,
+    Debezium,
+    Simple,
+    /// `Decoder` with `--protocol auto`, uncompressed.
+    Auto,
+    /// `Decoder` with `--protocol auto` and snappy/lz4 (inputs are compressed seeds, mutated).
+    Compressed,
+}
+
+impl Target {
+    pub const ALL: [Target; 6] = [
+        Target::CanalJson,
+        Target::OpenProtocol,
+        Target::Debezium,
+        Target::Simple,
+        Target::Auto,
+        Target::Compressed,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::CanalJson => "canal-json",
+            Target::OpenProtocol => "open-protocol",
+            Target::Debezium => "debezium",
+            Target::Simple => "simple",
+            Target::Auto => "auto",
+            Target::Compressed => "auto-compressed",
+        }
+    }
+}
+
+/// A seed: Kafka key and value.
+#[derive(Clone, Debug)]
+pub struct Input {
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+}
+
+/// The outcome of a run over one target.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub executions: u64,
+    pub decoded: u64,
+    pub rejected: u64,
+    pub crashes: u64,
+    pub seconds: f64,
+}
+
+fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ticdc")
+}
+
+fn read(name: &str) -> Vec<u8> {
+    let path = fixtures_dir().join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
+}
+
+fn names(prefix: &str, suffix: &str) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(fixtures_dir())
+        .expect("fixtures dir")
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.starts_with(prefix) && n.ends_with(suffix))
+        .collect();
+    v.sort();
+    v
+}
+
+/// The seed corpus of a target, from the fixtures.
+pub fn corpus(target: Target) -> Vec<Input> {
+    let canal = || {
+        names("canal-json-", ".json")
+            .into_iter()
+            .map(|n| Input {
+                key: None,
+                value: Some(read(&n)),
+            })
+            .collect::<Vec<_>>()
+    };
+    let simple = || {
+        names("simple-", ".json")
+            .into_iter()
+            .map(|n| Input {
+                key: None,
+                value: Some(read(&n)),
+            })
+            .collect::<Vec<_>>()
+    };
+    let debezium = || {
+        names("debezium-", ".json")
+            .into_iter()
+            .filter(|n| !n.ends_with(".key.json"))
+            .map(|n| Input {
+                key: Some(read(&n.replace(".json", ".key.json"))),
+                value: Some(read(&n)),
+            })
+            .collect::<Vec<_>>()
+    };
+    let open = || {
+        names("open-protocol-", ".key.bin")
+            .into_iter()
+            .map(|n| Input {
+                key: Some(read(&n)),
+                value: Some(read(&n.replace(".key.bin", ".value.bin"))),
+            })
+            .collect::<Vec<_>>()
+    };
+    match target {
+        Target::CanalJson => canal(),
+        Target::OpenProtocol => open(),
+        Target::Debezium => debezium(),
+        Target::Simple => simple(),
+        Target::Auto => [canal(), open(), debezium(), simple()].concat(),
+        Target::Compressed => {
+            let mut out = Vec::new();
+            for c in [Compression::Snappy, Compression::Lz4] {
+                for i in [canal(), debezium(), simple()].concat() {
+                    let z = |b: &Option<Vec<u8>>| {
+                        b.as_ref().map(|b| compress(c, b).expect("compress seed"))
+                    };
+                    out.push(Input {
+                        key: z(&i.key),
+                        value: z(&i.value),
+                    });
+                }
+            }
+            out
+        }
+    }
+}
+
+/// xorshift64*: deterministic, no dependencies.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    pub fn below(&mut self, n: usize) -> usize {
+        if n == 0 {
+            0
+        } else {
+            (self.next_u64() % n as u64) as usize
+        }
+    }
+    fn chance(&mut self, one_in: usize) -> bool {
+        self.below(one_in) == 0
+    }
+}
+
+const INTERESTING_BYTES: &[u8] = b"\"{}[],:\\\x00\xff\x7f\x80\xc3\xe2\n0-e.";
+const JSON_TOKENS: &[&str] = &[
+    "null",
+    "true",
+    "false",
+    "0",
+    "-0",
+    "1e999",
+    "-1",
+    "18446744073709551615",
+    "18446744073709551616",
+    "-9223372036854775809",
+    "1.5e-400",
+    "\"\"",
+    "\"x\"",
+    "\"\\ud800\"",
+    "\"\\u0000\"",
+    "\"\\\"",
+    "{}",
+    "[]",
+    "[null]",
+    "{\"a\":",
+    "]]]]",
+    "}}}}",
+    ",",
+    ":",
+    "\"type\":\"UPDATE\"",
+    "\"isDdl\":true",
+    "\"type\":\"TIDB_WATERMARK\"",
+    "\"data\":[{}]",
+    "\"pkNames\":[\"id\"]",
+    "\"op\":\"u\"",
+    "\"t\":2",
+    "\"t\":3",
+    "\"d\":{}",
+    "\"p\":{\"a\":{\"v\":1}}",
+    "\"type\":\"BOOTSTRAP\"",
+    "\"version\":1",
+    "\"payload\":null",
+];
+
+/// Byte offsets of the u64 length fields of an open-protocol key (after the version) or value.
+fn length_fields(b: &[u8], skip_version: bool) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut at = if skip_version { 8 } else { 0 };
+    while at + 8 <= b.len() {
+        out.push(at);
+        let len = u64::from_be_bytes(b[at..at + 8].try_into().unwrap_or([0xff; 8]));
+        match usize::try_from(len)
+            .ok()
+            .and_then(|l| l.checked_add(8))
+            .and_then(|l| at.checked_add(l))
+        {
+            Some(next) => at = next,
+            None => break,
+        }
+    }
+    out
+}
+
+fn mutate_bytes(rng: &mut Rng, b: &mut Vec<u8>, other: &[u8], is_open_key: Option<bool>) {
+    let op = rng.below(11);
+    match op {
+        // Bit flip.
+        0 if !b.is_empty() => {
+            let i = rng.below(b.len());
+            b[i] ^= 1 << rng.below(8);
+        }
+        // Byte insert.
+        1 => {
+            let i = rng.below(b.len() + 1);
+            let v = if rng.chance(2) {
+                INTERESTING_BYTES[rng.below(INTERESTING_BYTES.len())]
+            } else {
+                rng.next_u64() as u8
+            };
+            b.insert(i, v);
+        }
+        // Delete a range.
+        2 if !b.is_empty() => {
+            let i = rng.below(b.len());
+            let n = 1 + rng.below((b.len() - i).min(16));
+            b.drain(i..i + n);
+        }
+        // Truncate.
+        3 => {
+            let n = rng.below(b.len() + 1);
+            b.truncate(n);
+        }
+        // Splice: our prefix, another input's suffix.
+        4 if !other.is_empty() => {
+            let cut = rng.below(b.len() + 1);
+            let from = rng.below(other.len());
+            b.truncate(cut);
+            b.extend_from_slice(&other[from..]);
+        }
+        // JSON token insertion.
+        5 | 6 => {
+            let i = rng.below(b.len() + 1);
+            let t = JSON_TOKENS[rng.below(JSON_TOKENS.len())].as_bytes();
+            b.splice(i..i, t.iter().copied());
+        }
+        // Overwrite a byte with an interesting one.
+        7 if !b.is_empty() => {
+            let i = rng.below(b.len());
+            b[i] = INTERESTING_BYTES[rng.below(INTERESTING_BYTES.len())];
+        }
+        // Duplicate a chunk.
+        8 if !b.is_empty() => {
+            let i = rng.below(b.len());
+            let n = 1 + rng.below((b.len() - i).min(64));
+            let chunk = b[i..i + n].to_vec();
+            let at = rng.below(b.len() + 1);
+            b.splice(at..at, chunk);
+        }
+        // Deep nesting.
+        9 => {
+            let i = rng.below(b.len() + 1);
+            let depth = 1 + rng.below(200);
+            let open = if rng.chance(2) { b'[' } else { b'{' };
+            b.splice(i..i, std::iter::repeat_n(open, depth));
+        }
+        // open-protocol: corrupt a length field (or, elsewhere, any 8 bytes as a u64).
+        _ => {
+            let fields = match is_open_key {
+                Some(k) => length_fields(b, k),
+                None => Vec::new(),
+            };
+            let at = if fields.is_empty() {
+                if b.len() < 8 {
+                    return;
+                }
+                rng.below(b.len() - 7)
+            } else {
+                fields[rng.below(fields.len())]
+            };
+            let old = u64::from_be_bytes(b[at..at + 8].try_into().unwrap_or([0; 8]));
+            let new = match rng.below(6) {
+                0 => 0,
+                1 => u64::MAX,
+                2 => old.wrapping_add(1 + rng.below(4) as u64),
+                3 => old.saturating_sub(1 + rng.below(4) as u64),
+                4 => 1u64 << rng.below(64),
+                _ => rng.next_u64(),
+            };
+            b[at..at + 8].copy_from_slice(&new.to_be_bytes());
+        }
+    }
+}
+
+/// One mutated input from the corpus.
+pub fn mutate(rng: &mut Rng, corpus: &[Input], target: Target) -> Input {
+    let mut input = corpus[rng.below(corpus.len())].clone();
+    let other = &corpus[rng.below(corpus.len())];
+    let open = matches!(target, Target::OpenProtocol | Target::Auto);
+    for _ in 0..1 + rng.below(4) {
+        let on_key = input.key.is_some() && rng.chance(3);
+        if on_key {
+            let donor = other.key.as_deref().unwrap_or_default();
+            if let Some(k) = input.key.as_mut() {
+                mutate_bytes(rng, k, donor, open.then_some(true));
+            }
+        } else {
+            let donor = other.value.as_deref().unwrap_or_default();
+            let v = input.value.get_or_insert_with(Vec::new);
+            mutate_bytes(rng, v, donor, open.then_some(false));
+        }
+    }
+    // Occasionally drop the key or the value entirely.
+    if rng.chance(50) {
+        input.key = None;
+    }
+    if rng.chance(200) {
+        input.value = None;
+    }
+    input
+}
+
+/// Decode with `target` and render every event; `Ok(true)` decoded, `Ok(false)` rejected,
+/// `Err` an invalid event-log line (a bug, like a panic).
+fn execute(
+    target: Target,
+    input: &Input,
+    simple_cache: &mut simple::SchemaCache,
+    decoders: &mut [Decoder; 3],
+    compressed_pick: usize,
+) -> Result<bool, String> {
+    let key = input.key.as_deref();
+    let value = input.value.as_deref();
+    let events = match target {
+        Target::CanalJson => canal_json::decode(value.unwrap_or_default()).map(|e| vec![e]),
+        Target::OpenProtocol => open_protocol::decode(key, value, Compression::None),
+        Target::Debezium => debezium::decode(key, value.unwrap_or_default()).map(|e| vec![e]),
+        Target::Simple => simple_cache
+            .decode(value.unwrap_or_default())
+            .map(|e| vec![e]),
+        Target::Auto => {
+            // detect() must agree with the decoder never panicking either.
+            let _ = detect::detect(key, value.unwrap_or_default());
+            decoders[0].decode(key, value)
+        }
+        Target::Compressed => decoders[1 + compressed_pick % 2].decode(key, value),
+    };
+    let Ok(events) = events else {
+        return Ok(false);
+    };
+    let opts = LogOptions::new(compressed_pick % 3 == 0, &["id".into(), "token".into()]);
+    let pos = KafkaPosition {
+        topic: "app_cdc",
+        partition: 1,
+        offset: 42,
+    };
+    let mut line = Vec::new();
+    for ev in &events {
+        line.clear();
+        render_line(ev, &pos, &opts, 1_700_000_000_000, &mut line);
+        // Syntax, not number range: column values are copied raw, and a number such as
+        // `1e9991` is valid JSON that `serde_json::Value` refuses (docs/fuzzing.md).
+        let newlines = line.iter().filter(|&&b| b == b'\n').count();
+        if newlines != 1 || line.last() != Some(&b'\n') {
+            return Err(format!(
+                "event-log line is not one line: {}",
+                String::from_utf8_lossy(&line)
+            ));
+        }
+        if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&line) {
+            return Err(format!(
+                "invalid event-log line ({e}): {}",
+                String::from_utf8_lossy(&line)
+            ));
+        }
+    }
+    Ok(true)
+}
+
+/// Run `executions` mutated inputs through `target`. Crashing inputs go to `crash_dir`.
+pub fn run(target: Target, executions: u64, seed: u64, crash_dir: Option<&Path>) -> Report {
+    let corpus = corpus(target);
+    assert!(!corpus.is_empty(), "no seeds for {}", target.name());
+    let mut rng = Rng::new(seed ^ (target as u64 + 1).wrapping_mul(0x1000_0000_01b3));
+    let mut report = Report::default();
+    let mut simple_cache = simple::SchemaCache::default();
+    let new_decoders = || {
+        [
+            Decoder::new(ProtocolChoice::Auto, Compression::None),
+            Decoder::new(ProtocolChoice::Auto, Compression::Snappy),
+            Decoder::new(ProtocolChoice::Auto, Compression::Lz4),
+        ]
+    };
+    let mut decoders = new_decoders();
+    install_quiet_hook();
+    let started = Instant::now();
+    for i in 0..executions {
+        // The simple protocol's schema cache grows with every table name it is shown: start
+        // over now and then so a long run measures decoding, not an ever larger map.
+        if i % 10_000 == 0 {
+            simple_cache = simple::SchemaCache::default();
+            decoders = new_decoders();
+        }
+        let input = if rng.chance(20) {
+            corpus[rng.below(corpus.len())].clone()
+        } else {
+            mutate(&mut rng, &corpus, target)
+        };
+        let pick = rng.below(6);
+        IN_EXECUTION.set(true);
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            execute(target, &input, &mut simple_cache, &mut decoders, pick)
+        }));
+        IN_EXECUTION.set(false);
+        report.executions += 1;
+        match outcome {
+            Ok(Ok(true)) => report.decoded += 1,
+            Ok(Ok(false)) => report.rejected += 1,
+            Ok(Err(msg)) => {
+                report.crashes += 1;
+                save_crash(crash_dir, target, report.crashes, &input, &msg);
+            }
+            Err(panic) => {
+                report.crashes += 1;
+                let msg = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                save_crash(
+                    crash_dir,
+                    target,
+                    report.crashes,
+                    &input,
+                    &format!("panic: {msg}"),
+                );
+                // State may be inconsistent after a panic: start clean.
+                simple_cache = simple::SchemaCache::default();
+                decoders = new_decoders();
+            }
+        }
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    report
+}
+
+thread_local! {
+    /// Set while a fuzzed input runs: its panics are counted and saved, not printed.
+    static IN_EXECUTION: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// A panic hook that is silent inside executions and the previous hook everywhere else (so a
+/// bug in the harness or a failing assertion still prints).
+fn install_quiet_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !IN_EXECUTION.get() {
+                previous(info);
+            }
+        }));
+    });
+}
+
+fn save_crash(dir: Option<&Path>, target: Target, n: u64, input: &Input, msg: &str) {
+    eprintln!("CRASH {} #{n}: {msg}", target.name());
+    let Some(dir) = dir else { return };
+    if n > 20 {
+        return;
+    }
+    let _ = std::fs::create_dir_all(dir);
+    let base = dir.join(format!("{}-{n}", target.name()));
+    if let Some(k) = &input.key {
+        let _ = std::fs::write(base.with_extension("key"), k);
+    }
+    if let Some(v) = &input.value {
+        let _ = std::fs::write(base.with_extension("value"), v);
+    }
+    let _ = std::fs::write(base.with_extension("txt"), msg);
+}
+
+#[allow(dead_code)] // the CI test includes this file as a module and has its own main
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let execs: u64 = args
+        .next()
+        .and_then(|a| a.replace('_', "").parse().ok())
+        .unwrap_or(100_000);
+    let seed: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(1);
+    let crash_dir = args
+        .next()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/fuzz-crashes"));
+    let only = std::env::var("FUZZ_TARGET").unwrap_or_default();
+    let mut total_crashes = 0;
+    for target in Target::ALL {
+        if !only.is_empty() && only != target.name() {
+            continue;
+        }
+        let r = run(target, execs, seed, Some(&crash_dir));
+        total_crashes += r.crashes;
+        println!(
+            "fuzz {}: executions={} decoded={} rejected={} crashes={} seconds={:.1} execs_per_sec={:.0}",
+            target.name(),
+            r.executions,
+            r.decoded,
+            r.rejected,
+            r.crashes,
+            r.seconds,
+            r.executions as f64 / r.seconds.max(1e-9)
+        );
+    }
+    if total_crashes > 0 {
+        std::process::exit(1);
+    }
+}
