@@ -9,78 +9,18 @@
 //! template: every field explicitly mapped with a compatible type, db/table/op keywords,
 //! `@timestamp` a date, keys flattened.
 
+mod common;
+
+use common::files::{env_default, expand_dotted, read_json, root};
+
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn read_json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: invalid JSON: {e}", path.display()))
-}
-
-/// Beats read `a.b.c: x` and `a: {b: {c: x}}` alike; normalise YAML to the nested form.
-fn expand_dotted(v: Value) -> Value {
-    match v {
-        Value::Object(map) => {
-            let mut out = Map::new();
-            for (k, child) in map {
-                let child = expand_dotted(child);
-                let mut parts: Vec<&str> = k.split('.').collect();
-                let last = parts.pop().unwrap();
-                let mut cur = &mut out;
-                for p in parts {
-                    cur = cur
-                        .entry(p.to_string())
-                        .or_insert_with(|| Value::Object(Map::new()))
-                        .as_object_mut()
-                        .unwrap_or_else(|| panic!("config key {k} clashes with a scalar"));
-                }
-                match (cur.get_mut(last), child) {
-                    (Some(Value::Object(existing)), Value::Object(new)) => {
-                        for (nk, nv) in new {
-                            existing.insert(nk, nv);
-                        }
-                    }
-                    (_, child) => {
-                        cur.insert(last.to_string(), child);
-                    }
-                }
-            }
-            Value::Object(out)
-        }
-        Value::Array(a) => Value::Array(a.into_iter().map(expand_dotted).collect()),
-        other => other,
-    }
-}
 
 fn filebeat_config() -> Value {
     let path = root().join("monitoring/filebeat/filebeat.yml");
     let text = std::fs::read_to_string(&path).unwrap();
     expand_dotted(serde_norway::from_str(&text).unwrap())
-}
-
-/// Resolve Filebeat's `${NAME:default}` to its default.
-fn env_default(s: &str) -> String {
-    let mut out = String::new();
-    let mut rest = s;
-    while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
-        let end = rest[start..].find('}').expect("unclosed ${") + start;
-        let inner = &rest[start + 2..end];
-        let (_, default) = inner
-            .split_once(':')
-            .unwrap_or_else(|| panic!("${{{inner}}} has no default"));
-        out.push_str(default);
-        rest = &rest[end + 1..];
-    }
-    out.push_str(rest);
-    out
 }
 
 fn template() -> Value {

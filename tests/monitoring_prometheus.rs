@@ -5,44 +5,18 @@
 //! promtool is looked up on PATH (Debian/Ubuntu: `apt-get install prometheus`). Without it these
 //! tests fail, unless `CDCMON_SKIP_PROMTOOL=1` is set.
 
+mod common;
+
+use common::files::{promtool, read_yaml, root};
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn prom_dir() -> PathBuf {
     root().join("monitoring/prometheus")
-}
-
-fn read_yaml(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    serde_norway::from_str(&text)
-        .unwrap_or_else(|e| panic!("{}: invalid YAML: {e}", path.display()))
-}
-
-/// `Some(path)` of promtool, `None` when skipping is requested; panics when it is missing.
-fn promtool() -> Option<PathBuf> {
-    if std::env::var("CDCMON_SKIP_PROMTOOL").as_deref() == Ok("1") {
-        eprintln!("CDCMON_SKIP_PROMTOOL=1: skipping the promtool check");
-        return None;
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    for dir in std::env::split_paths(&path) {
-        let candidate = dir.join("promtool");
-        if candidate.is_file() {
-            return Some(candidate);
-        }
-    }
-    panic!(
-        "promtool not found on PATH. Install it (Debian/Ubuntu: `apt-get install prometheus`, \
-         Nix: `prometheus` package) or set CDCMON_SKIP_PROMTOOL=1 to skip the promtool checks."
-    );
 }
 
 fn run_promtool(promtool: &Path, args: &[&str], cwd: &Path) -> String {

@@ -4,14 +4,13 @@
 //! as the tested YAML, so the VM/docker stack cannot drift from what CI verified.
 //! Needs `nix-instantiate` (Debian `nix-bin`); set `CDCMON_SKIP_NIX=1` to skip explicitly.
 
-use std::path::Path;
+mod common;
+
+use common::files::{env_defaults, expand_dotted, root};
+
 use std::process::Command;
 
-use serde_json::{Map, Value, json};
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
+use serde_json::{Value, json};
 
 /// `None` when skipping was asked for; panics with an install hint when the tool is missing.
 fn eval_nix(expr: &str) -> Option<Value> {
@@ -38,47 +37,6 @@ fn yaml(rel: &str) -> Value {
     let text = std::fs::read_to_string(root().join(rel)).expect(rel);
     let v: serde_norway::Value = serde_norway::from_str(&text).expect(rel);
     serde_json::to_value(v).expect("yaml as json")
-}
-
-/// Beats read `a.b: x` as `a: {b: x}`; normalise so both sides compare structurally.
-fn expand_dotted(v: Value) -> Value {
-    match v {
-        Value::Object(map) => {
-            let mut out = Map::new();
-            for (k, v) in map {
-                let v = expand_dotted(v);
-                let mut parts: Vec<&str> = k.split('.').collect();
-                let last = parts.pop().unwrap_or_default().to_owned();
-                let mut cur = &mut out;
-                for p in parts {
-                    cur = cur
-                        .entry(p.to_owned())
-                        .or_insert_with(|| Value::Object(Map::new()))
-                        .as_object_mut()
-                        .expect("dotted key collides with a scalar");
-                }
-                cur.insert(last, v);
-            }
-            Value::Object(out)
-        }
-        Value::Array(a) => Value::Array(a.into_iter().map(expand_dotted).collect()),
-        other => other,
-    }
-}
-
-/// `${VAR:default}` → `default` (what Filebeat uses when VAR is unset, as in the stack).
-fn env_defaults(v: Value) -> Value {
-    match v {
-        Value::String(s) if s.starts_with("${") && s.ends_with('}') => {
-            let inner = &s[2..s.len() - 1];
-            Value::String(inner.split_once(':').map_or(inner, |(_, d)| d).to_owned())
-        }
-        Value::Array(a) => Value::Array(a.into_iter().map(env_defaults).collect()),
-        Value::Object(m) => {
-            Value::Object(m.into_iter().map(|(k, v)| (k, env_defaults(v))).collect())
-        }
-        other => other,
-    }
 }
 
 const STACK: &str = "(import ./nix/lib/stack.nix { })";

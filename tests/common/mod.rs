@@ -2,6 +2,8 @@
 //! `cdcmon consume` (in-process), and a Prometheus text-format reader.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod files;
+
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
