@@ -227,7 +227,7 @@ const JSON_TOKENS: &[&str] = &[
 fn length_fields(b: &[u8], skip_version: bool) -> Vec<usize> {
     let mut out = Vec::new();
     let mut at = if skip_version { 8 } else { 0 };
-    while at + 8 <= b.len() {
+    while b.len() >= 8 && at <= b.len() - 8 {
         out.push(at);
         let len = u64::from_be_bytes(b[at..at + 8].try_into().unwrap_or([0xff; 8]));
         match usize::try_from(len)
