@@ -331,7 +331,9 @@ fn ceiling(brokers: &str, topic: &str, w: &Workload) -> f64 {
 
 /// Step 2: the real binary. Returns (events/s, peak RSS MiB).
 fn full_consume(brokers: &str, topic: &str, w: &Workload, dir: &std::path::Path) -> (f64, f64) {
-    let log = dir.join(format!("{topic}.ndjson"));
+    // CDCMON_BENCH_LOG_DIR: where the child writes its event log (default: a temp dir on disk).
+    let log_dir = std::env::var("CDCMON_BENCH_LOG_DIR").map_or(dir.to_owned(), Into::into);
+    let log = log_dir.join(format!("{topic}.ndjson"));
     let bin = std::env::var("CDCMON_BENCH_BIN")
         .unwrap_or_else(|_| env!("CARGO_BIN_EXE_cdcmon").to_owned());
     let child = ChildConsumer::start_bin(

@@ -1,8 +1,9 @@
 //! `cdcmon consume`: the Kafka loop.
 //!
 //! Delivery is at-least-once. librdkafka never commits on its own (`enable.auto.commit=false`):
-//! every `--commit-interval-ms` the loop makes the event log durable, then commits the offsets of
-//! the messages that were logged and counted. On a partition revoke the rebalance callback does
+//! every `--commit-interval-ms` the loop hands the event log's buffer to the OS, `fdatasync`s it
+//! on a blocking thread (the loop keeps consuming), and once that succeeded commits the offsets of
+//! the messages whose lines it covered. On a partition revoke the rebalance callback does
 //! the same for the revoked partitions before they move, and on SIGTERM the loop stops fetching,
 //! flushes and commits synchronously. A crash therefore repeats at most one commit interval of
 //! events and never loses one.
@@ -178,6 +179,7 @@ impl ConsumerContext for Context {
         }
         for p in &partitions {
             sink.pending.remove(p);
+            sink.syncing.remove(p);
             sink.watermarks.remove(p);
             let _ = self
                 .shared
@@ -324,12 +326,23 @@ async fn consume(
     commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut warn_limiter = WarnLimiter::new(DECODE_WARNINGS_PER_SEC);
 
+    // The event log's fdatasync in flight (one at a time), off the loop: a sync of a second's
+    // lines can take tens of milliseconds on a busy disk, which stalled consumption.
+    let mut syncing: Option<SyncTask> = None;
+
     loop {
         let message = tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
+            synced = wait_sync(&mut syncing), if syncing.is_some() => {
+                syncing = None;
+                finish_commit(&consumer, &shared, synced);
+                continue;
+            }
             _ = commit_tick.tick() => {
-                commit(&consumer, &shared, CommitMode::Async);
+                if syncing.is_none() {
+                    syncing = start_commit(&shared);
+                }
                 continue;
             }
             message = consumer.recv() => message,
@@ -383,13 +396,86 @@ async fn consume(
     }
 
     tracing::info!("stopping: flushing the event log and committing offsets");
+    if let Some(task) = syncing.take() {
+        // Its offsets are committed below with everything else, after a sync of its own.
+        let _ = task.await;
+        pipeline::lock(&shared.sink).dirty = true;
+    }
     commit(&consumer, &shared, CommitMode::Sync);
     // Leave the group now so partitions move to other members without waiting for a timeout.
     consumer.unsubscribe();
     Ok(())
 }
 
-/// Make the event log durable, then commit every pending offset.
+/// A background `fdatasync` of the event log.
+type SyncTask = tokio::task::JoinHandle<std::io::Result<()>>;
+
+/// Wait for the sync in flight (never resolves when there is none; the `select!` guards it).
+async fn wait_sync(task: &mut Option<SyncTask>) -> std::io::Result<()> {
+    match task {
+        Some(task) => match task.await {
+            Ok(result) => result,
+            Err(join) => Err(std::io::Error::other(join)),
+        },
+        None => std::future::pending().await,
+    }
+}
+
+/// The periodic commit, first half: hand the buffered lines to the OS, note the offsets they
+/// cover, and start their `fdatasync` on a blocking thread. The loop keeps consuming meanwhile;
+/// [`finish_commit`] commits the noted offsets once the sync succeeded, so a committed offset
+/// still always means its events are on disk.
+fn start_commit(shared: &Shared) -> Option<SyncTask> {
+    let mut sink = pipeline::lock(&shared.sink);
+    let retry = shared.commit_failed.swap(false, Ordering::Relaxed);
+    if !sink.dirty && !retry {
+        return None;
+    }
+    let file = match sink.event_log.flush_to_os() {
+        Ok(file) => file,
+        Err(err) => {
+            shared.metrics.event_log_errors.inc();
+            tracing::error!(error = %err, "event log flush failed; offsets not committed");
+            return None;
+        }
+    };
+    sink.dirty = false;
+    sink.syncing = sink.pending.clone();
+    drop(sink);
+    Some(tokio::task::spawn_blocking(move || match file {
+        Some(file) => file.sync_data(),
+        None => Ok(()),
+    }))
+}
+
+/// The periodic commit, second half: commit (async) what the finished sync made durable.
+fn finish_commit(consumer: &StreamConsumer<Context>, shared: &Shared, synced: std::io::Result<()>) {
+    let offsets = {
+        let mut sink = pipeline::lock(&shared.sink);
+        let offsets = std::mem::take(&mut sink.syncing);
+        if let Err(err) = synced {
+            // Not durable: commit nothing; the next tick flushes and syncs again.
+            sink.dirty = true;
+            shared.metrics.event_log_errors.inc();
+            tracing::error!(error = %err, "event log fdatasync failed; offsets not committed");
+            return;
+        }
+        offsets
+    };
+    let mut tpl = TopicPartitionList::new();
+    for (partition, next) in &offsets {
+        let _ = tpl.add_partition_offset(&shared.topic, *partition, Offset::Offset(*next));
+    }
+    if tpl.count() == 0 {
+        return;
+    }
+    if let Err(err) = consumer.commit(&tpl, CommitMode::Async) {
+        // Async errors arrive in commit_callback; an immediate one is recorded here.
+        consumer.context().record_commit(&Err(err));
+    }
+}
+
+/// Make the event log durable, then commit every pending offset (shutdown; synchronous).
 fn commit(consumer: &StreamConsumer<Context>, shared: &Shared, mode: CommitMode) {
     let tpl = {
         let mut sink = pipeline::lock(&shared.sink);

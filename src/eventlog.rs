@@ -10,6 +10,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::ops::Range;
 use std::path::Path;
+use std::sync::Arc;
 
 use serde_json::value::RawValue;
 
@@ -413,6 +414,8 @@ pub struct EventLog {
     dest: Destination,
     opts: LogOptions,
     line: Vec<u8>,
+    /// A second handle on the file (same open file description) for `fdatasync` off the loop.
+    sync_handle: Option<Arc<File>>,
 }
 
 /// 256 KiB: large enough that a burst of events costs few write syscalls.
@@ -421,6 +424,7 @@ const BUFFER_BYTES: usize = 256 * 1024;
 impl EventLog {
     /// `path` `-` means stdout; anything else is a file opened for append (created if absent).
     pub fn open(path: &str, opts: LogOptions) -> anyhow::Result<Self> {
+        let mut sync_handle = None;
         let dest = if path == "-" {
             Destination::Stdout(BufWriter::with_capacity(BUFFER_BYTES, io::stdout()))
         } else {
@@ -430,12 +434,17 @@ impl EventLog {
                 .append(true)
                 .open(path)
                 .map_err(|e| anyhow::anyhow!("cannot open event log {}: {e}", path.display()))?;
+            let sync = file.try_clone().map_err(|e| {
+                anyhow::anyhow!("cannot duplicate event log handle {}: {e}", path.display())
+            })?;
+            sync_handle = Some(Arc::new(sync));
             Destination::File(BufWriter::with_capacity(BUFFER_BYTES, file))
         };
         Ok(EventLog {
             dest,
             opts,
             line: Vec::with_capacity(1024),
+            sync_handle,
         })
     }
 
@@ -454,6 +463,19 @@ impl EventLog {
         match &mut self.dest {
             Destination::Stdout(w) => w.write_all(&self.line),
             Destination::File(w) => w.write_all(&self.line),
+        }
+    }
+
+    /// Hand buffered lines to the OS (no disk sync). Returns what to `fdatasync` to make them
+    /// durable: the file (a shared handle, so the sync can run off the consume loop), or `None`
+    /// for stdout, which has nothing to sync.
+    pub fn flush_to_os(&mut self) -> io::Result<Option<Arc<File>>> {
+        match &mut self.dest {
+            Destination::Stdout(w) => w.flush().map(|()| None),
+            Destination::File(w) => {
+                w.flush()?;
+                Ok(self.sync_handle.clone())
+            }
         }
     }
 
@@ -819,6 +841,28 @@ mod tests {
             "only {checked} golden lines found in {}",
             dir.display()
         );
+    }
+
+    #[test]
+    fn flush_to_os_hands_out_a_handle_that_syncs_the_same_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.ndjson");
+        let mut log = EventLog::open(path.to_str().unwrap(), LogOptions::default()).unwrap();
+        log.write_event(&row_event(), &POS, 0).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap().len(), 0, "still buffered");
+        let handle = log
+            .flush_to_os()
+            .unwrap()
+            .expect("a file has a sync handle");
+        handle.sync_data().unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 1);
+        // Writing on goes to the same file; the handle stays valid.
+        log.write_event(&row_event(), &POS, 0).unwrap();
+        log.flush_to_os().unwrap();
+        handle.sync_data().unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 2);
+        let mut stdout = EventLog::open("-", LogOptions::default()).unwrap();
+        assert!(stdout.flush_to_os().unwrap().is_none());
     }
 
     #[test]

@@ -22,6 +22,10 @@ pub struct Sink {
     pub dirty: bool,
     /// Highest watermark TSO seen per partition.
     pub watermarks: HashMap<i32, u64>,
+    /// Offsets whose lines were handed to the OS and await the `fdatasync` running off the loop;
+    /// committed when it succeeds. A revoke drops its partitions from here (it commits them
+    /// itself), so a late sync never commits a partition this member no longer owns.
+    pub syncing: HashMap<i32, i64>,
 }
 
 impl Sink {
@@ -31,6 +35,7 @@ impl Sink {
             pending: HashMap::new(),
             dirty: false,
             watermarks: HashMap::new(),
+            syncing: HashMap::new(),
         }
     }
 
