@@ -518,6 +518,16 @@ fn run(
     cluster: &MockCluster<'_, rdkafka::producer::DefaultProducerContext>,
     w: &Workload,
 ) -> String {
+    // CDCMON_BENCH_PIPELINE_ONLY=1: only steps 3 and 4 (for profiling the in-memory path).
+    if std::env::var_os("CDCMON_BENCH_PIPELINE_ONLY").is_some() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pipeline = pipeline_only("bench", w, dir.path());
+        let parse = parse_only(w);
+        return format!(
+            "pipeline_events_per_sec={pipeline:.0} parse_only_per_sec={parse:.0} pipeline_ratio={:.3}",
+            pipeline / parse
+        );
+    }
     let partitions = env_usize("CDCMON_BENCH_PARTITIONS", 64) as i32;
     let topic = format!("bench_{}", w.name.replace('-', "_"));
     let brokers = cluster.bootstrap_servers();

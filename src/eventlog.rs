@@ -80,9 +80,64 @@ pub fn render_line(
     now_ms: i64,
     out: &mut Vec<u8>,
 ) {
+    render_line_with(ev, pos, opts, now_ms, &mut Stamps::default(), out);
+}
+
+/// The last rendered RFC 3339 text of one timestamp: consecutive events usually share their
+/// processing millisecond and, within a transaction, their commit millisecond.
+#[derive(Clone, Copy)]
+struct StampCache {
+    ms: i64,
+    len: usize,
+    text: [u8; 32],
+}
+
+impl Default for StampCache {
+    fn default() -> Self {
+        StampCache {
+            ms: i64::MIN,
+            len: 0,
+            text: [0; 32],
+        }
+    }
+}
+
+impl StampCache {
+    fn write(&mut self, out: &mut Vec<u8>, ms: i64) {
+        if ms != self.ms {
+            let mut v = Vec::with_capacity(32);
+            write_rfc3339_ms(&mut v, ms);
+            if v.len() > self.text.len() {
+                // Years beyond 9999: too long for the cache, and never a real timestamp.
+                out.extend_from_slice(&v);
+                return;
+            }
+            self.text[..v.len()].copy_from_slice(&v);
+            self.len = v.len();
+            self.ms = ms;
+        }
+        out.extend_from_slice(&self.text[..self.len]);
+    }
+}
+
+/// Caches for `@timestamp` (commit time) and `event.created` (processing time).
+#[derive(Default, Clone, Copy)]
+struct Stamps {
+    commit: StampCache,
+    created: StampCache,
+}
+
+fn render_line_with(
+    ev: &ChangeEvent<'_>,
+    pos: &KafkaPosition<'_>,
+    opts: &LogOptions,
+    now_ms: i64,
+    stamps: &mut Stamps,
+    out: &mut Vec<u8>,
+) {
     let commit_ms = ev.commit_time_ms().unwrap_or(now_ms);
     out.extend_from_slice(b"{\"@timestamp\":\"");
-    write_rfc3339_ms(out, commit_ms);
+    stamps.commit.write(out, commit_ms);
     out.extend_from_slice(
         b"\",\"event\":{\"kind\":\"event\",\"dataset\":\"cdcmon.cdc\",\"action\":",
     );
@@ -93,7 +148,7 @@ pub fn render_line(
     };
     write_str(out, action);
     out.extend_from_slice(b",\"created\":\"");
-    write_rfc3339_ms(out, now_ms);
+    stamps.created.write(out, now_ms);
     out.extend_from_slice(b"\"},\"cdc\":{\"kind\":");
     write_str(out, ev.kind.as_str());
     out.extend_from_slice(b",\"db\":");
@@ -416,6 +471,7 @@ pub struct EventLog {
     line: Vec<u8>,
     /// A second handle on the file (same open file description) for `fdatasync` off the loop.
     sync_handle: Option<Arc<File>>,
+    stamps: Stamps,
 }
 
 /// 256 KiB: large enough that a burst of events costs few write syscalls.
@@ -445,6 +501,7 @@ impl EventLog {
             opts,
             line: Vec::with_capacity(1024),
             sync_handle,
+            stamps: Stamps::default(),
         })
     }
 
@@ -459,7 +516,14 @@ impl EventLog {
             return Ok(());
         }
         self.line.clear();
-        render_line(ev, pos, &self.opts, now_ms, &mut self.line);
+        render_line_with(
+            ev,
+            pos,
+            &self.opts,
+            now_ms,
+            &mut self.stamps,
+            &mut self.line,
+        );
         match &mut self.dest {
             Destination::Stdout(w) => w.write_all(&self.line),
             Destination::File(w) => w.write_all(&self.line),
@@ -863,6 +927,26 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 2);
         let mut stdout = EventLog::open("-", LogOptions::default()).unwrap();
         assert!(stdout.flush_to_os().unwrap().is_none());
+    }
+
+    #[test]
+    fn cached_timestamps_render_like_fresh_ones() {
+        let mut cache = StampCache::default();
+        for ms in [
+            0,
+            0,
+            1,
+            1,
+            -1,
+            1_700_000_000_001,
+            1_700_000_000_001,
+            253_402_300_800_000,
+        ] {
+            let (mut cached, mut fresh) = (Vec::new(), Vec::new());
+            cache.write(&mut cached, ms);
+            write_rfc3339_ms(&mut fresh, ms);
+            assert_eq!(cached, fresh, "{ms}");
+        }
     }
 
     #[test]

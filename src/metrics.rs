@@ -5,6 +5,7 @@
 //! allocation once a table has been seen.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
@@ -202,17 +203,59 @@ impl Metrics {
     }
 }
 
+/// FxHash (rustc's hasher): a multiply-rotate per word. The per-event lookups hash short
+/// schema/table names, where SipHash showed up at ~2.5 % of the consume loop's profile. The keys
+/// are database identifiers from the change stream, not attacker-chosen request data, so
+/// HashDoS resistance buys nothing here.
+#[derive(Default, Clone, Copy)]
+struct FxHasher(u64);
+
+impl FxHasher {
+    const K: u64 = 0xf135_7aea_2e62_a9c5;
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(Self::K);
+    }
+}
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(w));
+        }
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+
 /// Counter handles for one table: one per row op, and DDL types resolved on first use.
 struct TableCounters {
     ops: [IntCounter; 3],
-    ddl: HashMap<Box<str>, IntCounter>,
+    ddl: FxMap<Box<str>, IntCounter>,
 }
 
 /// Per-table cache of counter handles, owned by the consume loop.
 pub struct EventCounters {
     events: IntCounterVec,
     ddl_events: IntCounterVec,
-    by_db: HashMap<Box<str>, HashMap<Box<str>, TableCounters>>,
+    by_db: FxMap<Box<str>, FxMap<Box<str>, TableCounters>>,
 }
 
 impl EventCounters {
@@ -220,14 +263,14 @@ impl EventCounters {
         EventCounters {
             events: metrics.events.clone(),
             ddl_events: metrics.ddl_events.clone(),
-            by_db: HashMap::new(),
+            by_db: FxMap::default(),
         }
     }
 
     fn table(&mut self, db: &str, table: &str) -> &mut TableCounters {
         // Two-level map so a lookup borrows `&str` keys: no allocation once the table is known.
         if !self.by_db.contains_key(db) {
-            self.by_db.insert(db.into(), HashMap::new());
+            self.by_db.insert(db.into(), FxMap::default());
         }
         let Some(tables) = self.by_db.get_mut(db) else {
             unreachable!("inserted above")
@@ -238,7 +281,7 @@ impl EventCounters {
                 table.into(),
                 TableCounters {
                     ops,
-                    ddl: HashMap::new(),
+                    ddl: FxMap::default(),
                 },
             );
         }
