@@ -62,7 +62,7 @@ fn first_row(rows: Option<Vec<Columns<'_>>>) -> Option<Vec<Column<'_>>> {
 
 /// Decode one canal-json value.
 pub fn decode(value: &[u8]) -> Result<ChangeEvent<'_>, DecodeError> {
-    let msg: Message<'_> = serde_json::from_slice(value).map_err(|e| json_err(P, "value", &e))?;
+    let msg: Message<'_> = super::from_json(value).map_err(|e| json_err(P, "value", &e))?;
     let ty = msg.ty.ok_or_else(|| missing(P, "type"))?;
     let tidb = msg.tidb.unwrap_or_default();
 

@@ -76,7 +76,7 @@ struct Key<'a> {
 /// Decode one debezium message. `key` is optional and only supplies `keys`; a key that is not
 /// a debezium key document is ignored rather than failing the event.
 pub fn decode<'a>(key: Option<&'a [u8]>, value: &'a [u8]) -> Result<ChangeEvent<'a>, DecodeError> {
-    let top: Payload<'a> = serde_json::from_slice(value).map_err(|e| json_err(P, "value", &e))?;
+    let top: Payload<'a> = super::from_json(value).map_err(|e| json_err(P, "value", &e))?;
     let p = top.without_envelope();
     let source = p.source.unwrap_or_default();
 
@@ -131,7 +131,7 @@ pub fn decode<'a>(key: Option<&'a [u8]>, value: &'a [u8]) -> Result<ChangeEvent<
             ev.values = values.0;
             ev.old_values = old.map(|c| c.0).unwrap_or_default();
             ev.keys = key
-                .and_then(|k| serde_json::from_slice::<Key<'a>>(k).ok())
+                .and_then(|k| super::from_json::<Key<'a>>(k).ok())
                 .and_then(|k| k.payload)
                 .map(|c| c.0)
                 .unwrap_or_default();

@@ -197,8 +197,8 @@ fn decode_pair<'a>(
     compression: Compression,
     index: usize,
 ) -> Result<ChangeEvent<'a>, DecodeError> {
-    let key: MessageKey<'a> = serde_json::from_slice(key_json)
-        .map_err(|e| json_err(P, &format!("key entry {index}"), &e))?;
+    let key: MessageKey<'a> =
+        super::from_json(key_json).map_err(|e| json_err(P, &format!("key entry {index}"), &e))?;
     let t = key.t.ok_or_else(|| missing(P, "t"))?;
     let kind = match t {
         1 => EventKind::Row,
@@ -248,8 +248,7 @@ fn fill_value<'a>(
 ) -> Result<(), DecodeError> {
     let what = format!("value entry {index}");
     if ev.kind == EventKind::Ddl {
-        let ddl: DdlValue<'a> =
-            serde_json::from_slice(value_json).map_err(|e| json_err(P, &what, &e))?;
+        let ddl: DdlValue<'a> = super::from_json(value_json).map_err(|e| json_err(P, &what, &e))?;
         let action = ddl.t.ok_or_else(|| missing(P, "t"))?;
         ev.ddl = Some(Ddl {
             ddl_type: Cow::Borrowed(ddl_type_of_action(action)),
@@ -257,8 +256,7 @@ fn fill_value<'a>(
         });
         return Ok(());
     }
-    let row: RowValue<'a> =
-        serde_json::from_slice(value_json).map_err(|e| json_err(P, &what, &e))?;
+    let row: RowValue<'a> = super::from_json(value_json).map_err(|e| json_err(P, &what, &e))?;
     // As TF `msgToRowChange`: a non-empty `d` is a delete; otherwise `u` (+ `p` = update).
     let (op, new, old) = match (row.d, row.u, row.p) {
         (Some(d), _, _) if !d.0.is_empty() => (RowOp::Delete, d, None),

@@ -150,8 +150,7 @@ impl SchemaCache {
 
     /// Decode one simple-protocol value, updating the cache from BOOTSTRAP/DDL messages.
     pub fn decode<'a>(&mut self, value: &'a [u8]) -> Result<ChangeEvent<'a>, DecodeError> {
-        let msg: Message<'a> =
-            serde_json::from_slice(value).map_err(|e| json_err(P, "value", &e))?;
+        let msg: Message<'a> = super::from_json(value).map_err(|e| json_err(P, "value", &e))?;
         let ty = msg.ty.ok_or_else(|| missing(P, "type"))?;
         let op = match ty.as_str() {
             "INSERT" => Some(RowOp::Insert),
