@@ -360,8 +360,13 @@ fn write_str(out: &mut Vec<u8>, s: &str) {
 /// and control characters escaped (`\n` etc. where JSON has a short form), the rest verbatim.
 fn write_escaped(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
+    // Names, ops and key values almost never need escaping: find out 8 bytes at a time.
+    let Some(first) = first_to_escape(bytes) else {
+        out.extend_from_slice(bytes);
+        return;
+    };
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    for (i, &b) in bytes.iter().enumerate().skip(first) {
         if b >= 0x20 && b != b'"' && b != b'\\' {
             continue;
         }
@@ -386,17 +391,57 @@ fn write_escaped(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&bytes[start..]);
 }
 
-/// Decimal digits of `v` (no allocation).
-fn write_u64(out: &mut Vec<u8>, mut v: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
+/// Index of the first byte JSON must escape (`"`, `\`, below 0x20), word-at-a-time (SWAR).
+fn first_to_escape(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // Per byte, the high bit is set where the byte is zero (exact for the first such byte,
+    // which is all that is needed to know whether a chunk needs the byte-wise scan).
+    let has_zero = |w: u64| w.wrapping_sub(ONES) & !w & HIGH;
+    let mut chunks = bytes.chunks_exact(8);
+    let mut at = 0;
+    for c in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(c);
+        let w = u64::from_le_bytes(word);
+        let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+        if below_space
+            | has_zero(w ^ (ONES * u64::from(b'"')))
+            | has_zero(w ^ (ONES * u64::from(b'\\')))
+            != 0
+        {
             break;
         }
+        at += 8;
+    }
+    bytes[at..]
+        .iter()
+        .position(|&b| b < 0x20 || b == b'"' || b == b'\\')
+        .map(|p| at + p)
+}
+
+/// Decimal digits of `v` (no allocation), two digits per division.
+fn write_u64(out: &mut Vec<u8>, mut v: u64) {
+    const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+        2021222324252627282930313233343536373839\
+        4041424344454647484950515253545556575859\
+        6061626364656667686970717273747576777879\
+        8081828384858687888990919293949596979899";
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    while v >= 100 {
+        let pair = (v % 100) as usize * 2;
+        v /= 100;
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    }
+    if v >= 10 {
+        let pair = v as usize * 2;
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    } else {
+        i -= 1;
+        buf[i] = b'0' + v as u8;
     }
     out.extend_from_slice(&buf[i..]);
 }
@@ -714,6 +759,24 @@ mod tests {
             let mut ours = Vec::new();
             write_i64(&mut ours, v);
             assert_eq!(ours, v.to_string().as_bytes());
+        }
+    }
+
+    #[test]
+    fn swar_escape_scan_finds_the_first_byte_to_escape() {
+        let naive = |b: &[u8]| b.iter().position(|&c| c < 0x20 || c == b'"' || c == b'\\');
+        let mut cases: Vec<Vec<u8>> = vec![Vec::new(), b"plain ascii text, 29 bytes ok".to_vec()];
+        for len in 0..40 {
+            for at in 0..len {
+                for special in [b'"', b'\\', 0u8, 0x1f, b'\n', 0x20, 0x7f, 0x80, 0xff] {
+                    let mut v = vec![b'a'; len];
+                    v[at] = special;
+                    cases.push(v);
+                }
+            }
+        }
+        for c in &cases {
+            assert_eq!(first_to_escape(c), naive(c), "{c:?}");
         }
     }
 

@@ -255,7 +255,12 @@ struct TableCounters {
 pub struct EventCounters {
     events: IntCounterVec,
     ddl_events: IntCounterVec,
-    by_db: FxMap<Box<str>, FxMap<Box<str>, TableCounters>>,
+    /// `db \0 table` → index into `tables`. One hash and one probe per event, and the key is
+    /// built in `key` (reused), so a known table costs no allocation. MySQL/TiDB identifiers
+    /// cannot contain NUL, so the joined key is unambiguous.
+    index: FxMap<Box<str>, usize>,
+    tables: Vec<TableCounters>,
+    key: String,
 }
 
 impl EventCounters {
@@ -263,32 +268,32 @@ impl EventCounters {
         EventCounters {
             events: metrics.events.clone(),
             ddl_events: metrics.ddl_events.clone(),
-            by_db: FxMap::default(),
+            index: FxMap::default(),
+            tables: Vec::new(),
+            key: String::new(),
         }
     }
 
     fn table(&mut self, db: &str, table: &str) -> &mut TableCounters {
-        // Two-level map so a lookup borrows `&str` keys: no allocation once the table is known.
-        if !self.by_db.contains_key(db) {
-            self.by_db.insert(db.into(), FxMap::default());
-        }
-        let Some(tables) = self.by_db.get_mut(db) else {
-            unreachable!("inserted above")
-        };
-        if !tables.contains_key(table) {
-            let ops = RowOp::ALL.map(|op| self.events.with_label_values(&[db, table, op.as_str()]));
-            tables.insert(
-                table.into(),
-                TableCounters {
+        self.key.clear();
+        self.key.push_str(db);
+        self.key.push('\0');
+        self.key.push_str(table);
+        let i = match self.index.get(self.key.as_str()) {
+            Some(&i) => i,
+            None => {
+                let ops =
+                    RowOp::ALL.map(|op| self.events.with_label_values(&[db, table, op.as_str()]));
+                self.tables.push(TableCounters {
                     ops,
                     ddl: FxMap::default(),
-                },
-            );
-        }
-        match tables.get_mut(table) {
-            Some(t) => t,
-            None => unreachable!("inserted above"),
-        }
+                });
+                let i = self.tables.len() - 1;
+                self.index.insert(self.key.as_str().into(), i);
+                i
+            }
+        };
+        &mut self.tables[i]
     }
 
     pub fn row(&mut self, db: &str, table: &str, op: RowOp) {
