@@ -329,11 +329,15 @@ async fn consume(
     // The event log's fdatasync in flight (one at a time), off the loop: a sync of a second's
     // lines can take tens of milliseconds on a busy disk, which stalled consumption.
     let mut syncing: Option<SyncTask> = None;
+    // One cancellation future for the whole loop: a fresh `cancelled()` per message registered
+    // and removed a waiter (two lock round trips) for every message.
+    let cancelled = shutdown.cancelled();
+    tokio::pin!(cancelled);
 
     loop {
         let message = tokio::select! {
             biased;
-            _ = shutdown.cancelled() => break,
+            _ = &mut cancelled => break,
             synced = wait_sync(&mut syncing), if syncing.is_some() => {
                 syncing = None;
                 finish_commit(&consumer, &shared, synced);
