@@ -154,9 +154,10 @@ fn committed(brokers: &str, group: &str, partitions: i32) -> BTreeMap<i32, i64> 
 /// `kill -9` of the real binary mid-stream, then a restart in the same group: every message is
 /// logged and counted across the two runs (no loss), the restart resumes exactly at the offsets
 /// the first run committed, and everything the first run committed was already in its log.
-/// Duplicates are exactly the messages the first run handled after its last commit: bounded by
-/// what it processes in two commit intervals (the interval since the last commit, plus that
-/// commit still in flight when async).
+/// Duplicates are exactly the messages the first run logged past its last commit: bounded by
+/// what it processes in three commit intervals (the interval since the last snapshot of the
+/// offsets, plus the background `fdatasync` and the async commit of that snapshot, each normally
+/// far shorter than an interval), plus 500 for the rate sampling.
 #[test]
 fn kill_9_and_restart_lose_nothing() {
     const N: usize = 30_000;
@@ -243,7 +244,7 @@ fn kill_9_and_restart_lose_nothing() {
     assert_eq!(union.len(), N, "no message lost");
     let duplicates = all.len() - N;
     assert_eq!(duplicates, first_lines.len() - committed_total as usize);
-    let bound = (peak_rate * 2.0 * INTERVAL_MS as f64 / 1000.0).ceil() as usize + 100;
+    let bound = (peak_rate * 3.0 * INTERVAL_MS as f64 / 1000.0).ceil() as usize + 500;
     assert!(
         duplicates <= bound,
         "{duplicates} duplicates > bound {bound} (peak {peak_rate:.0} msg/s, {INTERVAL_MS} ms commits)"
