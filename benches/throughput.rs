@@ -406,9 +406,7 @@ fn full_consume(brokers: &str, topic: &str, w: &Workload, dir: &std::path::Path)
     };
     let peak_kib = child.peak_rss_kib().expect("VmHWM");
     if let Some(mut perf) = perf {
-        let _ = std::process::Command::new("kill")
-            .args(["-INT", &perf.id().to_string()])
-            .status();
+        common::signal(perf.id(), libc::SIGINT);
         let _ = perf.wait();
     }
     let (stop, status) = child.terminate();

@@ -309,11 +309,7 @@ impl ChildConsumer {
     pub fn terminate(mut self) -> (Duration, std::process::ExitStatus) {
         let mut c = self.child.take().expect("child");
         let started = Instant::now();
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &c.id().to_string()])
-            .status()
-            .expect("kill -TERM");
-        assert!(status.success(), "kill -TERM failed");
+        signal(c.id(), libc::SIGTERM);
         let deadline = started + Duration::from_secs(30);
         loop {
             if let Some(status) = c.try_wait().expect("wait cdcmon") {
@@ -339,6 +335,19 @@ impl Drop for ChildConsumer {
             let _ = c.wait();
         }
     }
+}
+
+/// Send `sig` to `pid` (no external `kill` binary: the Nix build sandbox may not have one).
+pub fn signal(pid: u32, sig: libc::c_int) {
+    let pid = libc::pid_t::try_from(pid).expect("pid fits pid_t");
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+    let rc = unsafe { libc::kill(pid, sig) };
+    assert_eq!(
+        rc,
+        0,
+        "kill({pid}, {sig}): {}",
+        std::io::Error::last_os_error()
+    );
 }
 
 /// A `/proc/<pid>/status` field in KiB (`VmHWM:`, `VmRSS:`).
