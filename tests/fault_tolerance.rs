@@ -119,6 +119,30 @@ fn broker_outage_mid_stream() {
     assert_eq!(seen.len(), 600, "every message logged once");
 }
 
+/// Waits until `c` has consumed `n` messages, sampling `cdcmon_kafka_messages_total`; returns
+/// the fastest rate seen over a window of 0.2–1 s (messages/s), to bound duplicates.
+fn wait_sampling_rate(c: &ChildConsumer, n: f64) -> f64 {
+    let mut samples: Vec<(Instant, f64)> = Vec::new();
+    wait_until(Duration::from_secs(60), &format!("{n} consumed"), || {
+        let got = http_get(c.addr, "/metrics")
+            .ok()
+            .and_then(|(_, m)| metric(&m, "cdcmon_kafka_messages_total", &[]))
+            .unwrap_or(0.0);
+        samples.push((Instant::now(), got));
+        got >= n
+    });
+    samples
+        .iter()
+        .filter_map(|(t, n)| {
+            let (t0, n0) = samples
+                .iter()
+                .find(|(t0, _)| t.duration_since(*t0) <= Duration::from_secs(1))?;
+            let dt = t.duration_since(*t0).as_secs_f64();
+            (dt > 0.2).then(|| (n - n0) / dt)
+        })
+        .fold(0.0f64, f64::max)
+}
+
 /// Committed offsets of `group` for partitions `0..partitions` (a fresh, unsubscribed client).
 fn committed(brokers: &str, group: &str, partitions: i32) -> BTreeMap<i32, i64> {
     let c: BaseConsumer = ClientConfig::new()
@@ -177,27 +201,9 @@ fn kill_9_and_restart_lose_nothing() {
         FAST_SESSION,
     ];
     let first = ChildConsumer::start(&brokers, "g-kill", &log, &args);
-    // Rate of the first run, to bound duplicates: the fastest 1 s window seen.
-    let mut samples: Vec<(Instant, f64)> = Vec::new();
-    wait_until(Duration::from_secs(60), "a third consumed", || {
-        let n = http_get(first.addr, "/metrics")
-            .ok()
-            .and_then(|(_, m)| metric(&m, "cdcmon_kafka_messages_total", &[]))
-            .unwrap_or(0.0);
-        samples.push((Instant::now(), n));
-        n >= (N / 3) as f64
-    });
+    // Rate of the first run, to bound duplicates.
+    let peak_rate = wait_sampling_rate(&first, (N / 3) as f64);
     first.kill9();
-    let peak_rate = samples
-        .iter()
-        .filter_map(|(t, n)| {
-            let (t0, n0) = samples
-                .iter()
-                .find(|(t0, _)| t.duration_since(*t0) <= Duration::from_secs(1))?;
-            let dt = t.duration_since(*t0).as_secs_f64();
-            (dt > 0.2).then(|| (n - n0) / dt)
-        })
-        .fold(0.0f64, f64::max);
     let first_lines = positions(&log);
     let done = committed(&brokers, "g-kill", PARTITIONS);
     // Durability: every offset below a committed offset is already in the first run's log.
@@ -443,6 +449,62 @@ fn two_processes_split_the_partitions() {
     union.sort();
     union.dedup();
     assert_eq!((total, union.len()), (N, N), "each message exactly once");
+}
+
+/// A second process joins while the first is consuming: the first revokes (flushing, syncing and
+/// trying to commit what it logged, synchronously), the pair splits the partitions, and every
+/// message is logged: none lost. The mock coordinator refuses commits while the group rebalances
+/// (`RebalanceInProgress`; a real broker accepts them from the current generation), so here the
+/// handover repeats what the first process logged since its last successful periodic commit
+/// (bounded below).
+#[test]
+fn rebalance_mid_stream_hands_over_without_loss() {
+    const N: usize = 40_000;
+    let cluster = mock_cluster(6);
+    let brokers = cluster.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    let (log_a, log_b) = (dir.path().join("a.ndjson"), dir.path().join("b.ndjson"));
+    produce_to(&brokers, TOPIC, &canal_rows(N, 6), LZ4);
+    let args = ["--kafka-option", FAST_SESSION];
+    let a = ChildConsumer::start(&brokers, "g-rebalance", &log_a, &args);
+    let peak_rate = wait_sampling_rate(&a, (N / 10) as f64);
+    let b = ChildConsumer::start(&brokers, "g-rebalance", &log_b, &args);
+    let counted = |c: &ChildConsumer| {
+        http_get(c.addr, "/metrics")
+            .ok()
+            .map_or(0.0, |(_, m)| row_events(&m))
+    };
+    wait_until(Duration::from_secs(90), "all consumed by the pair", || {
+        counted(&a) + counted(&b) >= N as f64
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let (na, nb) = (counted(&a), counted(&b));
+    for c in [a, b] {
+        let (_, status) = c.terminate();
+        assert!(status.success());
+    }
+    assert!(
+        nb > 0.0,
+        "the second process got no partitions ({na} + {nb})"
+    );
+    let (pa, pb) = (positions(&log_a), positions(&log_b));
+    let mut union: Vec<_> = pa.iter().chain(pb.iter()).copied().collect();
+    let total = union.len();
+    union.sort();
+    union.dedup();
+    assert_eq!(union.len(), N, "no message lost");
+    let duplicates = total - N;
+    // What A logged past its last successful commit: three commit intervals (200 ms, as for
+    // kill -9) plus up to two heartbeat intervals (500 ms each) during which the coordinator is
+    // already rebalancing, refuses A's periodic commits, and A has not yet been told.
+    let bound = (peak_rate * (3.0 * 0.2 + 2.0 * 0.5)).ceil() as usize + 1000;
+    assert!(
+        duplicates <= bound,
+        "{duplicates} repeated > bound {bound} (peak {peak_rate:.0} msg/s)"
+    );
+    // Counters: every message once per process that handled it.
+    assert_eq!(na + nb, total as f64);
+    eprintln!("rebalance: {na} + {nb} counted, {duplicates} repeated (bound {bound})");
 }
 
 /// 32 clients × 50 scrapes of `/metrics` while the consumer works: no errors, every response
