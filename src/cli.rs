@@ -98,7 +98,8 @@ pub struct ConsumeArgs {
     /// after a crash).
     #[arg(long, env = "CDCMON_COMMIT_INTERVAL_MS", default_value_t = 1000)]
     pub commit_interval_ms: u64,
-    /// How long to wait for the final flush and commit on SIGTERM/SIGINT, in ms.
+    /// Bound on the graceful stop at SIGTERM/SIGINT (final flush, commit, leaving the group), in
+    /// ms; past it cdcmon exits 1 without the final commit (those events are read again).
     #[arg(long, env = "CDCMON_SHUTDOWN_TIMEOUT_MS", default_value_t = 8000)]
     pub shutdown_timeout_ms: u64,
     /// Extra librdkafka consumer properties, `key=value`, comma-separated or repeated

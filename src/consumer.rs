@@ -400,6 +400,12 @@ async fn consume(
     }
 
     tracing::info!("stopping: flushing the event log and committing offsets");
+    // Bound the graceful stop: a hung disk sync or a synchronous commit to an unreachable broker
+    // must not outlive --shutdown-timeout-ms (systemd would SIGKILL later anyway).
+    let watchdog = ShutdownWatchdog::arm(
+        Duration::from_millis(args.shutdown_timeout_ms),
+        exit_without_final_commit,
+    );
     if let Some(task) = syncing.take() {
         // Its offsets are committed below with everything else, after a sync of its own.
         let _ = task.await;
@@ -408,7 +414,45 @@ async fn consume(
     commit(&consumer, &shared, CommitMode::Sync);
     // Leave the group now so partitions move to other members without waiting for a timeout.
     consumer.unsubscribe();
+    // Closing the consumer and the dead-letter producer can block too: inside the bound.
+    drop(consumer);
+    drop(dead_letter);
+    watchdog.disarm();
     Ok(())
+}
+
+/// The watchdog's action in the daemon: nothing more can be made durable in time, so exit
+/// non-zero. Offsets not committed are read again on restart (duplicates, never loss).
+fn exit_without_final_commit(timeout: Duration) {
+    tracing::error!(
+        timeout_ms = timeout.as_millis() as u64,
+        "graceful stop did not finish in time; exiting without the final commit \
+         (events since the last commit will be read again)"
+    );
+    std::process::exit(1);
+}
+
+/// Runs `on_timeout` on its own thread unless disarmed within `timeout`.
+struct ShutdownWatchdog {
+    disarm: std::sync::mpsc::Sender<()>,
+}
+
+impl ShutdownWatchdog {
+    fn arm(timeout: Duration, on_timeout: impl FnOnce(Duration) + Send + 'static) -> Self {
+        let (disarm, disarmed) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            // Disarming sends or drops the sender: either ends the wait early.
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = disarmed.recv_timeout(timeout)
+            {
+                on_timeout(timeout);
+            }
+        });
+        ShutdownWatchdog { disarm }
+    }
+
+    fn disarm(self) {
+        let _ = self.disarm.send(());
+    }
 }
 
 /// A background `fdatasync` of the event log.
@@ -617,6 +661,34 @@ impl WarnLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shutdown_watchdog_fires_only_when_not_disarmed_in_time() {
+        use std::sync::atomic::AtomicBool;
+        let fired = Arc::new(AtomicBool::new(false));
+        let f = fired.clone();
+        let dog = ShutdownWatchdog::arm(Duration::from_millis(50), move |_| {
+            f.store(true, Ordering::SeqCst)
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            fired.load(Ordering::SeqCst),
+            "a stop that hangs must be cut off"
+        );
+        dog.disarm(); // late: harmless
+
+        let fired = Arc::new(AtomicBool::new(false));
+        let f = fired.clone();
+        let dog = ShutdownWatchdog::arm(Duration::from_millis(200), move |_| {
+            f.store(true, Ordering::SeqCst)
+        });
+        dog.disarm();
+        std::thread::sleep(Duration::from_millis(400));
+        assert!(
+            !fired.load(Ordering::SeqCst),
+            "a stop that finished must not be cut off"
+        );
+    }
 
     #[test]
     fn warn_limiter_caps_and_counts() {
