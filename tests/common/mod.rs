@@ -394,71 +394,27 @@ pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> 
     Ok((status, body))
 }
 
-/// A parsed sample: metric name, sorted `(label, value)` pairs, value.
-pub type Sample = (String, Vec<(String, String)>, f64);
-
-/// One sample line of the Prometheus text format.
-pub fn parse_sample(line: &str) -> Option<Sample> {
-    if line.starts_with('#') || line.trim().is_empty() {
-        return None;
-    }
-    let (series, value) = line.rsplit_once(' ')?;
-    let value = value.parse().ok()?;
-    let Some((name, rest)) = series.split_once('{') else {
-        return Some((series.to_owned(), vec![], value));
-    };
-    let mut labels = Vec::new();
-    let mut chars = rest.strip_suffix('}')?.chars().peekable();
-    loop {
-        let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
-        if key.is_empty() {
-            break;
-        }
-        if chars.next() != Some('"') {
-            return None;
-        }
-        let mut val = String::new();
-        while let Some(c) = chars.next() {
-            match c {
-                '\\' => val.push(chars.next()?),
-                '"' => break,
-                c => val.push(c),
-            }
-        }
-        labels.push((key.trim_start_matches(',').to_owned(), val));
-        if chars.peek() == Some(&',') {
-            chars.next();
-        }
-    }
-    labels.sort();
-    Some((name.to_owned(), labels, value))
+/// Every sample of a `/metrics` body, parsed by the same parser `cdcmon smoke` uses; a malformed
+/// line fails the test.
+pub fn samples(text: &str) -> Vec<cdcmon::smoke::promtext::Sample> {
+    cdcmon::smoke::promtext::parse(text).unwrap_or_else(|e| panic!("bad /metrics: {e}\n{text}"))
 }
 
-/// The value of one sample; `labels` must match exactly (all of them).
+/// The value of one sample; `labels` must match exactly (all of them, no more).
 pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let mut want: Vec<(String, String)> = labels
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    want.sort();
-    text.lines()
-        .filter_map(parse_sample)
-        .find(|(n, l, _)| n == name && *l == want)
-        .map(|(_, _, v)| v)
+    samples(text)
+        .into_iter()
+        .find(|s| {
+            s.name == name
+                && s.labels.len() == labels.len()
+                && labels.iter().all(|(k, v)| s.label(k) == Some(v))
+        })
+        .map(|s| s.value)
 }
 
 /// Sum of every sample of `name` whose labels include all of `labels`.
 pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    text.lines()
-        .filter_map(parse_sample)
-        .filter(|(n, l, _)| {
-            n == name
-                && labels
-                    .iter()
-                    .all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))
-        })
-        .map(|(_, _, v)| v)
-        .sum()
+    cdcmon::smoke::promtext::sum(&samples(text), name, labels)
 }
 
 pub fn read_lines(path: &Path) -> Vec<serde_json::Value> {
