@@ -166,16 +166,10 @@ impl ConsumerContext for Context {
             self.shared.metrics.event_log_errors.inc();
             tracing::error!(error = %err, "event log flush failed on revoke; offsets not committed");
         } else {
-            let mut tpl = TopicPartitionList::new();
-            for p in &partitions {
-                if let Some(next) = sink.pending.get(p) {
-                    let _ = tpl.add_partition_offset(&self.shared.topic, *p, Offset::Offset(*next));
-                }
-            }
-            if tpl.count() > 0 {
-                let result = consumer.commit(&tpl, CommitMode::Sync);
-                self.record_commit(&result);
-            }
+            let offsets = partitions
+                .iter()
+                .filter_map(|p| sink.pending.get(p).map(|next| (*p, *next)));
+            commit_offsets(consumer, &self.shared.topic, offsets, CommitMode::Sync);
         }
         for p in &partitions {
             sink.pending.remove(p);
@@ -411,7 +405,7 @@ async fn consume(
         let _ = task.await;
         pipeline::lock(&shared.sink).dirty = true;
     }
-    commit(&consumer, &shared, CommitMode::Sync);
+    commit_at_shutdown(&consumer, &shared);
     // Leave the group now so partitions move to other members without waiting for a timeout.
     consumer.unsubscribe();
     // Closing the consumer and the dead-letter producer can block too: inside the bound.
@@ -510,22 +504,12 @@ fn finish_commit(consumer: &StreamConsumer<Context>, shared: &Shared, synced: st
         }
         offsets
     };
-    let mut tpl = TopicPartitionList::new();
-    for (partition, next) in &offsets {
-        let _ = tpl.add_partition_offset(&shared.topic, *partition, Offset::Offset(*next));
-    }
-    if tpl.count() == 0 {
-        return;
-    }
-    if let Err(err) = consumer.commit(&tpl, CommitMode::Async) {
-        // Async errors arrive in commit_callback; an immediate one is recorded here.
-        consumer.context().record_commit(&Err(err));
-    }
+    commit_offsets(consumer, &shared.topic, offsets, CommitMode::Async);
 }
 
-/// Make the event log durable, then commit every pending offset (shutdown; synchronous).
-fn commit(consumer: &StreamConsumer<Context>, shared: &Shared, mode: CommitMode) {
-    let tpl = {
+/// Make the event log durable, then commit every pending offset synchronously (shutdown).
+fn commit_at_shutdown(consumer: &StreamConsumer<Context>, shared: &Shared) {
+    let offsets: Vec<(i32, i64)> = {
         let mut sink = pipeline::lock(&shared.sink);
         let retry = shared.commit_failed.swap(false, Ordering::Relaxed);
         if !sink.dirty && !retry {
@@ -537,20 +521,31 @@ fn commit(consumer: &StreamConsumer<Context>, shared: &Shared, mode: CommitMode)
             return;
         }
         sink.dirty = false;
-        let mut tpl = TopicPartitionList::new();
-        for (partition, next) in &sink.pending {
-            let _ = tpl.add_partition_offset(&shared.topic, *partition, Offset::Offset(*next));
-        }
-        tpl
+        sink.pending.iter().map(|(p, next)| (*p, *next)).collect()
     };
+    commit_offsets(consumer, &shared.topic, offsets, CommitMode::Sync);
+}
+
+/// Commit the next offset to read per partition of `topic`. Never fatal: a failure is recorded
+/// (metric, retry at the next tick, log). Async results arrive in `commit_callback`; a
+/// synchronous result, and an error raised at once, are recorded here.
+fn commit_offsets<C: Consumer<Context>>(
+    consumer: &C,
+    topic: &str,
+    offsets: impl IntoIterator<Item = (i32, i64)>,
+    mode: CommitMode,
+) {
+    let mut tpl = TopicPartitionList::new();
+    for (partition, next) in offsets {
+        let _ = tpl.add_partition_offset(topic, partition, Offset::Offset(next));
+    }
     if tpl.count() == 0 {
         return;
     }
-    if let Err(err) = consumer.commit(&tpl, mode) {
-        // Async errors arrive in commit_callback; a synchronous one is recorded here.
-        consumer.context().record_commit(&Err(err));
-    } else if matches!(mode, CommitMode::Sync) {
-        consumer.context().record_commit(&Ok(()));
+    match consumer.commit(&tpl, mode) {
+        Err(err) => consumer.context().record_commit(&Err(err)),
+        Ok(()) if matches!(mode, CommitMode::Sync) => consumer.context().record_commit(&Ok(())),
+        Ok(()) => {}
     }
 }
 
