@@ -78,10 +78,6 @@ impl Pipeline {
         }
     }
 
-    pub fn sink(&self) -> &Arc<Mutex<Sink>> {
-        &self.sink
-    }
-
     /// Process one message. An `Err` is an event-log I/O failure: nothing of this message was
     /// counted and its offset is not pending, so the caller may retry the same message.
     pub fn process(
@@ -95,7 +91,8 @@ impl Pipeline {
             Ok(events) => events,
             Err(err) => {
                 self.metrics.decode_error(err.reason);
-                self.mark_done(pos);
+                // Skipped, not retried: its offset may be committed like any other.
+                mark_done(&mut lock(&self.sink), pos);
                 return Ok(Outcome::Undecodable(err));
             }
         };
@@ -114,19 +111,17 @@ impl Pipeline {
         for ev in &events {
             count(counters, metrics, ev, &mut sink, pos.partition, now_ms);
         }
-        sink.pending.insert(pos.partition, pos.offset + 1);
-        sink.dirty = true;
+        mark_done(&mut sink, pos);
         Ok(Outcome::Processed {
             events: events.len(),
         })
     }
+}
 
-    /// Mark a message as handled without events (undecodable messages are skipped).
-    fn mark_done(&self, pos: &KafkaPosition<'_>) {
-        let mut sink = lock(&self.sink);
-        sink.pending.insert(pos.partition, pos.offset + 1);
-        sink.dirty = true;
-    }
+/// The message at `pos` is handled: its partition's next offset may be committed.
+fn mark_done(sink: &mut Sink, pos: &KafkaPosition<'_>) {
+    sink.pending.insert(pos.partition, pos.offset + 1);
+    sink.dirty = true;
 }
 
 fn count(
@@ -137,48 +132,46 @@ fn count(
     partition: i32,
     now_ms: i64,
 ) {
-    {
-        match ev.kind {
-            EventKind::Row => {
-                if let Some(op) = ev.op {
-                    counters.row(&ev.db, &ev.table, op);
-                }
-                if let Some(commit_ms) = ev.commit_time_ms() {
-                    observe_lag(metrics, now_ms, commit_ms);
-                    let secs = commit_ms as f64 / 1000.0;
-                    if secs > metrics.last_event_seconds.get() {
-                        metrics.last_event_seconds.set(secs);
-                    }
+    match ev.kind {
+        EventKind::Row => {
+            if let Some(op) = ev.op {
+                counters.row(&ev.db, &ev.table, op);
+            }
+            if let Some(commit_ms) = ev.commit_time_ms() {
+                observe_lag(metrics, now_ms, commit_ms);
+                let secs = commit_ms as f64 / 1000.0;
+                if secs > metrics.last_event_seconds.get() {
+                    metrics.last_event_seconds.set(secs);
                 }
             }
-            EventKind::Ddl => {
-                let ddl_type = ev.ddl.as_ref().map_or("QUERY", |d| &d.ddl_type);
-                counters.ddl(&ev.db, &ev.table, ddl_type);
-                if let Some(commit_ms) = ev.commit_time_ms() {
-                    observe_lag(metrics, now_ms, commit_ms);
-                }
-            }
-            EventKind::Watermark => {
-                metrics.watermarks.inc();
-                if let Some(ts) = ev.commit_ts {
-                    let slot = sink.watermarks.entry(partition).or_insert(ts);
-                    *slot = (*slot).max(ts);
-                    if let Some(min) = sink.min_watermark() {
-                        metrics
-                            .watermark_seconds
-                            .set(tso_physical_ms(min) as f64 / 1000.0);
-                    }
-                }
-            }
-            EventKind::Bootstrap => {}
         }
+        EventKind::Ddl => {
+            let ddl_type = ev.ddl.as_ref().map_or("QUERY", |d| &d.ddl_type);
+            counters.ddl(&ev.db, &ev.table, ddl_type);
+            if let Some(commit_ms) = ev.commit_time_ms() {
+                observe_lag(metrics, now_ms, commit_ms);
+            }
+        }
+        EventKind::Watermark => {
+            metrics.watermarks.inc();
+            if let Some(ts) = ev.commit_ts {
+                let slot = sink.watermarks.entry(partition).or_insert(ts);
+                *slot = (*slot).max(ts);
+                if let Some(min) = sink.min_watermark() {
+                    metrics
+                        .watermark_seconds
+                        .set(tso_physical_ms(min) as f64 / 1000.0);
+                }
+            }
+        }
+        EventKind::Bootstrap => {}
     }
+}
 
-    fn observe_lag(metrics: &Metrics, now_ms: i64, commit_ms: i64) {
-        // Clock skew between PD and this host can make it negative: clamp at zero.
-        let lag = (now_ms - commit_ms).max(0) as f64 / 1000.0;
-        metrics.event_lag.observe(lag);
-    }
+fn observe_lag(metrics: &Metrics, now_ms: i64, commit_ms: i64) {
+    // Clock skew between PD and this host can make it negative: clamp at zero.
+    let lag = (now_ms - commit_ms).max(0) as f64 / 1000.0;
+    metrics.event_lag.observe(lag);
 }
 
 /// Milliseconds since the Unix epoch.
