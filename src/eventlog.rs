@@ -257,25 +257,8 @@ fn write_table(out: &mut Vec<u8>, ev: &ChangeEvent<'_>) {
     }
 }
 
-/// `col=val,col2=val2`, string values unquoted.
-pub fn key_summary(keys: &[Column<'_>], opts: &LogOptions) -> String {
-    let mut s = String::new();
-    for (i, col) in keys.iter().enumerate() {
-        if i > 0 {
-            s.push(',');
-        }
-        s.push_str(&col.name);
-        s.push('=');
-        if opts.is_redacted(&col.name) {
-            s.push_str("***");
-        } else {
-            push_plain_value(&mut s, &col.value);
-        }
-    }
-    s
-}
-
-/// [`key_summary`] written JSON-escaped (without quotes) straight into `out`.
+/// `col=val,col2=val2` (string values unquoted, redacted columns `***`), JSON-escaped without
+/// quotes, straight into `out`. `tests::key_summary` is the plain-`String` reference it must equal.
 fn write_key_summary(out: &mut Vec<u8>, keys: &[Column<'_>], opts: &LogOptions) {
     for (i, col) in keys.iter().enumerate() {
         if i > 0 {
@@ -605,6 +588,24 @@ mod tests {
     use std::borrow::Cow;
 
     use super::*;
+
+    /// Reference for `write_key_summary`: the same summary built the obvious way, with `String`s.
+    fn key_summary(keys: &[Column<'_>], opts: &LogOptions) -> String {
+        let mut s = String::new();
+        for (i, col) in keys.iter().enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            s.push_str(&col.name);
+            s.push('=');
+            if opts.is_redacted(&col.name) {
+                s.push_str("***");
+            } else {
+                push_plain_value(&mut s, &col.value);
+            }
+        }
+        s
+    }
     use crate::event::{Ddl, Protocol, RowOp};
 
     fn raw(s: &str) -> Cow<'static, RawValue> {
