@@ -46,9 +46,19 @@ const SAMPLE_BYTES: usize = 256;
 /// Undecodable-message warnings per second before they are summarized.
 const DECODE_WARNINGS_PER_SEC: u32 = 20;
 
+/// What happens when the graceful stop outlives `--shutdown-timeout-ms`; called with that bound
+/// from a watchdog thread while the stop is still stuck.
+pub type StopOverrun = fn(Duration);
+
 /// Run the daemon until `shutdown` is cancelled. The HTTP endpoint is up before Kafka is
-/// contacted and stays up while Kafka is unreachable.
-pub async fn run(args: ConsumeArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// contacted and stays up while Kafka is unreachable. `on_stop_overrun` is the binary's
+/// [`exit_on_stop_overrun`]; code that embeds the consumer (tests) passes [`log_stop_overrun`],
+/// since a library must not end its host process.
+pub async fn run(
+    args: ConsumeArgs,
+    shutdown: CancellationToken,
+    on_stop_overrun: StopOverrun,
+) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new()?);
     let readiness = Arc::new(Readiness::default());
     let listener = http::bind(args.listen).await?;
@@ -63,7 +73,7 @@ pub async fn run(args: ConsumeArgs, shutdown: CancellationToken) -> anyhow::Resu
         http_stop.clone(),
     ));
 
-    let result = consume(&args, metrics, readiness, shutdown).await;
+    let result = consume(&args, metrics, readiness, shutdown, on_stop_overrun).await;
 
     http_stop.cancel();
     if let Err(err) = http_task.await {
@@ -284,6 +294,7 @@ async fn consume(
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
     shutdown: CancellationToken,
+    on_stop_overrun: StopOverrun,
 ) -> anyhow::Result<()> {
     let event_log = EventLog::open(
         &args.event_log,
@@ -398,7 +409,7 @@ async fn consume(
     // must not outlive --shutdown-timeout-ms (systemd would SIGKILL later anyway).
     let watchdog = ShutdownWatchdog::arm(
         Duration::from_millis(args.shutdown_timeout_ms),
-        exit_without_final_commit,
+        on_stop_overrun,
     );
     if let Some(task) = syncing.take() {
         // Its offsets are committed below with everything else, after a sync of its own.
@@ -415,15 +426,20 @@ async fn consume(
     Ok(())
 }
 
-/// The watchdog's action in the daemon: nothing more can be made durable in time, so exit
-/// non-zero. Offsets not committed are read again on restart (duplicates, never loss).
-fn exit_without_final_commit(timeout: Duration) {
+/// The daemon's [`StopOverrun`]: nothing more can be made durable in time, so exit non-zero.
+/// Offsets not committed are read again on restart (duplicates, never loss).
+pub fn exit_on_stop_overrun(timeout: Duration) {
+    log_stop_overrun(timeout);
+    std::process::exit(1);
+}
+
+/// The embedder's [`StopOverrun`]: report it and let the stop go on.
+pub fn log_stop_overrun(timeout: Duration) {
     tracing::error!(
         timeout_ms = timeout.as_millis() as u64,
-        "graceful stop did not finish in time; exiting without the final commit \
+        "graceful stop did not finish in time; the final commit may not happen \
          (events since the last commit will be read again)"
     );
-    std::process::exit(1);
 }
 
 /// Runs `on_timeout` on its own thread unless disarmed within `timeout`.

@@ -37,7 +37,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             Command::Consume(args) => {
                 let shutdown = CancellationToken::new();
                 cdcmon::shutdown::cancel_on_signals(shutdown.clone())?;
-                cdcmon::consumer::run(args, shutdown).await
+                cdcmon::consumer::run(args, shutdown, cdcmon::consumer::exit_on_stop_overrun).await
             }
             Command::Decode(_) => unreachable!("handled above"),
             Command::Smoke(args) => cdcmon::smoke::run(args).await,

@@ -155,7 +155,13 @@ impl RunningConsumer {
                 .worker_threads(2)
                 .enable_all()
                 .build()?;
-            rt.block_on(cdcmon::consumer::run(args, token))
+            // In-process: an overrun is logged, not fatal to the test binary; tests that care
+            // assert their own stop-time bound.
+            rt.block_on(cdcmon::consumer::run(
+                args,
+                token,
+                cdcmon::consumer::log_stop_overrun,
+            ))
         });
         let c = RunningConsumer {
             addr: listen.parse().expect("addr"),
