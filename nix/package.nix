@@ -6,6 +6,8 @@
   cmake,
   pkg-config,
   zlib,
+  curl,
+  prometheus,
 }:
 let
   root = ../.;
@@ -31,7 +33,14 @@ let
       cmake
       pkg-config
     ];
-    buildInputs = [ zlib ];
+    # curl: librdkafka 2.12.x (rdkafka 0.39, cmake-build) includes <curl/curl.h> even with
+    # WITH_CURL=0 (`#ifdef WITH_OAUTHBEARER_OIDC` against a config.h that defines it as 0;
+    # librdkafka issues #5135 and #5204, fix pending in PR #5309). Drop it once rdkafka-sys
+    # ships a librdkafka with that fix.
+    buildInputs = [
+      zlib
+      curl
+    ];
     dontUseCmakeConfigure = true;
   };
 
@@ -67,6 +76,12 @@ in
     commonArgs
     // {
       inherit cargoArtifacts;
+      # promtool for the rule/config/dashboard tests (tests/monitoring_*.rs); nixpkgs'
+      # Prometheus module runs promtool from the same `cli` output.
+      nativeBuildInputs = commonArgs.nativeBuildInputs ++ [ prometheus.cli ];
+      # No nix-instantiate (and no store to evaluate in) inside the build sandbox; CI runs
+      # tests/nix_parity.rs outside it (docs/nix.md).
+      CDCMON_SKIP_NIX = "1";
       partitions = 1;
       partitionType = "count";
       cargoNextestPartitionsExtraArgs = "--no-tests=pass";
