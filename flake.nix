@@ -39,9 +39,13 @@
         in
         {
           inherit rust ticdc;
+          # Every optional formal of a callPackage'd file is passed here explicitly, and names
+          # that exist in pkgs are avoided (callPackage fills them regardless of defaults):
+          # nix/tests/eval-flake.nix fails otherwise (docs/nix.md, defect 2).
           images = pkgs.callPackage ./nix/images.nix {
             cdcmon = rust.package;
             inherit ticdc;
+            elasticsearchPackage = pkgs.elasticsearch8;
           };
         };
       builds = lib.mapAttrs (_: build) pkgsFor;
@@ -130,12 +134,25 @@
               exec ${lib.getExe vm} "$@"
             '';
           };
+          # Writes nix/ticdc-pins.json: the only step that needs network outside Nix's own
+          # fetchers (no hash of PingCAP's cdc tarballs is readable offline; docs/nix.md "Pins").
+          ticdcSource = import ./nix/ticdc-source.nix;
+          pinTicdc = pkgs.writeShellApplication {
+            name = "pin-ticdc";
+            runtimeInputs = [ pkgs.jq ];
+            text = ticdcSource.pinScript;
+          };
         in
         {
           stack = {
             type = "app";
             program = lib.getExe stackApp;
             meta.description = "Boot the whole stack in a QEMU VM with host port-forwards";
+          };
+          pin-ticdc = {
+            type = "app";
+            program = lib.getExe pinTicdc;
+            meta.description = "Prefetch TiCDC's release tarballs (both arches) and write nix/ticdc-pins.json";
           };
         }
       );

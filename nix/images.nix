@@ -9,7 +9,10 @@
   pkgs,
   cdcmon,
   ticdc,
-  elasticsearch ? pkgs.elasticsearch8,
+  # Passed explicitly by flake.nix (pkgs.elasticsearch8). Not named `elasticsearch` and no
+  # default: callPackage would fill that name from pkgs.elasticsearch (7.x) whatever the default
+  # says (docs/nix.md, defect 2).
+  elasticsearchPackage,
 }:
 let
   inherit (lib) getExe getExe';
@@ -96,14 +99,14 @@ let
     set -eu
     home=/var/lib/elasticsearch
     mkdir -p $home/config $home/logs $home/plugins $home/data
-    ln -sfT ${elasticsearch}/lib $home/lib
-    ln -sfT ${elasticsearch}/modules $home/modules
+    ln -sfT ${elasticsearchPackage}/lib $home/lib
+    ln -sfT ${elasticsearchPackage}/modules $home/modules
     cp -f ${esYml} $home/config/elasticsearch.yml
     cp -f ${esLog4j} $home/config/log4j2.properties
-    cp -f ${elasticsearch}/config/jvm.options $home/config/jvm.options
+    cp -f ${elasticsearchPackage}/config/jvm.options $home/config/jvm.options
     chmod u+w $home/config/*
     export ES_HOME=$home ES_PATH_CONF=$home/config ES_JAVA_OPTS="''${ES_JAVA_OPTS:--Xms1g -Xmx1g}"
-    exec ${elasticsearch}/bin/elasticsearch
+    exec ${elasticsearchPackage}/bin/elasticsearch
   '';
   esTemplateLoad =
     let
@@ -224,7 +227,7 @@ let
       # Elasticsearch refuses to run as root; nobody is fine.
       entrypoint = [ esStart ];
       stateDirs = [ "/var/lib/elasticsearch" ];
-      labels = component elasticsearch;
+      labels = component elasticsearchPackage;
     };
     es-template = image {
       name = "es-template";

@@ -1,56 +1,38 @@
-# TiCDC (`cdc`) from PingCAP's release binaries; nixpkgs has no TiCDC package (NIX-FACTS §2).
+# TiCDC (`cdc`) from PingCAP's release binary on the TiUP mirror; nixpkgs has no TiCDC
+# (NIX-FACTS §2). URL, version and hash: nix/ticdc-source.nix + nix/ticdc-pins.json; until
+# `nix run .#pin-ticdc` has filled the pins, building this fails with a message naming that
+# command (docs/nix.md "Pins").
 #
-# HASH PROVENANCE (read docs/nix.md "Pins"): no hash of a standalone
-# `cdc-v8.5.x-linux-*.tar.gz` was found in any readable source, and we do not invent one. The
-# only known hashes are fetchzip (NAR) hashes of PingCAP's offline TiUP package
-# `tidb-community-server-v8.1.1-linux-{amd64,arm64}.tar.gz`, taken from
-# nika-industries/nika `flake-modules/tikv/makeTikvBinary.nix` at commit
-# a052b4499d4445593c6acedcab4997c07210258c (x86_64 -> CovqGP…, aarch64 -> ZtFqm…; an older
-# commit of that file used the arm64 value for both systems, so the mapping is the later fix,
-# UNVERIFIED by a download here). That archive holds one tarball per component; we unpack
-# `cdc-v8.1.1-linux-<arch>.tar.gz` from it (UNVERIFIED that it is present, see docs/nix.md).
-# Consequences: a large download (the whole offline mirror) and TiCDC 8.1.1 against
-# TiDB/TiKV/PD 8.5.x from nixpkgs. To use a newer TiCDC, override `src` and `version`, e.g.
-#   ticdc.override { version = "8.5.4"; src = fetchurl { url = "https://tiup-mirrors.pingcap.com/cdc-v8.5.4-linux-amd64.tar.gz"; hash = "<nix store prefetch-file output>"; }; }
+# Formals: only names that *must* come from pkgs. No optional formals: callPackage fills every
+# formal whose name exists in pkgs, defaults notwithstanding (nixpkgs lib/customisation.nix,
+# `allArgs = intersectAttrs fargs autoArgs // args`), and `pkgs.src` / `pkgs.version` exist
+# (defect 2; guarded by nix/tests/eval-flake.nix).
 {
   lib,
   stdenv,
-  fetchzip,
+  fetchurl,
   autoPatchelfHook,
-  src ? null,
-  version ? "8.1.1",
 }:
 let
+  source = import ./ticdc-source.nix;
   inherit (stdenv.hostPlatform) system;
-  arch =
-    {
-      x86_64-linux = "amd64";
-      aarch64-linux = "arm64";
-    }
-    .${system} or (throw "ticdc: no PingCAP binary for ${system}");
-  offlineVersion = "8.1.1";
-  offlineHashes = {
-    x86_64-linux = "sha256-CovqGP4nciRWfB+mGQcCP+VBkVOmC6hzRXO2gvXylpc=";
-    aarch64-linux = "sha256-ZtFqm4PllBRIGiRLzBynWvdcmegXD8WMPzknXwJYKBg=";
-  };
-  # Exactly the fetchzip call of the source above (url + hash, default stripRoot), so the NAR
-  # hash refers to the same tree.
-  offlinePackage = fetchzip {
-    url = "https://download.pingcap.org/tidb-community-server-v${offlineVersion}-linux-${arch}.tar.gz";
-    hash = offlineHashes.${system};
-  };
 in
-assert lib.assertMsg (
-  src != null || version == offlineVersion
-) "ticdc: version ${version} needs its own `src` (only ${offlineVersion} has a known hash)";
 stdenv.mkDerivation {
   pname = "ticdc";
-  inherit version;
-  src = if src != null then src else "${offlinePackage}/cdc-v${offlineVersion}-linux-${arch}.tar.gz";
+  inherit (source) version;
+
+  src = fetchurl {
+    url = source.url system;
+    hash = source.hash system;
+  };
+  # The tarball's layout is not documented; the installPhase looks for the `cdc` file anywhere.
   sourceRoot = ".";
 
-  # The release binary is dynamically linked against glibc; autoPatchelfHook fails the build
-  # naming any library it cannot resolve.
+  # tiflow builds `cdc` with CGO_ENABLED=0 (Makefile `GOBUILD`, read on an older branch; not
+  # confirmed for release-8.5). autoPatchelfHook is kept either way: it skips statically linked
+  # executables ("skipping … because it is statically linked", nixpkgs
+  # pkgs/by-name/au/auto-patchelf/source/auto-patchelf.py) and, for a dynamic one, fails the
+  # build naming any library it cannot resolve.
   nativeBuildInputs = [ autoPatchelfHook ];
   buildInputs = [ stdenv.cc.cc.lib ];
 
@@ -72,15 +54,16 @@ stdenv.mkDerivation {
     $out/bin/cdc version
   '';
 
+  passthru = {
+    inherit (source) pinCommand;
+  };
+
   meta = {
     description = "TiCDC, TiDB's change data capture (PingCAP release binary)";
     homepage = "https://github.com/pingcap/tiflow";
     license = lib.licenses.asl20;
     sourceProvenance = [ lib.sourceTypes.binaryNativeCode ];
     mainProgram = "cdc";
-    platforms = [
-      "x86_64-linux"
-      "aarch64-linux"
-    ];
+    platforms = source.systems;
   };
 }
