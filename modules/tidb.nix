@@ -88,6 +88,15 @@ in
           host port-forward reaches the guest NIC, not its loopback.
         '';
       };
+      advertiseAddress = mkOption {
+        type = types.str;
+        default = loopback;
+        description = ''
+          Address TiDB registers in PD (`-advertise-address`). Set explicitly because the
+          hardened unit has no `AF_NETLINK`, so Go cannot list interfaces and TiDB would
+          otherwise advertise its `-host` value (`0.0.0.0`).
+        '';
+      };
     };
   };
 
@@ -140,6 +149,8 @@ in
       exec = lib.escapeShellArgs [
         (getExe' cfg.tidb.package "tidb-server")
         "-host=${cfg.tidb.host}"
+        # Flag name: pingcap/tidb cmd/tidb-server/main.go (`nmAdvertiseAddress = "advertise-address"`).
+        "-advertise-address=${cfg.tidb.advertiseAddress}"
         "-P=${str ports.tidb}"
         "-status=${str ports.tidbStatus}"
         "-store=tikv"

@@ -6,6 +6,23 @@ let
   ports = import ../../nix/ports.nix;
   stack = import ../../nix/lib/stack.nix { inherit ports; };
   p = toString;
+
+  # systemd time span -> seconds, for the values our units use ("15min", "90s", "300").
+  seconds =
+    span:
+    let
+      m = builtins.match "([0-9]+)(s|min|h)?" (toString span);
+      n = builtins.fromJSON (builtins.head m);
+      unit = builtins.elemAt m 1;
+    in
+    if m == null then
+      throw "tests/nixos/smoke.nix: cannot read the time span '${toString span}'"
+    else if unit == "min" then
+      n * 60
+    else if unit == "h" then
+      n * 3600
+    else
+      n;
 in
 pkgs.testers.runNixOSTest {
   name = "cdcmon-smoke";
@@ -23,7 +40,17 @@ pkgs.testers.runNixOSTest {
     };
   };
 
-  testScript = ''
+  # A function of the nodes so the smoke step's timeout is read from the unit itself.
+  testScript =
+    { nodes, ... }:
+    let
+      # The driver's execute() kills the command after `timeout` seconds (default 900, the
+      # same as the unit's 15 min, so the two would race). Give systemd the first word: its
+      # TimeoutStartSec plus a minute for `systemctl` to report the failure.
+      smokeUnitTimeout = seconds nodes.machine.systemd.services.cdcmon-smoke.serviceConfig.TimeoutStartSec;
+      smokeStepTimeout = smokeUnitTimeout + 60;
+    in
+    ''
     import json
 
     start_all()
@@ -62,7 +89,9 @@ pkgs.testers.runNixOSTest {
         machine.succeed("curl -fsS http://127.0.0.1:${p ports.grafana}/api/datasources/uid/elasticsearch -u admin:admin")
 
     with subtest("cdcmon smoke passes every hop"):
-        rc, out = machine.execute("systemctl start cdcmon-smoke.service")
+        # nixos/lib/test-driver/src/test_driver/machine/__init__.py: execute(command,
+        # check_return=True, check_output=True, timeout=900) wraps the command in `timeout`.
+        rc, out = machine.execute("systemctl start cdcmon-smoke.service", timeout=${p smokeStepTimeout})
         print(machine.succeed("journalctl -u cdcmon-smoke.service --no-pager"))
         assert rc == 0, "cdcmon smoke failed (journal above)"
 
