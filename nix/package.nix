@@ -72,16 +72,30 @@ in
 
   fmt = craneLib.cargoFmt { inherit src; };
 
+  # What runs in the sandbox and what is skipped there, and why: docs/nix.md "Tests in the
+  # nextest sandbox". crane v0.23.4 lib/cargoNextest.nix passes these attrs through to
+  # mkCargoDerivation (it only appends cargo-nextest to nativeBuildInputs and merges `env`), and
+  # the tests run in its checkPhase (doCheck defaults to true), where nativeBuildInputs are on
+  # PATH.
   nextest = craneLib.cargoNextest (
     commonArgs
     // {
       inherit cargoArtifacts;
-      # promtool for the rule/config/dashboard tests (tests/monitoring_*.rs); nixpkgs'
-      # Prometheus module runs promtool from the same `cli` output.
-      nativeBuildInputs = commonArgs.nativeBuildInputs ++ [ prometheus.cli ];
-      # No nix-instantiate (and no store to evaluate in) inside the build sandbox; CI runs
-      # tests/nix_parity.rs outside it (docs/nix.md).
-      CDCMON_SKIP_NIX = "1";
+      nativeBuildInputs = commonArgs.nativeBuildInputs ++ [
+        # promtool for the rule/config/dashboard tests (tests/monitoring_*.rs). nixpkgs'
+        # prometheus moves bin/promtool to its `cli` output (pkgs/by-name/pr/prometheus/package.nix,
+        # `moveToOutput bin/promtool $cli`); its NixOS module uses `cfg.package.cli` the same way.
+        prometheus.cli
+        # The server binary, for tests/smoke_prometheus.rs (loopback only, which the sandbox has).
+        prometheus
+      ];
+      env = {
+        # Run smoke_prometheus.rs instead of skipping it when `prometheus` is missing.
+        CDCMON_TEST_PROMETHEUS = "1";
+        # tests/nix_parity.rs needs nix-instantiate and a Nix store, neither of which exists
+        # inside the build sandbox; scripts/check-nix.sh + `cargo test` run it in CI.
+        CDCMON_SKIP_NIX = "1";
+      };
       partitions = 1;
       partitionType = "count";
       cargoNextestPartitionsExtraArgs = "--no-tests=pass";
