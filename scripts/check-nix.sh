@@ -5,7 +5,13 @@
 #   1. every tracked or untracked (not ignored) *.nix file parses;
 #   2. nix/tests/eval-*.nix evaluate (they throw on a wrong value); eval-lock.nix checks that
 #      flake.lock pins exactly the revisions documented in docs/nix.md;
-#   3. docker/compose.yaml uses the image tag nix/images.nix builds (the Cargo.toml version).
+#   3. docker/compose.yaml uses the image tag nix/images.nix builds (the Cargo.toml version);
+#   4. the flake guards (nix/tests/flake-guards.nix, run as eval-flake.nix in step 2) reject
+#      known-bad files: the pre-fix nix/ticdc.nix from git history, and each fixed file with its
+#      fix undone (mutations of the current files, so this tracks later edits);
+#   5. a missing TiCDC pin fails with the command that makes it, and that command's script
+#      (nix/ticdc-source.nix pinScript), run with a fake `nix`, writes pins the flake accepts.
+# docs/nix.md "Defects and guards" maps each defect to the step that catches it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -49,6 +55,123 @@ if [ -e docker/compose.yaml ]; then
     fail=1
   else
     echo "check-nix: docker/compose.yaml images are tagged ${version}"
+  fi
+fi
+
+tmp=$(mktemp -d)
+mutants=()
+cleanup() {
+  rm -rf "$tmp"
+  for m in "${mutants[@]}"; do rm -f "$m"; done
+}
+trap cleanup EXIT
+
+# expect_rejected LABEL WANT SUBSTITUTE: flake-guards.nix with SUBSTITUTE (a Nix attrset of
+# repository path -> replacement file) must fail, and its error must contain WANT.
+expect_rejected() {
+  local label=$1 want=$2 substitute=$3 out
+  if out=$(nix-instantiate --eval --strict \
+    -E "import ./nix/tests/flake-guards.nix { substitute = ${substitute}; }" 2>&1); then
+    echo "check-nix: negative test '${label}': the guards ACCEPTED a known-bad file" >&2
+    fail=1
+  elif ! grep -qF -- "$want" <<<"$out"; then
+    echo "check-nix: negative test '${label}': failed, but not with '${want}':" >&2
+    printf '%s\n' "$out" >&2
+    fail=1
+  else
+    echo "check-nix: negative test '${label}': rejected"
+  fi
+}
+
+# mutant FILE LABEL SED-SCRIPT: sets m to a copy of FILE, next to it (relative imports keep
+# working), with SED-SCRIPT applied. Fails if the edit changed nothing (the fix was rewritten:
+# update the mutation here). Not run in a subshell, so cleanup sees every copy.
+mutant() {
+  local file=$1 label=$2 script=$3
+  m="$PWD/$(dirname "$file")/.guard-mutant-${label}.nix"
+  mutants+=("$m")
+  sed -e "$script" "$file" >"$m"
+  if cmp -s "$file" "$m"; then
+    echo "check-nix: mutation '${label}' did not change ${file}; update scripts/check-nix.sh" >&2
+    fail=1
+  fi
+}
+
+# Defect 2 (callPackage formals). The file as it was before the fix, when history has it.
+if git cat-file -e 4b3fbb4:nix/ticdc.nix 2>/dev/null; then
+  git show 4b3fbb4:nix/ticdc.nix >"$tmp/ticdc-4b3fbb4.nix"
+  expect_rejected "pre-fix nix/ticdc.nix (src ? null, version ? \"8.1.1\")" '"src","version"' \
+    "{ \"nix/ticdc.nix\" = $tmp/ticdc-4b3fbb4.nix; }"
+else
+  echo "check-nix: commit 4b3fbb4 not in this clone; the mutation tests below cover nix/ticdc.nix"
+fi
+mutant nix/ticdc.nix ticdc-src 's/^  lib,$/  lib,\n  src ? null,/'
+expect_rejected "nix/ticdc.nix with an optional src formal" '"names":["src"]' "{ \"nix/ticdc.nix\" = $m; }"
+mutant nix/images.nix images-es \
+  's/^  elasticsearchPackage,$/  elasticsearch ? pkgs.elasticsearch8,\n  elasticsearchPackage ? elasticsearch,/'
+expect_rejected "nix/images.nix with elasticsearch ? pkgs.elasticsearch8" '"names":["elasticsearch"]' \
+  "{ \"nix/images.nix\" = $m; }"
+# Defect 4 (nixosConfigurations evaluated by `nix flake check`).
+mutant nix/vm.nix vm-rootfs '/^  fileSystems."\/" = lib.mkDefault {$/,/^  };$/d'
+expect_rejected "nix/vm.nix without fileSystems./" 'nix/vm.nix: fileSystems."/" outside vmVariant' \
+  "{ \"nix/vm.nix\" = $m; }"
+mutant nix/vm.nix vm-grub '/^  boot.loader.grub.enable = /d'
+expect_rejected "nix/vm.nix with grub left enabled" 'boot.loader.grub.enable = mkDefault false' \
+  "{ \"nix/vm.nix\" = $m; }"
+# Defect 6 (TiDB advertise address).
+mutant modules/tidb.nix tidb-advertise '/"-advertise-address=/d'
+expect_rejected "modules/tidb.nix without -advertise-address" 'tidb-server gets -advertise-address' \
+  "{ \"modules/tidb.nix\" = $m; }"
+# Defect 7 (smoke step timeout).
+mutant tests/nixos/smoke.nix smoke-timeout 's/, timeout=\${p smokeStepTimeout}//'
+expect_rejected "tests/nixos/smoke.nix with the driver's default timeout" 'smoke step timeout' \
+  "{ \"tests/nixos/smoke.nix\" = $m; }"
+
+# Defect 3 (TiCDC pin): the missing-pin message names the command, and the command works.
+mkdir -p "$tmp/pin/nix" "$tmp/bin"
+cp nix/ticdc-source.nix "$tmp/pin/nix/"
+printf '{"version":"%s","hashes":{"x86_64-linux":null,"aarch64-linux":null}}\n' \
+  "$(nix-instantiate --eval -E '(import ./nix/ticdc-source.nix).version' 2>/dev/null | tr -d '"')" \
+  >"$tmp/pin/nix/ticdc-pins.json"
+if out=$(nix-instantiate --eval --strict -E "(import $tmp/pin/nix/ticdc-source.nix).hash \"x86_64-linux\"" 2>&1); then
+  echo "check-nix: an unpinned TiCDC hash evaluated: $out" >&2
+  fail=1
+elif ! grep -qF 'nix run .#pin-ticdc' <<<"$out"; then
+  echo "check-nix: the missing-pin error does not name 'nix run .#pin-ticdc':" >&2
+  printf '%s\n' "$out" >&2
+  fail=1
+else
+  echo "check-nix: a missing TiCDC pin fails evaluation naming 'nix run .#pin-ticdc'"
+fi
+# A fake `nix` answering `store prefetch-file --json URL` the way Nix does, with a hash made
+# from the URL, and logging the URLs asked for.
+cat >"$tmp/bin/nix" <<'FAKE'
+#!/usr/bin/env bash
+url=${!#}
+echo "$url" >>"$FAKE_NIX_LOG"
+printf '{"hash":"sha256-fake-%s","storePath":"/nix/store/fake"}\n' "$(basename "$url")"
+FAKE
+chmod +x "$tmp/bin/nix"
+nix-instantiate --eval --strict --json -E '(import ./nix/ticdc-source.nix).pinScript' 2>/dev/null |
+  jq -r . >"$tmp/pin-ticdc.sh"
+if ! (cd "$tmp/pin" && FAKE_NIX_LOG="$tmp/urls" PATH="$tmp/bin:$PATH" \
+  bash -o errexit -o nounset -o pipefail "$tmp/pin-ticdc.sh" >/dev/null 2>"$tmp/pin.err"); then
+  echo "check-nix: the pin-ticdc script failed:" >&2
+  cat "$tmp/pin.err" >&2
+  fail=1
+elif ! got=$(nix-instantiate --eval --strict --json -E "let s = import $tmp/pin/nix/ticdc-source.nix; in map s.hash s.systems ++ map s.url s.systems" 2>"$tmp/got.err"); then
+  echo "check-nix: the pins pin-ticdc wrote do not evaluate:" >&2
+  cat "$tmp/got.err" >&2
+  fail=1
+else
+  want=$(nix-instantiate --eval --strict --json -E "let s = import ./nix/ticdc-source.nix; in map (sys: \"sha256-fake-\" + baseNameOf (s.url sys)) s.systems ++ map s.url s.systems" 2>/dev/null)
+  asked=$(jq -R . "$tmp/urls" | jq -sc 'sort')
+  urls=$(jq -c '.[length/2:] | sort' <<<"$want")
+  if [ "$got" != "$want" ] || [ "$asked" != "$urls" ]; then
+    echo "check-nix: pin-ticdc wrote ${got}, expected ${want} (fetched ${asked})" >&2
+    fail=1
+  else
+    echo "check-nix: pin-ticdc prefetches both arches and writes pins the flake accepts"
   fi
 fi
 
