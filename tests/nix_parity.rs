@@ -160,7 +160,7 @@ fn nix_sink_uri_equals_changefeed_ensure_default_for_every_protocol() {
     }
 }
 
-/// Runs `retryScript` (the loop inside the stack's oneshots, issue 16.3) with `sh` against a
+/// Runs `retryScript` (the loop inside the stack's oneshots, issue 16.3) with `bash -e` against a
 /// command script; returns (exit status, attempts made).
 fn run_retry_script(attempt_body: &str, budget: u32) -> Option<(i32, u32)> {
     let script = eval_nix(&format!(
@@ -176,9 +176,10 @@ fn run_retry_script(attempt_body: &str, budget: u32) -> Option<(i32, u32)> {
     let mut perms = std::fs::metadata(&attempt).expect("stat").permissions();
     std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
     std::fs::set_permissions(&attempt, perms).expect("chmod");
-    let out = Command::new("sh")
+    // NixOS runs a unit's `script` with bash under `set -e`; so does this test.
+    let out = Command::new("bash")
         .current_dir(dir.path())
-        .args(["-c", script.as_str().expect("script text")])
+        .args(["-e", "-c", script.as_str().expect("script text")])
         .output()
         .expect("run sh");
     let attempts = std::fs::read_to_string(dir.path().join("count"))
