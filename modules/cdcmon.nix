@@ -56,8 +56,13 @@ in
           CDCMON_BROKERS = strOption "127.0.0.1:${toString ports.kafka}" "Kafka bootstrap servers.";
           CDCMON_TOPIC = strOption stack.topic "Topic TiCDC writes to.";
           CDCMON_GROUP = strOption stack.consumerGroup "Consumer group (a new group starts at the earliest offset).";
-          CDCMON_LISTEN = strOption "0.0.0.0:${toString ports.cdcmon}" "HTTP address of /metrics, /healthz and /readyz.";
+          CDCMON_LISTEN = strOption "${stack.listenDefaults.cdcmon}:${toString ports.cdcmon}" "HTTP address of /metrics, /healthz and /readyz (unauthenticated; loopback unless you widen it).";
           CDCMON_EVENT_LOG = strOption stack.eventLog "ndjson event log (read by Filebeat); `-` writes to the journal instead.";
+          # Rotation inside cdcmon (issue 16.8): the CLI default is "never rotate"; the module
+          # rotates at 256 MiB and keeps 8 files (nix/lib/stack.nix `eventLogRotation` says why).
+          CDCMON_EVENT_LOG_MAX_BYTES = strOption stack.eventLogEnv.CDCMON_EVENT_LOG_MAX_BYTES "Rotate the event log when it reaches this many bytes (0 = never).";
+          CDCMON_EVENT_LOG_KEEP = strOption stack.eventLogEnv.CDCMON_EVENT_LOG_KEEP "Rotated event-log files kept (events.ndjson.1 = newest); older ones are deleted.";
+          CDCMON_EVENT_LOG_MAX_AGE_SECS = strOption stack.eventLogEnv.CDCMON_EVENT_LOG_MAX_AGE_SECS "Also rotate when the live file is this old (0 = off).";
           CDCMON_LOG_FORMAT = strOption "json" "Format of cdcmon's own logs (`text` or `json`).";
         };
       };
@@ -66,7 +71,10 @@ in
     openFirewall = mkOption {
       type = types.bool;
       default = false;
-      description = "Open the metrics port (${toString ports.cdcmon}) in the firewall.";
+      description = ''
+        Open the metrics port (${toString ports.cdcmon}) in the firewall. /metrics has no
+        authentication; it also needs `settings.CDCMON_LISTEN` on a non-loopback address.
+      '';
     };
 
     dbInit = {
@@ -123,6 +131,11 @@ in
       }
     ];
 
+    warnings = lib.optional (cfg.openFirewall && hasPrefix "127." cfg.settings.CDCMON_LISTEN) ''
+      services.cdcmon.openFirewall opens port ${toString ports.cdcmon}, but cdcmon listens on
+      ${cfg.settings.CDCMON_LISTEN} (loopback): nothing outside the machine can reach it.
+    '';
+
     networking.firewall.allowedTCPPorts = lib.optional cfg.openFirewall ports.cdcmon;
 
     systemd.services.cdcmon = {
@@ -135,8 +148,9 @@ in
         EnvironmentFile = envFile;
         # /var/log/cdcmon (via /var/log/private with DynamicUser); Filebeat runs as root and reads it.
         LogsDirectory = "cdcmon";
-        Restart = "always";
+        Restart = stack.units.cdcmon.restart;
         RestartSec = "2s";
+        RestartMode = "direct";
         # cdcmon flushes and commits on SIGTERM (CDCMON_SHUTDOWN_TIMEOUT_MS, 8 s by default).
         TimeoutStopSec = "20s";
       };
@@ -158,8 +172,11 @@ in
           "--tidb-url=${cfg.dbInit.tidbUrl}"
           "--app-password-file=%d/app-password"
         ];
-        Restart = "on-failure";
-        RestartSec = "5s";
+        # `db init` waits for TiDB itself (CDCMON_WAIT_TIMEOUT_SECS); after that, systemd retries
+        # with bounded backoff. RestartMode=direct: smoke, ordered after it, keeps waiting.
+        Restart = stack.units.cdcmon-db-init.restart;
+        RestartMode = "direct";
+        inherit (stack.restartBackoff) RestartSec RestartSteps RestartMaxDelaySec;
         TimeoutStartSec = "5min";
       };
     };

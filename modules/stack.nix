@@ -3,6 +3,9 @@
 # services.prometheus and services.grafana. Every port comes from nix/ports.nix and every
 # generated setting from nix/lib/stack.nix (tested without nixpkgs by scripts/check-nix.sh).
 # Option names used below were checked against nixpkgs sources: see docs/nix.md.
+# Every listener binds loopback unless `listenAddress` widens it (only nix/vm.nix does), and the
+# systemd dependency graph is nix/lib/stack.nix `units` (Wants= + readiness, RestartMode=direct;
+# never Requires= on a restarting unit). Operations: docs/operations.md.
 {
   config,
   lib,
@@ -18,6 +21,7 @@ let
     types
     getExe'
     optional
+    mkDefault
     ;
   cfg = config.services.cdcmon-stack;
   ports = import ../nix/ports.nix;
@@ -46,11 +50,34 @@ let
     "prometheus.service"
     "grafana.service"
   ];
-  # systemd dependencies in one line: after + requires.
-  needs = units: {
-    after = units;
-    requires = units;
-  };
+  svc = name: "${name}.service";
+  # Exposure check (issue 16.4): host ports opened by openFirewall that answer without any
+  # authentication, with the reason, for the assertion message.
+  exposedUnauthenticated =
+    lib.filterAttrs (port: _: builtins.elem (lib.toInt port) stack.forwardedPorts) stack.unauthenticatedPorts
+    // lib.optionalAttrs (cfg.grafana.adminPasswordFile == null) {
+      "${str ports.grafana}" = "Grafana: admin/admin (no adminPasswordFile)";
+    };
+  grafanaCfg = config.services.grafana;
+  # Grafana sets admin_password only when it first creates the admin user (issue 16.6); later
+  # starts reset it to the credential with Grafana's own CLI (grafana/grafana
+  # pkg/cmd/grafana-cli/commands/reset_password_command.go: `admin reset-admin-password
+  # --password-from-stdin`, user id 1). On the very first start there is no database yet and
+  # the server creates the user with the configured password itself. `--homepath` is the
+  # nixpkgs unit's own (`grafana server -homepath dataDir`, whose preStart links conf/ there),
+  # so the CLI opens the same sqlite file.
+  grafanaResetAdminPassword = pkgs.writeShellScript "grafana-reset-admin-password" ''
+    set -eu
+    if [ ! -e ${grafanaCfg.dataDir}/data/grafana.db ]; then
+      echo "grafana: first start, the server creates admin with the configured password"
+      exit 0
+    fi
+    if ! ${getExe' grafanaCfg.package "grafana"} cli --homepath ${grafanaCfg.dataDir} \
+        admin reset-admin-password --password-from-stdin < "$CREDENTIALS_DIRECTORY/admin-password"; then
+      echo "grafana: WARNING: could not apply adminPasswordFile; the stored admin password is unchanged" >&2
+      exit 1
+    fi
+  '';
 in
 {
   imports = [
@@ -65,13 +92,52 @@ in
     openFirewall = mkOption {
       type = types.bool;
       default = false;
-      description = "Open the host-facing ports (${lib.concatMapStringsSep ", " str stack.forwardedPorts}).";
+      description = ''
+        Open the host-facing ports (${lib.concatMapStringsSep ", " str stack.forwardedPorts}).
+        Most of them answer without authentication, so this also needs
+        `allowUnauthenticatedExposure` (an assertion says which ports and why) and a
+        `listenAddress` other than loopback to be of any use.
+      '';
+    };
+
+    allowUnauthenticatedExposure = mkOption {
+      type = types.bool;
+      default = false;
+      description = ''
+        Acknowledge that `openFirewall` exposes endpoints without authentication (TiDB root
+        without a password, TiCDC's changefeed API, Kafka PLAINTEXT, Elasticsearch with security
+        off, Prometheus, cdcmon metrics). Only for a throwaway machine (nix/vm.nix sets it).
+      '';
+    };
+
+    listenAddress = mkOption {
+      type = types.str;
+      default = stack.listenAddress;
+      example = stack.vmListenAddress;
+      description = ''
+        Address every host-facing listener binds (TiDB, TiCDC, Kafka EXTERNAL, cdcmon,
+        Elasticsearch, Prometheus, Grafana); each service's own option can still override it.
+        Loopback by default: nothing in the stack authenticates. nix/vm.nix sets `0.0.0.0`
+        because QEMU's port-forward reaches the guest NIC, not its loopback.
+      '';
     };
 
     appPasswordFile = mkOption {
       type = types.str;
       default = "${secretsDir}/app-password";
       description = "Password of the `app` database user. Generated on first boot (root-only, 0600) if the default path does not exist.";
+    };
+
+    kafka.externalHost = mkOption {
+      type = types.str;
+      default = "127.0.0.1";
+      example = "kafka.example.internal";
+      description = ''
+        Host advertised for Kafka's EXTERNAL listener (port ${str ports.kafkaExternal}): the
+        address clients outside the machine are told to connect to. The default, the literal
+        127.0.0.1 (not `localhost`, which may resolve to ::1 and miss QEMU's IPv4-only forward),
+        suits clients on the VM's host; set a name remote clients can reach otherwise.
+      '';
     };
 
     kafka.clusterId = mkOption {
@@ -134,6 +200,18 @@ in
         );
         message = "services.cdcmon-stack secret files must not be in the Nix store (world-readable).";
       }
+      {
+        # An assertion rather than a warning: a warning scrolls past in a rebuild, while these
+        # ports hand out the whole database (issue 16.4). The opt-out is one explicit line.
+        assertion = !cfg.openFirewall || cfg.allowUnauthenticatedExposure;
+        message = ''
+          services.cdcmon-stack.openFirewall would expose endpoints without authentication:
+          ${lib.concatStringsSep "\n  " (lib.mapAttrsToList (port: why: "${port}: ${why}") exposedUnauthenticated)}
+          Set services.cdcmon-stack.allowUnauthenticatedExposure = true only on a throwaway
+          machine (nix/vm.nix does); otherwise keep openFirewall = false and reach the services
+          through an SSH tunnel or a reverse proxy with authentication.
+        '';
+      }
     ];
     warnings = optional (cfg.grafana.adminPasswordFile == null) ''
       services.cdcmon-stack: Grafana keeps the default admin/admin login. Set
@@ -145,13 +223,20 @@ in
     # ---- our services -----------------------------------------------------------------------
     services.tidb-cluster.enable = true;
 
+    services.tidb-cluster.tidb.host = mkDefault cfg.listenAddress;
+
     services.ticdc = {
       enable = true;
-      changefeeds.${stack.changefeedId} = { };
+      address = mkDefault "${cfg.listenAddress}:${str ports.ticdc}";
+      # A throwaway dev stack: after more than gc-ttl (24 h) of downtime the changefeed can never
+      # resume; recreate it from now (loudly: the gap is lost) instead of stalling forever.
+      # Production keeps the module default `fail` (docs/operations.md).
+      changefeeds.${stack.changefeedId}.ifUnrecoverable = "recreate";
     };
 
     services.cdcmon = {
       enable = true;
+      settings.CDCMON_LISTEN = mkDefault "${cfg.listenAddress}:${str ports.cdcmon}";
       dbInit = {
         enable = true;
         appPasswordFile = cfg.appPasswordFile;
@@ -167,10 +252,15 @@ in
       enable = true;
       inherit (cfg.kafka) clusterId;
       formatLogDirs = true;
-      settings = stack.kafkaSettings { };
+      settings = stack.kafkaSettings {
+        externalListenHost = cfg.listenAddress;
+        inherit (cfg.kafka) externalHost;
+      };
       jvmOptions = [
         "-Xms512m"
         "-Xmx512m"
+        # Kafka 4 logs through Log4j 2; the module's -Dlog4j.configuration (Log4j 1) is ignored.
+        (stack.kafkaLog4j2Option (pkgs.writeText "kafka-log4j2.properties" stack.kafkaLog4j2Properties))
       ];
     };
 
@@ -178,8 +268,8 @@ in
     services.elasticsearch = {
       enable = true;
       inherit (cfg.elasticsearch) package;
-      # QEMU hostfwd delivers to the guest NIC, so loopback-only would hide :9200 from the host.
-      listenAddress = "0.0.0.0";
+      # Loopback unless listenAddress widens it (nix/vm.nix, for QEMU's forward to the guest NIC).
+      listenAddress = mkDefault cfg.listenAddress;
       port = ports.elasticsearch;
       tcp_port = ports.elasticsearchTransport;
       single_node = true;
@@ -209,6 +299,8 @@ in
     # ---- Prometheus (nixpkgs services.prometheus) -----------------------------------------
     services.prometheus = {
       enable = true;
+      # nixpkgs' default is 0.0.0.0.
+      listenAddress = mkDefault cfg.listenAddress;
       port = ports.prometheus;
       globalConfig = stack.prometheusGlobal;
       scrapeConfigs = stack.scrapeConfigs { };
@@ -220,7 +312,7 @@ in
       enable = true;
       settings = {
         server = {
-          http_addr = "0.0.0.0";
+          http_addr = mkDefault cfg.listenAddress;
           http_port = ports.grafana;
         };
         security = {
@@ -253,109 +345,118 @@ in
     };
 
     # ---- glue units -------------------------------------------------------------------------
-    systemd.services = {
-      # Generate the secrets that have no user-provided file yet, on the machine, root-only.
-      cdcmon-secrets = {
-        description = "cdcmon stack: generate missing local secrets";
-        wantedBy = [ "multi-user.target" ];
-        serviceConfig = {
-          Type = "oneshot";
-          RemainAfterExit = true;
-          StateDirectory = "cdcmon-secrets";
-          StateDirectoryMode = "0700";
-          UMask = "0077";
+    # The dependency graph (After=/Wants=/Requires=) for every unit of the stack comes from
+    # nix/lib/stack.nix `units` (checked by nix/tests/eval-units.nix): Wants= plus readiness
+    # waits, RestartMode=direct on everything that restarts, Requires= only on the secrets
+    # generator, which never restarts.
+    systemd.services = lib.mkMerge [
+      (lib.mapAttrs (_: u: {
+        after = map svc (u.wants ++ u.requires);
+        wants = map svc u.wants;
+        requires = map svc u.requires;
+        serviceConfig = lib.optionalAttrs (u.restart != "no") { RestartMode = "direct"; };
+      }) stack.units)
+      {
+        # Generate the secrets that have no user-provided file yet, on the machine, root-only.
+        cdcmon-secrets = {
+          description = "cdcmon stack: generate missing local secrets";
+          wantedBy = [ "multi-user.target" ];
+          serviceConfig = {
+            Type = "oneshot";
+            RemainAfterExit = true;
+            StateDirectory = "cdcmon-secrets";
+            StateDirectoryMode = "0700";
+            UMask = "0077";
+          };
+          path = [ pkgs.coreutils ];
+          script = ''
+            for f in ${secretsDir}/app-password ${secretsDir}/grafana-secret-key; do
+              [ -s "$f" ] || head -c 24 /dev/urandom | base64 | tr -d '/+=\n' > "$f"
+            done
+          '';
         };
-        path = [ pkgs.coreutils ];
-        script = ''
-          for f in ${secretsDir}/app-password ${secretsDir}/grafana-secret-key; do
-            [ -s "$f" ] || head -c 24 /dev/urandom | base64 | tr -d '/+=\n' > "$f"
-          done
-        '';
-      };
 
-      # Explicit topic creation (partition count and replication are ours, not TiCDC's
-      # auto-create). `--if-not-exists` makes it idempotent; the loop waits for the broker.
-      cdcmon-kafka-topic = needs [ "apache-kafka.service" ] // {
-        description = "Create Kafka topic ${stack.topic}";
-        wantedBy = [ "multi-user.target" ];
-        serviceConfig = {
-          Type = "oneshot";
-          RemainAfterExit = true;
-          DynamicUser = true;
-          TimeoutStartSec = "5min";
+        # Kafka: nixpkgs' unit has no Restart= (issue 16.7). SIGTERM exits 143, which the
+        # nixpkgs unit already counts as success, so on-failure never fights a clean stop.
+        apache-kafka.serviceConfig = stack.restartBackoff // {
+          Restart = stack.units.apache-kafka.restart;
         };
-        script = ''
-          until ${kafkaTopics} --bootstrap-server 127.0.0.1:${str ports.kafka} --create --if-not-exists \
-              --topic ${stack.topic} --partitions 1 --replication-factor 1; do
-            sleep 2
-          done
-        '';
-      };
 
-      # Load the repo's index template with the API its format needs, before Filebeat writes.
-      cdcmon-es-template = needs [ "elasticsearch.service" ] // {
-        description = "Load the ${stack.esTemplateName} Elasticsearch index template";
-        wantedBy = [ "multi-user.target" ];
-        before = [ "filebeat.service" ];
-        serviceConfig = {
-          Type = "oneshot";
-          RemainAfterExit = true;
-          DynamicUser = true;
-          ExecStart = lib.escapeShellArgs [
-            (lib.getExe pkgs.curl)
-            "--silent"
-            "--show-error"
-            "--fail"
-            "--retry"
-            "30"
-            "--retry-connrefused"
-            "-X"
-            "PUT"
-            "-H"
-            "Content-Type: application/json"
-            "--data-binary"
-            "@${cfg.elasticsearch.indexTemplate}"
-            "${esUrl}/${stack.esTemplateApi template}/${stack.esTemplateName}"
-          ];
+        # Explicit topic creation (partition count and replication are ours, not TiCDC's
+        # auto-create). `--if-not-exists` makes it idempotent; the loop waits for the broker.
+        cdcmon-kafka-topic = {
+          description = "Create Kafka topic ${stack.topic}";
+          wantedBy = [ "multi-user.target" ];
+          serviceConfig = stack.restartBackoff // {
+            Type = "oneshot";
+            RemainAfterExit = true;
+            DynamicUser = true;
+            Restart = stack.units.cdcmon-kafka-topic.restart;
+            TimeoutStartSec = "5min";
+          };
+          script = stack.retryScript {
+            command = lib.escapeShellArgs [
+              kafkaTopics
+              "--bootstrap-server"
+              "127.0.0.1:${str ports.kafka}"
+              "--create"
+              "--if-not-exists"
+              "--topic"
+              stack.topic
+              "--partitions"
+              "1"
+              "--replication-factor"
+              "1"
+            ];
+          };
         };
-      };
 
-      filebeat = {
-        after = [ "cdcmon-es-template.service" ];
-        wants = [ "cdcmon-es-template.service" ];
-      };
+        # Load the repo's index template with the API its format needs, before Filebeat writes.
+        cdcmon-es-template = {
+          description = "Load the ${stack.esTemplateName} Elasticsearch index template";
+          wantedBy = [ "multi-user.target" ];
+          before = [ "filebeat.service" ];
+          serviceConfig = stack.restartBackoff // {
+            Type = "oneshot";
+            RemainAfterExit = true;
+            DynamicUser = true;
+            Restart = stack.units.cdcmon-es-template.restart;
+            TimeoutStartSec = "5min";
+            ExecStart = lib.escapeShellArgs [
+              (lib.getExe pkgs.curl)
+              "--silent"
+              "--show-error"
+              "--fail"
+              "--retry"
+              "30"
+              "--retry-connrefused"
+              "-X"
+              "PUT"
+              "-H"
+              "Content-Type: application/json"
+              "--data-binary"
+              "@${cfg.elasticsearch.indexTemplate}"
+              "${esUrl}/${stack.esTemplateApi template}/${stack.esTemplateName}"
+            ];
+          };
+        };
 
-      grafana = needs [ "cdcmon-secrets.service" ] // {
-        serviceConfig.LoadCredential = [
-          "secret-key:${cfg.grafana.secretKeyFile}"
-        ]
-        ++ optional (cfg.grafana.adminPasswordFile != null) "admin-password:${cfg.grafana.adminPasswordFile}";
-      };
+        grafana.serviceConfig = {
+          LoadCredential = [
+            "secret-key:${cfg.grafana.secretKeyFile}"
+          ]
+          ++ optional (cfg.grafana.adminPasswordFile != null) "admin-password:${cfg.grafana.adminPasswordFile}";
+          # `-`: a failed reset is logged loudly but does not keep Grafana down.
+          ExecStartPre = lib.mkIf (cfg.grafana.adminPasswordFile != null) (
+            lib.mkAfter [ "-${grafanaResetAdminPassword}" ]
+          );
+        };
 
-      ticdc = needs [
-        "tidb-pd.service"
-        "tidb-tikv.service"
-        "tidb-server.service"
-      ];
-
-      # The changefeed exists before db init seeds rows, so the seed is captured too.
-      "ticdc-changefeed-${stack.changefeedId}" = needs [ "cdcmon-kafka-topic.service" ];
-
-      cdcmon-db-init = needs [
-        "cdcmon-secrets.service"
-        "tidb-server.service"
-        "ticdc-changefeed-${stack.changefeedId}.service"
-      ];
-
-      cdcmon = {
-        after = [ "cdcmon-kafka-topic.service" ];
-        wants = [ "cdcmon-kafka-topic.service" ];
-      };
-
-      cdcmon-smoke = {
-        after = stackUnits;
-        wants = stackUnits;
-      };
-    };
+        cdcmon-smoke = {
+          after = stackUnits;
+          wants = stackUnits;
+        };
+      }
+    ];
   };
 }

@@ -1,6 +1,7 @@
 # TiCDC server (`cdc server`) plus one oneshot per declared changefeed, which runs
 # `cdcmon changefeed ensure` (create if absent, then wait for state `normal`; idempotent, so a
-# restart never fails on "changefeed already exists").
+# restart never fails on "changefeed already exists"). Dependencies are Wants= + readiness
+# waits, never Requires= on a restarting unit (nix/lib/stack.nix `units`, issue 16.3).
 {
   config,
   lib,
@@ -41,8 +42,13 @@ in
 
     address = mkOption {
       type = types.str;
-      default = "0.0.0.0:${toString ports.ticdc}";
-      description = "Listen address of the open API and /metrics (`--addr`). The upstream default 127.0.0.1 would hide it from a VM port-forward.";
+      default = "${stack.listenDefaults.ticdc}:${toString ports.ticdc}";
+      description = ''
+        Listen address of the open API and /metrics (`--addr`). Loopback by default: the open API
+        is unauthenticated and creates changefeeds that can copy every table anywhere. Widen it
+        (e.g. `0.0.0.0:${toString ports.ticdc}`) only behind a firewall or for a throwaway VM
+        (nix/vm.nix does, for its port-forward).
+      '';
     };
 
     advertiseAddress = mkOption {
@@ -73,6 +79,24 @@ in
             defaultText = stack.sinkUri { };
             description = "TiCDC sink URI (nix/lib/stack.nix `sinkUri` builds Kafka ones).";
           };
+          options.ifUnrecoverable = mkOption {
+            type = types.enum [
+              "fail"
+              "recreate"
+            ];
+            default = "fail";
+            description = ''
+              What `cdcmon changefeed ensure --if-unrecoverable` does with a changefeed that can
+              never resume (state `failed`, e.g. ErrGCTTLExceeded / ErrSnapshotLostByGC after
+              more than TiCDC's `gc-ttl`, 24 h by default, of downtime or lag):
+              `fail` exits with status 3, which this unit does not retry
+              (RestartPreventExitStatus=3), so a person decides; `recreate` deletes it and
+              creates it again from now, with a loud warning: changes made in the gap are not
+              captured. Production keeps `fail`, raises `gc-ttl` (`settings.gc-ttl`) and alerts
+              on the checkpoint lag (monitoring/prometheus/rules/ticdc.rules.yml); see
+              docs/operations.md.
+            '';
+          };
         }
       );
     };
@@ -91,8 +115,13 @@ in
         description = "TiCDC server";
         wantedBy = [ "multi-user.target" ];
         after = [ "network.target" ];
-        serviceConfig = helpers.hardening // {
+        serviceConfig = helpers.hardening // stack.restartBackoff // {
           Type = "exec";
+          # Readiness wait instead of Requires=: start once PD answers (bounded by
+          # TimeoutStartSec; a timeout is a failure that Restart= retries).
+          ExecStartPre = lib.imap0 (
+            i: pd: helpers.waitForHttp "pd-${toString i}" "${pd}/pd/api/v1/health"
+          ) cfg.pdEndpoints;
           ExecStart = lib.escapeShellArgs [
             (getExe cfg.package)
             "server"
@@ -107,8 +136,10 @@ in
           StateDirectory = "ticdc";
           StateDirectoryMode = "0700";
           WorkingDirectory = "%S/ticdc";
-          Restart = "on-failure";
-          RestartSec = "5s";
+          Restart = stack.units.ticdc.restart;
+          # A restart goes straight back to "activating": units ordered after TiCDC keep
+          # waiting instead of failing with result `dependency` (systemd >= 254).
+          RestartMode = "direct";
           TimeoutStartSec = "5min";
           LimitNOFILE = 1000000;
         };
@@ -120,22 +151,28 @@ in
         description = "Ensure TiCDC changefeed ${id}";
         wantedBy = [ "multi-user.target" ];
         after = [ "ticdc.service" ];
-        requires = [ "ticdc.service" ];
-        serviceConfig = helpers.hardening // {
-          Type = "oneshot";
-          RemainAfterExit = true;
-          ExecStart = lib.escapeShellArgs [
+        wants = [ "ticdc.service" ];
+        # The retry loop keeps the start job pending while TiCDC or Kafka settle, so units
+        # ordered after this one (db init) wait for the changefeed instead of racing it.
+        # Exit status 3 = "cannot resume, policy `fail`": stop at once, no retry.
+        script = stack.retryScript {
+          command = lib.escapeShellArgs [
             (getExe cfg.changefeedTool)
             "changefeed"
             "ensure"
             "--ticdc-url=${apiUrl}"
             "--changefeed-id=${id}"
-            # `%` would be a systemd specifier.
-            "--sink-uri=${lib.replaceStrings [ "%" ] [ "%%" ] feed.sinkUri}"
+            "--sink-uri=${feed.sinkUri}"
+            "--if-unrecoverable=${feed.ifUnrecoverable}"
           ];
-          # Kafka or the capture may still be settling; `ensure` is idempotent, so retry.
+          stopOn = 3;
+        };
+        serviceConfig = helpers.hardening // stack.restartBackoff // {
+          Type = "oneshot";
+          RemainAfterExit = true;
           Restart = "on-failure";
-          RestartSec = "5s";
+          RestartMode = "direct";
+          RestartPreventExitStatus = 3;
           TimeoutStartSec = "5min";
         };
       }

@@ -19,6 +19,7 @@ let
   cfg = config.services.tidb-cluster;
   ports = import ../nix/ports.nix;
   helpers = import ./lib.nix { inherit lib pkgs; };
+  stack = import ../nix/lib/stack.nix { inherit ports; };
   toml = pkgs.formats.toml { };
   str = toString;
   loopback = "127.0.0.1";
@@ -34,6 +35,9 @@ let
     };
 
   # Common unit shape: hardened, DynamicUser with its own StateDirectory, readiness probe.
+  # Dependencies are Wants= plus a readiness wait on each dependency's status URL (`waitFor`),
+  # never Requires=: one failed start of a required unit would fail its dependents for good
+  # (systemd issue #18856; nix/lib/stack.nix `units`, issue 16.3).
   mkUnit =
     {
       description,
@@ -41,21 +45,25 @@ let
       exec,
       ready,
       deps ? [ ],
+      waitFor ? { },
     }:
     {
       inherit description;
       wantedBy = [ "multi-user.target" ];
       after = [ "network.target" ] ++ deps;
-      requires = deps;
-      serviceConfig = helpers.hardening // {
+      wants = deps;
+      serviceConfig = helpers.hardening // stack.restartBackoff // {
         Type = "exec";
+        ExecStartPre = lib.mapAttrsToList helpers.waitForHttp waitFor;
         ExecStart = exec;
         ExecStartPost = helpers.waitForHttp state ready;
         StateDirectory = state;
         StateDirectoryMode = "0700";
         WorkingDirectory = "%S/${state}";
         Restart = "on-failure";
-        RestartSec = "5s";
+        # An automatic restart goes straight back to "activating", so units ordered after this
+        # one keep waiting instead of failing with result `dependency` (systemd >= 254).
+        RestartMode = "direct";
         # First start bootstraps raft/system tables; the probe above is the real gate.
         TimeoutStartSec = "10min";
         # TiKV refuses to start below 82920 open files; TiDB and PD warn. One limit for all.
@@ -82,9 +90,10 @@ in
       settings = settingsOption "TiDB" "https://docs.pingcap.com/tidb/stable/tidb-configuration-file";
       host = mkOption {
         type = types.str;
-        default = "0.0.0.0";
+        default = stack.listenDefaults.tidb;
         description = ''
-          Address the MySQL protocol port (${str ports.tidb}) binds to. `0.0.0.0` because a QEMU
+          Address the MySQL protocol port (${str ports.tidb}) binds to. Loopback by default: the
+          stack's `root` user has no password. nix/vm.nix widens it to `0.0.0.0` because a QEMU
           host port-forward reaches the guest NIC, not its loopback.
         '';
       };
@@ -127,6 +136,7 @@ in
       description = "TiKV storage node";
       state = "tidb-tikv";
       deps = [ "tidb-pd.service" ];
+      waitFor.pd = "${pdClientUrl}/pd/api/v1/health";
       exec = lib.escapeShellArgs [
         (getExe' cfg.tikv.package "tikv-server")
         "--addr=${loopback}:${str ports.tikv}"
@@ -146,6 +156,10 @@ in
         "tidb-pd.service"
         "tidb-tikv.service"
       ];
+      waitFor = {
+        pd = "${pdClientUrl}/pd/api/v1/health";
+        tikv = "http://${loopback}:${str ports.tikvStatus}/status";
+      };
       exec = lib.escapeShellArgs [
         (getExe' cfg.tidb.package "tidb-server")
         "-host=${cfg.tidb.host}"

@@ -74,11 +74,13 @@ let
     set -eu
     [ -f /var/lib/kafka/meta.properties ] || \
       ${kafka}/bin/kafka-storage.sh format -t "''${KAFKA_CLUSTER_ID:-Y2RjbW9uLXN0YWNrLWtmaw}" -c ${kafkaProperties}
-    exec ${kafka.passthru.jre}/bin/java -Xms512m -Xmx512m -cp "${kafka}/libs/*" kafka.Kafka ${kafkaProperties}
+    exec ${kafka.passthru.jre}/bin/java -Xms512m -Xmx512m \
+      ${stack.kafkaLog4j2Option (pkgs.writeText "kafka-log4j2.properties" stack.kafkaLog4j2Properties)} \
+      -cp "${kafka}/libs/*" kafka.Kafka ${kafkaProperties}
   '';
 
   esYml = pkgs.writeText "elasticsearch.yml" ''
-    network.host: 0.0.0.0
+    network.host: ${stack.listenDefaults.elasticsearch}
     http.port: ${str ports.elasticsearch}
     transport.port: ${str ports.elasticsearchTransport}
     discovery.type: single-node
@@ -155,17 +157,32 @@ let
       provisioning = "${grafanaProvisioning}";
     };
     server = {
-      http_addr = "0.0.0.0";
+      http_addr = stack.listenDefaults.grafana;
       http_port = ports.grafana;
     };
-    # No secret in the image: compose passes both through the environment (docs/docker.md).
+    # No secret in the image or in the environment (`docker inspect` shows it): compose
+    # mounts both as secret files (docs/docker.md).
     security = {
       admin_user = "admin";
-      admin_password = "$__env{GRAFANA_ADMIN_PASSWORD}";
-      secret_key = "$__env{GRAFANA_SECRET_KEY}";
+      admin_password = "$__file{/run/secrets/grafana_admin_password}";
+      secret_key = "$__file{/run/secrets/grafana_secret_key}";
     };
     analytics.reporting_enabled = false;
   };
+
+  # Grafana applies admin_password only when it creates the admin user; on every later start
+  # reset it to the secret with Grafana's CLI (grafana/grafana pkg/cmd/grafana-cli/commands:
+  # `cli --homepath --config admin reset-admin-password --password-from-stdin`).
+  grafanaHome = "${pkgs.grafana}/share/grafana";
+  grafanaStart = pkgs.writeShellScript "grafana-start" ''
+    set -eu
+    if [ -e /var/lib/grafana/grafana.db ]; then
+      ${getExe' pkgs.grafana "grafana"} cli --homepath ${grafanaHome} --config ${grafanaIni} \
+        admin reset-admin-password --password-from-stdin < /run/secrets/grafana_admin_password \
+        || echo "grafana-start: WARNING: could not apply the grafana_admin_password secret" >&2
+    fi
+    exec ${getExe' pkgs.grafana "grafana"} server --homepath=${grafanaHome} --config=${grafanaIni}
+  '';
 
   images = {
     cdcmon-consumer = image {
@@ -175,7 +192,10 @@ let
         (getExe cdcmon)
         "consume"
       ];
-      env = [ "CDCMON_EVENT_LOG=${stack.eventLog}" ];
+      # Event log with cdcmon's own rotation, and /metrics on loopback (host networking).
+      env = lib.mapAttrsToList (n: v: "${n}=${v}") stack.eventLogEnv ++ [
+        "CDCMON_LISTEN=${stack.listenDefaults.cdcmon}:${str ports.cdcmon}"
+      ];
       stateDirs = [ "/var/log/cdcmon" ];
     };
     # Also runs `db init` and `changefeed ensure` (compose overrides the entrypoint's argument).
@@ -256,7 +276,7 @@ let
         (getExe pkgs.prometheus)
         "--config.file=${prometheusYml}"
         "--storage.tsdb.path=/var/lib/prometheus"
-        "--web.listen-address=0.0.0.0:${str ports.prometheus}"
+        "--web.listen-address=${stack.listenDefaults.prometheus}:${str ports.prometheus}"
       ];
       stateDirs = [ "/var/lib/prometheus" ];
       labels = component pkgs.prometheus;
@@ -264,12 +284,7 @@ let
     grafana = image {
       name = "grafana";
       contents = [ pkgs.grafana ];
-      entrypoint = [
-        (getExe' pkgs.grafana "grafana")
-        "server"
-        "--homepath=${pkgs.grafana}/share/grafana"
-        "--config=${grafanaIni}"
-      ];
+      entrypoint = [ grafanaStart ];
       stateDirs = [ "/var/lib/grafana" ];
       labels = component pkgs.grafana;
     };

@@ -11,7 +11,7 @@
   ticdc = 8300; # TiCDC open API + /metrics
   kafka = 9092; # Kafka PLAINTEXT listener, used inside the VM / compose network
   kafkaController = 9093; # KRaft controller listener (never advertised)
-  kafkaExternal = 9094; # Kafka EXTERNAL listener, advertised as localhost:9094 for the host
+  kafkaExternal = 9094; # Kafka EXTERNAL listener, advertised as 127.0.0.1:9094 for the host
   prometheus = 9090;
   grafana = 3000;
   elasticsearch = 9200;

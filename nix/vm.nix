@@ -10,8 +10,15 @@ in
 
   services.cdcmon-stack = {
     enable = true;
-    # The host reaches the guest NIC through QEMU SLiRP, so the guest firewall must let it in.
+    # The host reaches the guest NIC through QEMU SLiRP, so the listeners must bind it and the
+    # guest firewall must let it in. Only this throwaway VM does that: the modules default to
+    # loopback, and opening unauthenticated ports needs the explicit acknowledgement below.
+    # The forwards themselves bind 127.0.0.1 on the host (forwardPorts below).
+    listenAddress = stack.vmListenAddress;
     openFirewall = true;
+    allowUnauthenticatedExposure = true;
+    # Kafka's EXTERNAL listener is advertised as 127.0.0.1:9094 (the module default): the
+    # host-side forward is IPv4 only, and `localhost` may resolve to ::1 first.
   };
   # Run `cdcmon smoke` once everything is up; see `journalctl -u cdcmon-smoke`.
   services.cdcmon.smoke.startAtBoot = true;

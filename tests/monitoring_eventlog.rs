@@ -411,7 +411,14 @@ fn filebeat_reads_only_the_event_log_and_keeps_its_own_logs_out() {
         .iter()
         .map(|p| env_default(p.as_str().unwrap()))
         .collect();
-    assert_eq!(paths, ["/var/log/cdcmon/events.ndjson"]);
+    // The live file and cdcmon's rotated files (events.ndjson.1 ... .N), nothing else.
+    assert_eq!(
+        paths,
+        [
+            "/var/log/cdcmon/events.ndjson",
+            "/var/log/cdcmon/events.ndjson.[0-9]*"
+        ]
+    );
     let parsers = input["parsers"].as_array().unwrap();
     assert_eq!(parsers.len(), 1);
     assert!(parsers[0].get("ndjson").is_some());

@@ -159,3 +159,64 @@ fn nix_sink_uri_equals_changefeed_ensure_default_for_every_protocol() {
         );
     }
 }
+
+/// Runs `retryScript` (the loop inside the stack's oneshots, issue 16.3) with `bash -e` against a
+/// command script; returns (exit status, attempts made).
+fn run_retry_script(attempt_body: &str, budget: u32) -> Option<(i32, u32)> {
+    let script = eval_nix(&format!(
+        "{STACK}.retryScript {{ command = \"./attempt\"; budget = {budget}; maxDelay = 1; stopOn = 3; }}"
+    ))?;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let attempt = dir.path().join("attempt");
+    std::fs::write(
+        &attempt,
+        format!("#!/bin/sh\nn=$(($(cat count 2>/dev/null || echo 0) + 1))\necho $n > count\n{attempt_body}\n"),
+    )
+    .expect("write attempt");
+    let mut perms = std::fs::metadata(&attempt).expect("stat").permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&attempt, perms).expect("chmod");
+    // NixOS runs a unit's `script` with bash under `set -e`; so does this test.
+    let out = Command::new("bash")
+        .current_dir(dir.path())
+        .args(["-e", "-c", script.as_str().expect("script text")])
+        .output()
+        .expect("run sh");
+    let attempts = std::fs::read_to_string(dir.path().join("count"))
+        .expect("count")
+        .trim()
+        .parse()
+        .expect("count number");
+    Some((out.status.code().expect("exit code"), attempts))
+}
+
+#[test]
+fn oneshot_retry_loop_retries_until_success() {
+    // Fails twice (dependency not ready), then succeeds: the unit's start job succeeds.
+    let Some(result) = run_retry_script("[ \"$n\" -ge 3 ] || exit 1", 30) else {
+        return;
+    };
+    assert_eq!(result, (0, 3));
+}
+
+#[test]
+fn oneshot_retry_loop_stops_at_once_on_the_no_retry_status() {
+    // `changefeed ensure --if-unrecoverable=fail` exits 3: retrying cannot help.
+    let Some(result) = run_retry_script("exit 3", 30) else {
+        return;
+    };
+    assert_eq!(result, (3, 1));
+}
+
+#[test]
+fn oneshot_retry_loop_gives_up_after_its_budget_with_the_last_status() {
+    // Never succeeds: after the budget the unit fails (and systemd's Restart= takes over).
+    let Some((status, attempts)) = run_retry_script("exit 7", 2) else {
+        return;
+    };
+    assert_eq!(status, 7);
+    assert!(
+        (2..=4).contains(&attempts),
+        "{attempts} attempts in a 2 s budget"
+    );
+}

@@ -20,6 +20,24 @@ rec {
   changefeedId = "app-cdc";
   consumerGroup = "cdcmon";
   eventLog = "/var/log/cdcmon/events.ndjson";
+  # cdcmon's own rotation of the event log (issue 16.8; `--event-log-max-bytes`,
+  # `--event-log-keep`, `--event-log-max-age-secs`): events.ndjson -> .1 (newest) ... .8,
+  # the oldest beyond `keep` deleted. 256 MiB x (8 rotated + 1 live) = at most ~2.3 GiB on disk,
+  # about 1.5 h of history at 1,000 events/s (~400 B a line) and days at the stack's usual
+  # rate: enough for Filebeat to catch up after an Elasticsearch outage of that length, small
+  # enough for the VM's 16 GiB disk next to TiKV, Kafka and Elasticsearch. No age limit: an idle
+  # stack keeps its few lines instead of producing empty files.
+  eventLogRotation = {
+    maxBytes = 256 * 1024 * 1024;
+    keep = 8;
+    maxAgeSecs = 0;
+  };
+  eventLogEnv = {
+    CDCMON_EVENT_LOG = eventLog;
+    CDCMON_EVENT_LOG_MAX_BYTES = str eventLogRotation.maxBytes;
+    CDCMON_EVENT_LOG_KEEP = str eventLogRotation.keep;
+    CDCMON_EVENT_LOG_MAX_AGE_SECS = str eventLogRotation.maxAgeSecs;
+  };
   # Filebeat writes daily indices `cdc-events-YYYY.MM.DD`; the index template
   # (monitoring/elasticsearch/cdc-events-template.json) and the Grafana datasource match the
   # pattern.
@@ -52,6 +70,36 @@ rec {
     ports.cdcmon
   ];
 
+  # Where each listener binds by default (issue 16.4): loopback everywhere. Nothing in the stack
+  # authenticates (TiDB root has no password, Elasticsearch security is off, TiCDC's open API
+  # creates changefeeds that copy any table anywhere, Kafka and the metrics endpoints are open),
+  # so a real host must opt in to exposure listener by listener. Only nix/vm.nix widens them to
+  # `vmListenAddress`, because QEMU's SLiRP port-forward delivers to the guest NIC, not to its
+  # loopback. The modules take their option defaults from here (eval-listeners.nix checks them).
+  listenAddress = "127.0.0.1";
+  vmListenAddress = "0.0.0.0";
+  listenDefaults = {
+    tidb = listenAddress; # services.tidb-cluster.tidb.host (-host)
+    ticdc = listenAddress; # services.ticdc.address (--addr)
+    cdcmon = listenAddress; # services.cdcmon.settings.CDCMON_LISTEN
+    elasticsearch = listenAddress; # services.elasticsearch.listenAddress
+    grafana = listenAddress; # services.grafana.settings.server.http_addr
+    prometheus = listenAddress; # services.prometheus.listenAddress (nixpkgs default 0.0.0.0)
+    kafkaExternal = listenAddress; # the EXTERNAL listener (9094) of services.apache-kafka
+  };
+
+  # Host ports that answer without any authentication, and why. Opening one of them in the
+  # firewall (services.cdcmon-stack.openFirewall) is refused by an assertion unless
+  # services.cdcmon-stack.allowUnauthenticatedExposure says the exposure is intended.
+  unauthenticatedPorts = {
+    "${str ports.tidb}" = "TiDB: user root has no password";
+    "${str ports.ticdc}" = "TiCDC open API: creates changefeeds that copy any table anywhere";
+    "${str ports.kafkaExternal}" = "Kafka EXTERNAL listener: PLAINTEXT, no SASL";
+    "${str ports.prometheus}" = "Prometheus: no authentication";
+    "${str ports.elasticsearch}" = "Elasticsearch: xpack security disabled";
+    "${str ports.cdcmon}" = "cdcmon /metrics: no authentication";
+  };
+
   # TiCDC Kafka sink URI for a changefeed. `enable-tidb-extension` means something for canal-json
   # (commit ts, TIDB_WATERMARK) and debezium (watermark `m` events); TiCDC ignores it for the
   # others. Same as `cdcmon changefeed ensure`'s default (tests/nix_parity.rs).
@@ -83,14 +131,20 @@ rec {
       ++ extraParams
     );
 
-  # Single-node KRaft broker+controller. PLAINTEXT (9092) is what TiCDC and cdcmon use inside
-  # the VM / compose network; EXTERNAL (9094) is advertised as localhost:9094 for clients on the
-  # host (QEMU hostfwd or a published compose port). The controller listener is never advertised.
+  # Single-node KRaft broker+controller. PLAINTEXT (9092) is what TiCDC and cdcmon use on the same
+  # machine; EXTERNAL (9094) is for clients elsewhere: it binds `externalListenHost` (loopback
+  # unless nix/vm.nix widens it for the QEMU forward) and is advertised as
+  # `externalHost:9094`. The default is the literal 127.0.0.1, not `localhost`: a host client
+  # that resolves localhost to ::1 first would miss QEMU's IPv4-only forward (issue 16.5), and a
+  # remote client must be told a name it can reach (set services.cdcmon-stack.kafka.externalHost).
+  # The controller listener stays on loopback and is never advertised.
   # Keys are the dotted server.properties names, as services.apache-kafka.settings wants them.
   kafkaSettings =
     {
-      advertisedHost ? "localhost",
-      externalHost ? "localhost",
+      advertisedHost ? "127.0.0.1",
+      internalListenHost ? "127.0.0.1",
+      externalHost ? "127.0.0.1",
+      externalListenHost ? listenDefaults.kafkaExternal,
       nodeId ? 1,
       logDirs ? [ "/var/lib/apache-kafka" ],
     }:
@@ -101,9 +155,9 @@ rec {
         "controller"
       ];
       "listeners" = [
-        "PLAINTEXT://:${str ports.kafka}"
-        "CONTROLLER://:${str ports.kafkaController}"
-        "EXTERNAL://:${str ports.kafkaExternal}"
+        "PLAINTEXT://${internalListenHost}:${str ports.kafka}"
+        "CONTROLLER://127.0.0.1:${str ports.kafkaController}"
+        "EXTERNAL://${externalListenHost}:${str ports.kafkaExternal}"
       ];
       "advertised.listeners" = [
         "PLAINTEXT://${advertisedHost}:${str ports.kafka}"
@@ -116,8 +170,8 @@ rec {
       ];
       "inter.broker.listener.name" = "PLAINTEXT";
       "controller.listener.names" = [ "CONTROLLER" ];
-      # The controller talks to itself, so loopback is right in the VM and in a container.
-      "controller.quorum.voters" = [ "${str nodeId}@localhost:${str ports.kafkaController}" ];
+      # The controller talks to itself over the loopback address it binds.
+      "controller.quorum.voters" = [ "${str nodeId}@127.0.0.1:${str ports.kafkaController}" ];
       "log.dirs" = logDirs;
       # One broker: every internal topic must fit a replication factor of 1.
       "offsets.topic.replication.factor" = 1;
@@ -127,6 +181,109 @@ rec {
       # cdcmon is the only group member; do not wait 3 s before the first assignment.
       "group.initial.rebalance.delay.ms" = 0;
     };
+
+  # Kafka 4 logs through Log4j 2 and ignores the Log4j 1 `-Dlog4j.configuration` the nixpkgs
+  # module passes (apache/kafka 4.x bin/kafka-server-start.sh and connect-standalone.sh set
+  # `-Dlog4j2.configurationFile=...` and call Log4j 1 files deprecated). Console only: the
+  # journal (VM) or `docker logs` (images) keep it. Properties format: Log4j 2 core reads it
+  # without the YAML/JSON extra jars.
+  kafkaLog4j2Properties = ''
+    status = warn
+    appender.console.type = Console
+    appender.console.name = STDOUT
+    appender.console.layout.type = PatternLayout
+    appender.console.layout.pattern = [%d] %p %m (%c)%n
+    rootLogger.level = INFO
+    rootLogger.appenderRef.stdout.ref = STDOUT
+    # Per-request logging is noise at INFO.
+    logger.request.name = kafka.request.logger
+    logger.request.level = WARN
+  '';
+  kafkaLog4j2Option = file: "-Dlog4j2.configurationFile=file:${file}";
+
+  # The systemd dependency graph of the stack (issue 16.3), as data so that
+  # nix/tests/eval-units.nix can check it without nixpkgs; modules/stack.nix turns it into
+  # After=/Wants=/Requires= and gives every restarting unit RestartMode=direct.
+  #
+  # Rule: never `Requires=` a unit that has `Restart=`. When a required unit fails while
+  # starting, systemd fails every queued dependent with result `dependency` and never starts it
+  # again, even after Restart= brings the required unit up (systemd issue #18856). So
+  #   * dependencies are `wants` (ordering + pull-in, no failure propagation); each long-running
+  #     unit waits for what it needs itself (ExecStartPre readiness probes in modules/tidb.nix
+  #     and modules/ticdc.nix; the oneshots retry inside with bounded backoff);
+  #   * every restarting unit gets RestartMode=direct (systemd >= 254): an automatic restart
+  #     goes straight back to "activating" instead of through "failed", so start jobs ordered
+  #     after it keep waiting instead of failing (nixpkgs uses the same pair on its bcachefs
+  #     unlock oneshots, nixos/modules/tasks/filesystems/bcachefs.nix);
+  #   * `requires` is allowed only on a unit without Restart= (the secrets generator): its
+  #     failure is permanent anyway and the dependent cannot start without its files.
+  # `restart` is the unit's Restart= value: ours are set in modules/*.nix; the nixpkgs ones are
+  # what their modules set (elasticsearch, filebeat, prometheus: always; grafana: on-failure);
+  # apache-kafka has none in nixpkgs and gets ours in modules/stack.nix (issue 16.7).
+  units =
+    let
+      unit =
+        restart: wants: requires:
+        {
+          inherit restart wants requires;
+        };
+      feed = "ticdc-changefeed-${changefeedId}";
+    in
+    {
+      tidb-pd = unit "on-failure" [ ] [ ];
+      tidb-tikv = unit "on-failure" [ "tidb-pd" ] [ ];
+      tidb-server = unit "on-failure" [ "tidb-pd" "tidb-tikv" ] [ ];
+      ticdc = unit "on-failure" [ "tidb-pd" "tidb-tikv" "tidb-server" ] [ ];
+      apache-kafka = unit "on-failure" [ ] [ ];
+      cdcmon-kafka-topic = unit "on-failure" [ "apache-kafka" ] [ ];
+      # The changefeed exists before db init seeds rows, so the seed is captured too.
+      ${feed} = unit "on-failure" [ "ticdc" "cdcmon-kafka-topic" ] [ ];
+      cdcmon-secrets = unit "no" [ ] [ ];
+      cdcmon-db-init = unit "on-failure" [ "tidb-server" feed ] [ "cdcmon-secrets" ];
+      cdcmon = unit "always" [ "cdcmon-kafka-topic" ] [ ];
+      elasticsearch = unit "always" [ ] [ ];
+      cdcmon-es-template = unit "on-failure" [ "elasticsearch" ] [ ];
+      filebeat = unit "always" [ "cdcmon-es-template" ] [ ];
+      prometheus = unit "always" [ ] [ ];
+      grafana = unit "on-failure" [ ] [ "cdcmon-secrets" ];
+    };
+
+  # Bounded exponential backoff for the restarting units we own (systemd >= 254
+  # RestartSteps=/RestartMaxDelaySec=): 2 s, growing over 6 steps to at most 1 min, forever.
+  restartBackoff = {
+    RestartSec = "2s";
+    RestartSteps = 6;
+    RestartMaxDelaySec = "1min";
+  };
+
+  # A oneshot's retry loop inside ExecStart, so its start job stays pending (and units ordered
+  # after it keep waiting) while a dependency settles: delay doubles from 1 s up to `maxDelay`
+  # seconds, for at most `budget` seconds; exit status `stopOn` (e.g. 3 = "cannot be fixed by
+  # retrying") ends the loop at once. Plain POSIX sh, no nixpkgs needed to render it.
+  retryScript =
+    {
+      command,
+      budget ? 240,
+      maxDelay ? 16,
+      stopOn ? null,
+    }:
+    ''
+      deadline=$(( $(date +%s) + ${str budget} ))
+      delay=1
+      while :; do
+        rc=0
+        ${command} || rc=$?
+        [ "$rc" -eq 0 ] && exit 0
+        ${if stopOn == null then "" else "[ \"$rc\" -eq ${str stopOn} ] && exit ${str stopOn}"}
+        if [ "$(date +%s)" -ge "$deadline" ]; then
+          echo "giving up after ${str budget}s (last exit status $rc); systemd restarts the unit" >&2
+          exit "$rc"
+        fi
+        echo "attempt failed with exit status $rc; retrying in ''${delay}s" >&2
+        sleep "$delay"
+        delay=$(( delay * 2 > ${str maxDelay} ? ${str maxDelay} : delay * 2 ))
+      done
+    '';
 
   # server.properties text with the same value rendering as nixpkgs' apache-kafka module
   # (bool -> true/false, int -> decimal, list -> comma-joined). Used for the docker image,
@@ -209,10 +366,26 @@ rec {
       type = "filestream";
       id = "cdcmon-events";
       enabled = true;
-      paths = [ path ];
-      # Inode+device identity: Filebeat 9's default fingerprint identity skips files under
-      # 1 KiB, which would hold back the first events.
+      # The live file and cdcmon's rotated ones (events.ndjson.1 ... .N). The rotated names
+      # must match: filestream's scanner reports a file that moved to a name outside `paths`
+      # as deleted, and close.on_state_change.removed (default true) then stops its reader
+      # before it has read the lines written just before the rotation. Inside `paths`, the
+      # move is a rename of the same identity: the reader keeps its offset and finishes the
+      # file, nothing is read twice (elastic/beats filebeat/input/filestream/fswatch.go
+      # `watch`, prospector.go `onRename`/`onRemove`, config.go defaults).
+      paths = [
+        path
+        "${path}.[0-9]*"
+      ];
+      # Inode+device identity: follows renames, and unlike Filebeat 9's default fingerprint
+      # identity it does not skip files under 1 KiB, which would hold back the first events.
+      # Inode reuse after cdcmon deletes the oldest file is harmless once Filebeat has seen the
+      # deletion (clean_removed, default true, drops that state at the next scan); see
+      # docs/operations.md "Disk and event-log rotation".
       file_identity.native = null;
+      # Keep following a renamed file to its end (the default; stated because it is essential).
+      close.on_state_change.renamed = false;
+      clean_removed = true;
       prospector.scanner.check_interval = "5s";
       parsers = [
         {
@@ -285,7 +458,7 @@ rec {
   hostUrls = {
     tidb = "mysql://root@127.0.0.1:${str ports.tidb}";
     ticdc = "http://127.0.0.1:${str ports.ticdc}/api/v2/status";
-    kafka = "localhost:${str ports.kafkaExternal}";
+    kafka = "127.0.0.1:${str ports.kafkaExternal}";
     prometheus = "http://127.0.0.1:${str ports.prometheus}";
     grafana = "http://127.0.0.1:${str ports.grafana}";
     elasticsearch = "http://127.0.0.1:${str ports.elasticsearch}";

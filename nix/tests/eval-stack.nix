@@ -68,17 +68,17 @@ in
     })
     "kafka://127.0.0.1:9092/app_cdc?protocol=canal-json&enable-tidb-extension=true&partition-num=1&replication-factor=1&max-message-bytes=1048576&compression=lz4"
   )
-  (check "kafka listeners: 9092 inside, 9093 controller, 9094 host" kafka."listeners" [
-    "PLAINTEXT://:9092"
-    "CONTROLLER://:9093"
-    "EXTERNAL://:9094"
+  (check "kafka listeners: 9092 inside, 9093 controller, 9094 host (loopback, issue 16.4)" kafka."listeners" [
+    "PLAINTEXT://127.0.0.1:9092"
+    "CONTROLLER://127.0.0.1:9093"
+    "EXTERNAL://127.0.0.1:9094"
   ])
-  (check "kafka advertises 9092 and localhost:9094, never the controller" kafka."advertised.listeners" [
-    "PLAINTEXT://localhost:9092"
-    "EXTERNAL://localhost:9094"
+  (check "kafka advertises 9092 and 127.0.0.1:9094, never the controller (issue 16.5)" kafka."advertised.listeners" [
+    "PLAINTEXT://127.0.0.1:9092"
+    "EXTERNAL://127.0.0.1:9094"
   ])
   (check "kafka quorum voter is node 1 on the controller port" kafka."controller.quorum.voters" [
-    "1@localhost:9093"
+    "1@127.0.0.1:9093"
   ])
   (check "single broker: internal topics have replication factor 1" [
     kafka."offsets.topic.replication.factor"
@@ -105,7 +105,7 @@ in
     (stack.kafkaSettings { advertisedHost = "kafka"; })."advertised.listeners"
     [
       "PLAINTEXT://kafka:9092"
-      "EXTERNAL://localhost:9094"
+      "EXTERNAL://127.0.0.1:9094"
     ]
   )
   (check "scrape targets (VM)" (map (j: (builtins.head j.static_configs).targets) (stack.scrapeConfigs { })) [

@@ -1,0 +1,233 @@
+# Evaluates modules/tidb.nix, modules/ticdc.nix and modules/cdcmon.nix without nixpkgs, with a
+# small stand-in for nixpkgs' `lib` and `pkgs` (only what these modules call; option types are
+# not checked here, nixpkgs does that in the VM build). It reads option defaults and the
+# generated systemd units the way the NixOS module system would for a plain
+# `enable = true` configuration, and checks issue 16's rules on them:
+#   nix-instantiate --eval --strict nix/tests/eval-modules.nix
+# Each check throws with the expected and actual value on mismatch.
+let
+  json = builtins.toJSON;
+  check =
+    name: actual: expected:
+    if actual == expected then
+      name
+    else
+      throw "eval-modules: ${name}: expected ${json expected}, got ${json actual}";
+
+  fakePkg = name: {
+    inherit name;
+    version = "0";
+    outPath = "/nix/store/00000000000000000000000000000000-${name}";
+    meta.mainProgram = name;
+  };
+  anyType = { };
+  types = {
+    str = anyType;
+    bool = anyType;
+    int = anyType;
+    path = anyType;
+    package = anyType;
+    lines = anyType;
+    listOf = _: anyType;
+    nullOr = _: anyType;
+    enum = values: { inherit values; };
+    either = _: _: anyType;
+    oneOf = _: anyType;
+    attrsOf = elem: { inherit elem; };
+    submodule = module: { inherit module; };
+  };
+  lib = {
+    inherit types;
+    mkOption = o: o // { _isOption = true; };
+    mkEnableOption = description: {
+      _isOption = true;
+      default = false;
+      inherit description;
+    };
+    mkPackageOption = pkgs: name: _: {
+      _isOption = true;
+      default = pkgs.${name};
+    };
+    mkIf = cond: content: {
+      _type = "if";
+      inherit cond content;
+    };
+    mkDefault = v: v;
+    literalExpression = t: t;
+    getExe = p: "${p}/bin/${p.meta.mainProgram}";
+    getExe' = p: bin: "${p}/bin/${bin}";
+    escapeShellArg = a: "'${a}'";
+    escapeShellArgs = args: builtins.concatStringsSep " " (map (a: "'${a}'") args);
+    inherit (builtins)
+      concatStringsSep
+      replaceStrings
+      all
+      mapAttrs
+      ;
+    imap0 = f: l: builtins.genList (i: f i (builtins.elemAt l i)) (builtins.length l);
+    mapAttrsToList = f: a: map (n: f n a.${n}) (builtins.attrNames a);
+    mapAttrs' = f: a: builtins.listToAttrs (map (n: f n a.${n}) (builtins.attrNames a));
+    nameValuePair = name: value: { inherit name value; };
+    hasPrefix = p: s: builtins.substring 0 (builtins.stringLength p) s == p;
+    optional = c: x: if c then [ x ] else [ ];
+    mapAttrsRecursive =
+      f: set:
+      let
+        go =
+          path: v:
+          if builtins.isAttrs v then builtins.mapAttrs (n: go (path ++ [ n ])) v else f path v;
+      in
+      go [ ] set;
+  };
+  format = {
+    type = anyType;
+    generate = name: _: "/nix/store/00000000000000000000000000000000-${name}";
+  };
+  pkgs = {
+    formats = {
+      toml = _: format;
+      keyValue = _: format;
+    };
+    writeShellScript = name: _: "/nix/store/00000000000000000000000000000000-${name}";
+  }
+  // builtins.listToAttrs (
+    map (n: {
+      name = n;
+      value = fakePkg n;
+    }) [ "curl" "tikv-pd" "tikv" "tidb" "ticdc" "cdcmon" ]
+  );
+
+  # Option tree -> the values a config with only `enable = true` would have.
+  defaultsOf =
+    opts:
+    builtins.mapAttrs (
+      _: o:
+      if o ? _isOption then
+        (
+          if (o.type or { }) ? module && (o.default or { }) == { } then
+            defaultsOf o.type.module.options
+          else
+            o.default or null
+        )
+      else
+        defaultsOf o
+    ) opts;
+  recursiveUpdate =
+    a: b:
+    a
+    // builtins.mapAttrs (
+      n: v: if builtins.isAttrs v && builtins.isAttrs (a.${n} or null) then recursiveUpdate a.${n} v else v
+    ) b;
+  unIf = v: if builtins.isAttrs v && (v._type or null) == "if" then (if v.cond then v.content else { }) else v;
+
+  # Wrap cfg under its option path (services.<name>) for the module's `config` argument.
+  nest = path: value: builtins.foldl' (acc: p: { ${p} = acc; }) value (builtins.foldl' (acc: p: [ p ] ++ acc) [ ] path);
+  evalAt =
+    file: path: set:
+    let
+      m = import file {
+        inherit lib pkgs;
+        config = nest path cfg;
+      };
+      cfg = recursiveUpdate (defaultsOf (builtins.foldl' (acc: p: acc.${p}) m.options path)) set;
+    in
+    {
+      inherit cfg;
+      config = unIf m.config;
+    };
+
+  tidb = evalAt ../../modules/tidb.nix [ "services" "tidb-cluster" ] { enable = true; };
+  ticdcFeedDefaults =
+    defaultsOf
+      (import ../../modules/ticdc.nix {
+        inherit lib pkgs;
+        config = { };
+      }).options.services.ticdc.changefeeds.type.elem.module.options;
+  ticdc = evalAt ../../modules/ticdc.nix [ "services" "ticdc" ] {
+    enable = true;
+    changefeeds.app-cdc = ticdcFeedDefaults;
+  };
+  cdcmon = evalAt ../../modules/cdcmon.nix [ "services" "cdcmon" ] {
+    enable = true;
+    dbInit = {
+      enable = true;
+      appPasswordFile = "/run/secrets/app-password";
+    };
+    smoke.enable = true;
+  };
+
+  units = m: builtins.mapAttrs (_: unIf) m.config.systemd.services;
+  tidbUnits = units tidb;
+  ticdcUnits = units ticdc;
+  cdcmonUnits = units cdcmon;
+  allUnits = tidbUnits // ticdcUnits // cdcmonUnits;
+  unitNames = builtins.attrNames allUnits;
+  contains = needle: haystack: builtins.length (builtins.split needle haystack) > 1;
+in
+[
+  # ---- listeners default to loopback (16.4) ------------------------------------------------
+  (check "TiDB -host default" tidb.cfg.tidb.host "127.0.0.1")
+  (check "TiDB server binds what -host says" (contains "'-host=127.0.0.1'" tidbUnits.tidb-server.serviceConfig.ExecStart) true)
+  (check "TiCDC --addr default" ticdc.cfg.address "127.0.0.1:8300")
+  (check "TiCDC server binds it" (contains "'--addr=127.0.0.1:8300'" ticdcUnits.ticdc.serviceConfig.ExecStart) true)
+  (check "cdcmon CDCMON_LISTEN default" cdcmon.cfg.settings.CDCMON_LISTEN "127.0.0.1:9102")
+
+  # ---- no Requires= on a unit that restarts (16.3) -----------------------------------------
+  (check "no unit of these modules has Requires=" (builtins.filter (n: (allUnits.${n}.requires or [ ]) != [ ]) unitNames) [ ])
+  (check "TiKV and TiDB want (not require) their dependencies" [
+    tidbUnits.tidb-tikv.wants
+    tidbUnits.tidb-server.wants
+  ] [
+    [ "tidb-pd.service" ]
+    [ "tidb-pd.service" "tidb-tikv.service" ]
+  ])
+  (check "TiKV and TiDB wait for their dependencies' status URLs before starting" [
+    tidbUnits.tidb-tikv.serviceConfig.ExecStartPre
+    tidbUnits.tidb-server.serviceConfig.ExecStartPre
+  ] [
+    [ "/nix/store/00000000000000000000000000000000-wait-for-pd" ]
+    [
+      "/nix/store/00000000000000000000000000000000-wait-for-pd"
+      "/nix/store/00000000000000000000000000000000-wait-for-tikv"
+    ]
+  ])
+  (check "TiCDC waits for PD" ticdcUnits.ticdc.serviceConfig.ExecStartPre [
+    "/nix/store/00000000000000000000000000000000-wait-for-pd-0"
+  ])
+  (check "every restarting unit has RestartMode=direct and a bounded backoff"
+    (builtins.filter (
+      n:
+      let
+        sc = allUnits.${n}.serviceConfig;
+      in
+      (sc.Restart or "no") != "no" && ((sc.RestartMode or "normal") != "direct" || !(sc ? RestartSec))
+    ) unitNames)
+    [ ]
+  )
+  (check "units that restart" (builtins.filter (n: (allUnits.${n}.serviceConfig.Restart or "no") != "no") unitNames) [
+    "cdcmon"
+    "cdcmon-db-init"
+    "ticdc"
+    "ticdc-changefeed-app-cdc"
+    "tidb-pd"
+    "tidb-server"
+    "tidb-tikv"
+  ])
+
+  # ---- changefeed policy (16.2) -------------------------------------------------------------
+  (check "ifUnrecoverable defaults to fail in the plain module" ticdcFeedDefaults.ifUnrecoverable "fail")
+  (check "the changefeed oneshot passes the policy and retries inside" [
+    (contains "'--if-unrecoverable=fail'" ticdcUnits.ticdc-changefeed-app-cdc.script)
+    (contains "while :; do" ticdcUnits.ticdc-changefeed-app-cdc.script)
+    (contains "-eq 3 ] && exit 3" ticdcUnits.ticdc-changefeed-app-cdc.script)
+  ] [ true true true ])
+  (check "exit status 3 is never retried by systemd" ticdcUnits.ticdc-changefeed-app-cdc.serviceConfig.RestartPreventExitStatus 3)
+  (check "the changefeed wants TiCDC" ticdcUnits.ticdc-changefeed-app-cdc.wants [ "ticdc.service" ])
+
+  # ---- event log rotation (16.8) -----------------------------------------------------------
+  (check "cdcmon rotates its event log by default" [
+    cdcmon.cfg.settings.CDCMON_EVENT_LOG_MAX_BYTES
+    cdcmon.cfg.settings.CDCMON_EVENT_LOG_KEEP
+    cdcmon.cfg.settings.CDCMON_EVENT_LOG_MAX_AGE_SECS
+  ] [ "268435456" "8" "0" ])
+]
