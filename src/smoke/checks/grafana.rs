@@ -371,32 +371,41 @@ async fn ds_query(
     Ok(a.frames)
 }
 
-/// Count the marked rows in raw_data frames by `(table, op)`.
+/// Count the marked rows in raw_data frames by `(table, op)`. Grafana flattens `_source` into
+/// `cdc.key`, `cdc.table`, …, but its `flatten` stops descending after 10 nested objects per
+/// document (a global count, in map order), so a document may instead carry a whole `cdc`
+/// object: both are read.
 fn count_marked_rows(frames: &[Frame], e: &Expectation) -> RowCounts {
     let key = e.key();
     let mut out = RowCounts::new();
     for f in frames {
-        let (Some(keys), Some(tables), Some(ops)) = (
-            f.column("cdc.key"),
-            f.column("cdc.table"),
-            f.column("cdc.op"),
-        ) else {
-            continue;
+        let flat = |name: &str, i: usize| -> Option<String> {
+            f.column(name)
+                .and_then(|c| c.get(i))
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
         };
-        let dbs = f.column("cdc.db");
-        for (i, k) in keys.iter().enumerate() {
-            if k.as_str() != Some(key.as_str())
-                || dbs.is_some_and(|d| d.get(i).and_then(|v| v.as_str()) != Some("app"))
-            {
+        let nested = |name: &str, i: usize| -> Option<String> {
+            f.column("cdc")
+                .and_then(|c| c.get(i))
+                .and_then(|v| v.get(name))
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        };
+        let rows = f
+            .data
+            .as_ref()
+            .and_then(|d| d.values.first())
+            .map_or(0, Vec::len);
+        for i in 0..rows {
+            let get = |n: &str| flat(&format!("cdc.{n}"), i).or_else(|| nested(n, i));
+            if get("key").as_deref() != Some(key.as_str()) || get("db").as_deref() != Some("app") {
                 continue;
             }
-            let (Some(t), Some(o)) = (
-                tables.get(i).and_then(|v| v.as_str()),
-                ops.get(i).and_then(|v| v.as_str()),
-            ) else {
+            let (Some(t), Some(o)) = (get("table"), get("op")) else {
                 continue;
             };
-            let k = (t.to_owned(), o.to_owned());
+            let k = (t, o);
             if e.rows.contains_key(&k) {
                 *out.entry(k).or_insert(0.0) += 1.0;
             }
@@ -517,5 +526,28 @@ pub async fn wait_for_pie(
             );
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A document Grafana did not flatten (a whole `cdc` object column) still counts.
+    #[test]
+    fn unflattened_cdc_objects_are_read_too() {
+        let frame: Frame = serde_json::from_value(serde_json::json!({
+            "schema": {"fields": [{"name": "@timestamp"}, {"name": "cdc"}, {"name": "cdc.key"}]},
+            "data": {"values": [
+                [1, 2],
+                [{"db": "app", "table": "users", "op": "insert", "key": "id=7"}, null],
+                [null, "id=7"]
+            ]}
+        }))
+        .unwrap();
+        let e = Expectation::for_marker(7);
+        let counts = count_marked_rows(&[frame], &e);
+        // Row 0 from the object; row 1 has a key but no table/op/db: not counted.
+        assert_eq!(describe_counts(&counts), "users insert 1");
     }
 }
