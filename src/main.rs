@@ -18,7 +18,8 @@ fn main() -> ExitCode {
         Err(err) => {
             // One readable line: the error and its causes, joined.
             eprintln!("cdcmon: {err:#}");
-            ExitCode::FAILURE
+            // 3 for a changefeed that cannot resume (systemd is told not to retry it), else 1.
+            ExitCode::from(cdcmon::ticdc_api::exit_code(&err))
         }
     }
 }

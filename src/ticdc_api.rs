@@ -11,8 +11,25 @@
 //!   `replica_config`) → 200 `ChangeFeedInfo`; an existing id gives
 //!   `CDC:ErrChangeFeedAlreadyExists`, HTTP 500 on classic TiCDC, 400 on the new architecture.
 //!
+//! - `POST /api/v2/tso` with `{}` → `{"timestamp": <physical ms>, "logic_time": <logical>}`
+//!   from the default upstream's PD (tiflow `cdc/api/v2/tso.go` `QueryTso`, which binds an
+//!   `UpstreamConfig` body and so needs at least `{}`; pingcap/ticdc `api/v2/tso.go` ignores it);
+//! - `DELETE /api/v2/changefeeds/{id}` → 200 `{}` (`EmptyResponse`) once the owner removed it
+//!   (tiflow `cdc/api/v2/changefeed.go` `deleteChangefeed` waits for that, up to about a minute).
+//!
 //! Creation is not idempotent on the server, so `ensure` reads first and treats "already exists"
 //! as success: restarting the stack must never fail (or kill TiCDC) because the changefeed exists.
+//!
+//! `normal` alone proves little: TiCDC writes it at creation, and an existing changefeed whose
+//! sink is dead still reads `normal` until the owner's next tick. `ensure` therefore reads a TSO
+//! when it starts and waits until the checkpoint has passed it.
+//!
+//! A `failed` changefeed never resumes by itself (tiflow `cdc/owner/feed_state_manager.go`
+//! `HandleError`: the GC fast-fail codes of `pkg/errors/helper.go` `ChangeFeedGCFastFailError`
+//! — `ErrGCTTLExceeded`, `ErrSnapshotLostByGC`, `ErrStartTsBeforeGC` — and unretryable errors set
+//! state `failed` and stop it). `--if-unrecoverable` says what to do: `fail` ends with exit
+//! status [`EXIT_UNRECOVERABLE`], which the stack's units do not retry; `recreate` deletes and
+//! recreates a changefeed whose data was lost to GC, from now.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -25,6 +42,32 @@ use crate::event::{Protocol, tso_physical_ms};
 pub const ERR_NOT_EXISTS: &str = "CDC:ErrChangeFeedNotExists";
 /// `error_code` of a POST for an existing changefeed id.
 pub const ERR_ALREADY_EXISTS: &str = "CDC:ErrChangeFeedAlreadyExists";
+
+/// Error codes that mean the changefeed's data was (or is about to be) garbage-collected: no
+/// resume can bring it back (tiflow `pkg/errors/helper.go` `ChangeFeedGCFastFailError`; texts in
+/// `pkg/errors/cdc_errors.go`; raised by `pkg/txnutil/gc/gc_manager.go` `CheckStaleCheckpointTs`).
+/// The owner stores them as `RunningError.code` (`cdc/owner/changefeed.go` `handleErr`), and the
+/// v2 API shows them as `error.code` of a `failed` changefeed.
+pub const GC_LOST_CODES: [&str; 3] = [
+    "CDC:ErrGCTTLExceeded",
+    "CDC:ErrSnapshotLostByGC",
+    "CDC:ErrStartTsBeforeGC",
+];
+
+/// Exit status of `cdcmon changefeed ensure` for a changefeed that cannot resume. The stack's
+/// units list it in `RestartPreventExitStatus=`: retrying every few seconds fixes nothing.
+pub const EXIT_UNRECOVERABLE: u8 = 3;
+
+/// What `ensure` does with a changefeed that cannot resume (state `failed`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IfUnrecoverable {
+    /// One error line and exit status 3: an operator decides.
+    Fail,
+    /// For a changefeed failed by GC (`ErrGCTTLExceeded`, `ErrSnapshotLostByGC`,
+    /// `ErrStartTsBeforeGC`): delete it and create it again from now. Changes made while it was
+    /// down are NOT replicated. Other failures still end with exit status 3.
+    Recreate,
+}
 
 /// Flags of `cdcmon changefeed ensure`.
 #[derive(Debug, Clone, clap::Args)]
@@ -55,9 +98,20 @@ pub struct ChangefeedEnsureArgs {
         default_value = "app.*"
     )]
     pub filter_rules: Vec<String>,
-    /// How long to wait for TiCDC to be healthy and the changefeed to be `normal`, in seconds.
+    /// How long to wait for TiCDC to be healthy and the changefeed to be `normal` with its
+    /// checkpoint past the TSO read at start, in seconds.
     #[arg(long, env = "CDCMON_WAIT_TIMEOUT_SECS", default_value_t = 180)]
     pub wait_timeout_secs: u64,
+    /// What to do with a changefeed that cannot resume (state `failed`): `fail` (exit status 3,
+    /// not retried by the stack's units) or `recreate` (only for data lost to GC: delete it and
+    /// create it again from now; changes made in the gap are lost).
+    #[arg(
+        long,
+        env = "CDCMON_CHANGEFEED_IF_UNRECOVERABLE",
+        value_enum,
+        default_value_t = IfUnrecoverable::Fail
+    )]
+    pub if_unrecoverable: IfUnrecoverable,
 }
 
 fn parse_protocol(s: &str) -> Result<Protocol, String> {
@@ -176,7 +230,31 @@ pub struct ChangefeedInfo {
     pub error: Option<RunningError>,
 }
 
+/// `POST /api/v2/tso` answer (tiflow `cdc/api/v2/model.go` `Tso`).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+pub struct Tso {
+    /// PD's physical time, ms since the epoch.
+    pub timestamp: i64,
+    pub logic_time: i64,
+}
+
+impl Tso {
+    /// The composed TSO, `physical << 18 | logical`, as `checkpoint_ts` is written.
+    pub fn composed(&self) -> u64 {
+        ((self.timestamp.max(0) as u64) << 18) | (self.logic_time.max(0) as u64 & ((1 << 18) - 1))
+    }
+}
+
 impl ChangefeedInfo {
+    /// `failed` with one of [`GC_LOST_CODES`]: the data between the checkpoint and now is gone.
+    pub fn lost_to_gc(&self) -> bool {
+        self.state == "failed"
+            && self
+                .error
+                .as_ref()
+                .is_some_and(|e| GC_LOST_CODES.contains(&e.code.as_str()))
+    }
+
     /// Checkpoint lag in ms from `checkpoint_ts` (`now - (tso >> 18)`), never from
     /// `checkpoint_time`, whose time zone is unknown. `None` before the first checkpoint.
     pub fn checkpoint_lag_ms(&self, now_ms: i64) -> Option<i64> {
@@ -217,6 +295,46 @@ pub enum TicdcError {
         #[source]
         source: reqwest::Error,
     },
+}
+
+/// A changefeed that cannot resume without an operator: `ensure` exits with
+/// [`EXIT_UNRECOVERABLE`] (see [`exit_code`]).
+#[derive(Debug, thiserror::Error)]
+#[error("{description}; {advice}")]
+pub struct Unrecoverable {
+    pub description: String,
+    pub advice: &'static str,
+}
+
+/// The process exit status for an error of `cdcmon changefeed ensure`: 3 for [`Unrecoverable`]
+/// anywhere in the chain, else 1.
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    if err
+        .chain()
+        .any(|e| e.downcast_ref::<Unrecoverable>().is_some())
+    {
+        EXIT_UNRECOVERABLE
+    } else {
+        1
+    }
+}
+
+fn unrecoverable(id: &str, info: &ChangefeedInfo, policy: IfUnrecoverable) -> Unrecoverable {
+    let advice = match (info.lost_to_gc(), policy) {
+        (true, IfUnrecoverable::Fail) => {
+            "its data was garbage-collected, so it can never resume: recreate it (changes since its checkpoint are lost), e.g. with --if-unrecoverable recreate"
+        }
+        (true, IfUnrecoverable::Recreate) => {
+            "it failed again after being recreated: check TiCDC's log"
+        }
+        (false, _) => {
+            "it will not resume by itself: fix the cause and run `cdc cli changefeed resume` (--if-unrecoverable recreate only recreates changefeeds lost to GC)"
+        }
+    };
+    Unrecoverable {
+        description: describe_bad_state(id, info),
+        advice,
+    }
 }
 
 impl TicdcError {
@@ -273,15 +391,17 @@ impl TicdcClient {
         &self.base
     }
 
-    async fn call(
+    async fn call<B: Serialize>(
         &self,
         method: &'static str,
         path: &str,
-        body: Option<&CreateChangefeed>,
+        body: Option<&B>,
     ) -> Result<(u16, String), TicdcError> {
         let url = format!("{}{path}", self.base);
         let req = match method {
             "POST" => self.http.post(&url),
+            // The server waits for the owner to remove the changefeed (up to about a minute).
+            "DELETE" => self.http.delete(&url).timeout(Duration::from_secs(90)),
             _ => self.http.get(&url),
         };
         let req = match body {
@@ -320,7 +440,7 @@ impl TicdcClient {
     /// `GET /api/v2/health`: `Ok` on 200.
     pub async fn health(&self) -> Result<(), TicdcError> {
         let path = "/api/v2/health";
-        let (status, text) = self.call("GET", path, None).await?;
+        let (status, text) = self.call::<()>("GET", path, None).await?;
         if status == 200 {
             Ok(())
         } else {
@@ -331,7 +451,7 @@ impl TicdcClient {
     /// `GET /api/v2/changefeeds/{id}`: `None` when TiCDC says `CDC:ErrChangeFeedNotExists`.
     pub async fn get_changefeed(&self, id: &str) -> Result<Option<ChangefeedInfo>, TicdcError> {
         let path = format!("/api/v2/changefeeds/{id}");
-        let (status, text) = self.call("GET", &path, None).await?;
+        let (status, text) = self.call::<()>("GET", &path, None).await?;
         if status == 200 {
             return serde_json::from_str(&text)
                 .map(Some)
@@ -369,6 +489,33 @@ impl TicdcClient {
             return Ok(Created::AlreadyExisted);
         }
         Err(err)
+    }
+
+    /// `POST /api/v2/tso`: a fresh TSO from the upstream PD.
+    pub async fn query_tso(&self) -> Result<Tso, TicdcError> {
+        let path = "/api/v2/tso";
+        let (status, text) = self
+            .call("POST", path, Some(&serde_json::json!({})))
+            .await?;
+        if status == 200 {
+            return serde_json::from_str(&text).map_err(|_| TicdcError::Unexpected {
+                method: "POST",
+                path: path.to_owned(),
+                status,
+                snippet: snippet(&text),
+            });
+        }
+        Err(Self::error("POST", path, status, &text))
+    }
+
+    /// `DELETE /api/v2/changefeeds/{id}`; TiCDC answers 200 `{}` also when it did not exist.
+    pub async fn delete_changefeed(&self, id: &str) -> Result<(), TicdcError> {
+        let path = format!("/api/v2/changefeeds/{id}");
+        let (status, text) = self.call::<()>("DELETE", &path, None).await?;
+        if status == 200 {
+            return Ok(());
+        }
+        Err(Self::error("DELETE", &path, status, &text))
     }
 
     /// Poll the health endpoint until it answers 200 or `deadline` passes; logs every attempt.
@@ -409,12 +556,15 @@ impl TicdcClient {
         }
     }
 
-    /// Poll the changefeed until it is `normal`. `failed`/`error` (and `stopped`, `removed`,
-    /// `finished`, which no waiting fixes) end the wait with the changefeed's own error;
+    /// Poll the changefeed until it is `normal` and, with `min_checkpoint`, its checkpoint has
+    /// reached that TSO (proof that it replicates now, not just that it was created).
+    /// `failed` ends the wait with [`Unrecoverable`]; `error` (older TiCDC), `stopped`,
+    /// `removed` and `finished`, which no waiting fixes either, with the changefeed's own error;
     /// `pending`, `warning` and an empty state are transient and keep it going.
     pub async fn wait_normal(
         &self,
         id: &str,
+        min_checkpoint: Option<u64>,
         deadline: Duration,
         poll: Duration,
     ) -> anyhow::Result<ChangefeedInfo> {
@@ -423,8 +573,27 @@ impl TicdcClient {
             let last;
             match self.get_changefeed(id).await {
                 Ok(Some(info)) => match info.state.as_str() {
-                    "normal" => return Ok(info),
-                    "failed" | "error" | "stopped" | "removed" | "finished" => {
+                    "normal" => match min_checkpoint {
+                        Some(tso) if info.checkpoint_ts < tso => {
+                            last = format!(
+                                "changefeed {id} is normal but its checkpoint_ts {} ({}) has not reached TSO {tso} ({}), read when the wait began: is its sink (Kafka) reachable from TiCDC? See TiCDC's log",
+                                info.checkpoint_ts,
+                                describe_tso(info.checkpoint_ts),
+                                describe_tso(tso)
+                            );
+                            tracing::info!(
+                                changefeed = id,
+                                checkpoint_ts = info.checkpoint_ts,
+                                wanted = tso,
+                                "normal, waiting for the checkpoint to pass the start TSO"
+                            );
+                        }
+                        _ => return Ok(info),
+                    },
+                    "failed" => {
+                        return Err(unrecoverable(id, &info, IfUnrecoverable::Fail).into());
+                    }
+                    "error" | "stopped" | "removed" | "finished" => {
                         bail!("{}", describe_bad_state(id, &info));
                     }
                     state => {
@@ -466,6 +635,13 @@ pub fn describe_bad_state(id: &str, info: &ChangefeedInfo) -> String {
     }
 }
 
+/// A TSO's physical time as RFC 3339 UTC, for messages.
+pub fn describe_tso(tso: u64) -> String {
+    let mut out = Vec::with_capacity(24);
+    crate::eventlog::write_rfc3339_ms(&mut out, tso_physical_ms(tso));
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// `checkpoint lag 1.2 s` (or `no checkpoint yet`).
 pub fn describe_lag(info: &ChangefeedInfo, now_ms: i64) -> String {
     match info.checkpoint_lag_ms(now_ms) {
@@ -480,23 +656,75 @@ pub enum EnsureAction {
     AlreadyPresent,
     Created,
     CreatedConcurrently,
+    /// It had failed for good (data lost to GC) and `--if-unrecoverable recreate` replaced it.
+    Recreated,
 }
 
-/// The whole `ensure` flow: healthy → GET → POST if absent → wait for `normal`.
+async fn create(client: &TicdcClient, request: &CreateChangefeed) -> anyhow::Result<EnsureAction> {
+    let id = request.changefeed_id.as_str();
+    tracing::info!(changefeed = id, sink_uri = %request.sink_uri, rules = ?request.replica_config.filter.rules, "creating changefeed");
+    Ok(
+        match client
+            .create_changefeed(request)
+            .await
+            .with_context(|| format!("cannot create changefeed {id}"))?
+        {
+            Created::Created(_) => EnsureAction::Created,
+            Created::AlreadyExisted => {
+                tracing::info!(
+                    changefeed = id,
+                    "created concurrently by someone else; using it"
+                );
+                EnsureAction::CreatedConcurrently
+            }
+        },
+    )
+}
+
+/// The whole `ensure` flow: healthy → read a TSO → GET → POST if absent (or delete and POST
+/// for a changefeed lost to GC under [`IfUnrecoverable::Recreate`]) → wait for `normal` with
+/// the checkpoint past that TSO.
 pub async fn ensure(
     client: &TicdcClient,
     request: &CreateChangefeed,
+    policy: IfUnrecoverable,
     deadline: Duration,
     poll: Duration,
 ) -> anyhow::Result<(EnsureAction, ChangefeedInfo)> {
     let start = Instant::now();
     client.wait_healthy(deadline).await?;
     let id = request.changefeed_id.as_str();
+    let start_tso = client
+        .query_tso()
+        .await
+        .context("cannot read a TSO from TiCDC (POST /api/v2/tso)")?
+        .composed();
+    tracing::info!(changefeed = id, start_tso, at = %describe_tso(start_tso), "the checkpoint must pass this TSO");
     let action = match client
         .get_changefeed(id)
         .await
         .with_context(|| format!("cannot look up changefeed {id}"))?
     {
+        Some(info) if info.state == "failed" => {
+            if !(info.lost_to_gc() && policy == IfUnrecoverable::Recreate) {
+                return Err(unrecoverable(id, &info, policy).into());
+            }
+            tracing::error!(
+                changefeed = id,
+                error = ?info.error,
+                checkpoint_ts = info.checkpoint_ts,
+                checkpoint = %describe_tso(info.checkpoint_ts),
+                "RECREATING changefeed lost to GC (--if-unrecoverable recreate): every change to the replicated tables since its checkpoint is LOST and will never reach Kafka"
+            );
+            client
+                .delete_changefeed(id)
+                .await
+                .with_context(|| format!("cannot delete the failed changefeed {id}"))?;
+            match create(client, request).await? {
+                EnsureAction::Created => EnsureAction::Recreated,
+                other => other,
+            }
+        }
         Some(info) => {
             tracing::info!(changefeed = id, state = %info.state, "changefeed exists; not recreating it");
             if info.sink_uri != request.sink_uri && !info.sink_uri.is_empty() {
@@ -511,26 +739,10 @@ pub async fn ensure(
             }
             EnsureAction::AlreadyPresent
         }
-        None => {
-            tracing::info!(changefeed = id, sink_uri = %request.sink_uri, rules = ?request.replica_config.filter.rules, "creating changefeed");
-            match client
-                .create_changefeed(request)
-                .await
-                .with_context(|| format!("cannot create changefeed {id}"))?
-            {
-                Created::Created(_) => EnsureAction::Created,
-                Created::AlreadyExisted => {
-                    tracing::info!(
-                        changefeed = id,
-                        "created concurrently by someone else; using it"
-                    );
-                    EnsureAction::CreatedConcurrently
-                }
-            }
-        }
+        None => create(client, request).await?,
     };
     let left = deadline.saturating_sub(start.elapsed());
-    let info = client.wait_normal(id, left, poll).await?;
+    let info = client.wait_normal(id, Some(start_tso), left, poll).await?;
     Ok((action, info))
 }
 
@@ -545,6 +757,7 @@ pub async fn run_ensure(args: ChangefeedEnsureArgs) -> anyhow::Result<()> {
     let (action, info) = ensure(
         &client,
         &request,
+        args.if_unrecoverable,
         Duration::from_secs(args.wait_timeout_secs),
         Duration::from_secs(1),
     )
@@ -553,6 +766,7 @@ pub async fn run_ensure(args: ChangefeedEnsureArgs) -> anyhow::Result<()> {
         EnsureAction::AlreadyPresent => "already present",
         EnsureAction::Created => "created",
         EnsureAction::CreatedConcurrently => "created concurrently",
+        EnsureAction::Recreated => "RECREATED from now (changes since the old checkpoint are lost)",
     };
     println!(
         "changefeed {} {what}, state {}, {} (checkpoint_ts {})",

@@ -8,6 +8,11 @@
 //!   `folder_dashboard_search.md` (search hits), `data_source.md` ("Check data source health":
 //!   `{"message","status":"OK"}`), and grafana `pkg/api/datasources.go` `checkDatasourceHealth`
 //!   (non-OK → HTTP 400 with `"status":"ERROR"`);
+//! - Grafana `POST /api/ds/query` answers (`grafana/ds-query-*.json`): `backend.QueryDataResponse`
+//!   as `pkg/api/ds_query.go` streams it; the Elasticsearch frame built by the rules of
+//!   `pkg/tsdb/elasticsearch/response_parser.go` `processRawDataResponse` from
+//!   `elasticsearch/search-smoke-*.json`, the Prometheus frames shaped like
+//!   `pkg/promlib/converter/testdata/prom-vector-frame.jsonc`;
 //! - TiCDC as in `tests/ticdc_api.rs`.
 
 #[path = "fixtures/http/server.rs"]
@@ -17,7 +22,7 @@ use std::time::Duration;
 
 use cdcmon::smoke::checks::{BasicAuth, Expectation, elasticsearch, grafana, ticdc};
 use cdcmon::ticdc_api::TicdcClient;
-use server::{FixtureServer, reply};
+use server::{FixtureServer, raw, reply};
 
 /// The marker the search fixtures were recorded with.
 const MARKER: u64 = 900000000000123;
@@ -328,4 +333,186 @@ async fn ticdc_smoke_checks_report_lag_and_failure() {
     );
     assert!(err.contains("is failed"), "{err}");
     assert!(err.contains("CDC:ErrStartTsBeforeGC"), "{err}");
+}
+
+const DASHBOARD_UID: &str = "tidb-cdc";
+const DS_QUERY: &str = "/api/ds/query";
+
+/// `GET /api/dashboards/uid/{uid}` answers `{"dashboard": <model>, "meta": {...}}` (grafana
+/// `docs/sources/developers/http_api/dashboard.md`, "Get dashboard by uid"); the model is the
+/// repository's own provisioned dashboard, so the checks run its real queries.
+fn dashboard_route(s: &FixtureServer) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("monitoring/grafana/dashboards/tidb-cdc.json");
+    let model: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let body = serde_json::json!({
+        "dashboard": model,
+        "meta": {"isStarred": false, "url": "/d/tidb-cdc/tidb-cdc", "folderId": 1,
+                 "folderUid": "cdcmon", "slug": "tidb-cdc", "provisioned": true}
+    });
+    s.route(
+        "GET",
+        &format!("/api/dashboards/uid/{DASHBOARD_UID}"),
+        vec![raw(200, &body.to_string())],
+    );
+}
+
+/// issue 10.11: the marked rows are asked for through Grafana's Elasticsearch datasource with
+/// the dashboard's raw-events query, and the dashboard's pie query through Prometheus.
+#[tokio::test]
+async fn grafana_queries_find_the_marked_rows_and_the_pie_series() {
+    let s = FixtureServer::start().await;
+    dashboard_route(&s);
+    s.route(
+        "POST",
+        DS_QUERY,
+        vec![
+            // Filebeat has not shipped everything yet on the first look.
+            reply(200, "grafana/ds-query-es-partial.json"),
+            reply(200, "grafana/ds-query-es-marked.json"),
+        ],
+    );
+    let e = Expectation::for_marker(MARKER);
+    let c = http();
+    let msg = grafana::wait_for_marked_rows(
+        &c,
+        &s.url(),
+        &auth(),
+        DASHBOARD_UID,
+        &e,
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    assert!(msg.contains("Raw CDC events (Elasticsearch)"), "{msg}");
+    assert!(msg.contains("users insert 2"), "{msg}");
+    assert!(msg.contains("orders delete 1"), "{msg}");
+    let reqs = s.requests_to("POST", DS_QUERY);
+    assert_eq!(reqs.len(), 2);
+    assert_eq!(
+        reqs[0].header("authorization"),
+        Some("Basic YWRtaW46czNjcmV0")
+    );
+    let body: serde_json::Value = serde_json::from_str(&reqs[0].body).unwrap();
+    let q = &body["queries"][0];
+    assert_eq!(q["refId"], "A");
+    assert_eq!(q["datasource"]["uid"], "elasticsearch");
+    assert_eq!(q["query"], "cdc.key:\"id=900000000000123\"");
+    assert_eq!(q["metrics"][0]["type"], "raw_data");
+    assert_eq!(q["timeField"], "@timestamp");
+    let from: i64 = body["from"].as_str().unwrap().parse().unwrap();
+    let to: i64 = body["to"].as_str().unwrap().parse().unwrap();
+    assert!(to - from >= 3_600_000, "{body}");
+
+    s.route(
+        "POST",
+        DS_QUERY,
+        vec![
+            reply(200, "grafana/ds-query-prom-pie-no-delete.json"),
+            reply(200, "grafana/ds-query-prom-pie.json"),
+        ],
+    );
+    let msg = grafana::wait_for_pie(
+        &c,
+        &s.url(),
+        &auth(),
+        DASHBOARD_UID,
+        &e,
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    assert!(
+        msg.contains("Row events in the last 1 h by operation"),
+        "{msg}"
+    );
+    assert!(msg.contains("delete 2.0, insert 14.6, update 2.0"), "{msg}");
+    let reqs = s.requests_to("POST", DS_QUERY);
+    let body: serde_json::Value = serde_json::from_str(&reqs.last().unwrap().body).unwrap();
+    let q = &body["queries"][0];
+    assert_eq!(q["datasource"]["uid"], "prometheus");
+    assert_eq!(q["expr"], "sum by (op) (increase(cdc_events_total[1h]))");
+    assert_eq!(q["instant"], true);
+}
+
+#[tokio::test]
+async fn grafana_query_without_a_marked_row_fails_with_what_is_missing() {
+    let s = FixtureServer::start().await;
+    dashboard_route(&s);
+    s.route(
+        "POST",
+        DS_QUERY,
+        vec![reply(200, "grafana/ds-query-es-partial.json")],
+    );
+    let e = Expectation::for_marker(MARKER);
+    let err = format!(
+        "{:#}",
+        grafana::wait_for_marked_rows(&http(), &s.url(), &auth(), DASHBOARD_UID, &e, SHORT)
+            .await
+            .unwrap_err()
+    );
+    assert!(
+        err.contains("returns no row of id=900000000000123 for:"),
+        "{err}"
+    );
+    assert!(err.contains("orders delete"), "{err}");
+    // Another run's marker is not this run's evidence.
+    s.route(
+        "POST",
+        DS_QUERY,
+        vec![reply(200, "grafana/ds-query-es-marked.json")],
+    );
+    let other = Expectation::for_marker(MARKER + 1);
+    assert!(
+        grafana::wait_for_marked_rows(&http(), &s.url(), &auth(), DASHBOARD_UID, &other, SHORT)
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn grafana_pie_without_an_operation_fails() {
+    let s = FixtureServer::start().await;
+    dashboard_route(&s);
+    s.route(
+        "POST",
+        DS_QUERY,
+        vec![reply(200, "grafana/ds-query-prom-pie-no-delete.json")],
+    );
+    let e = Expectation::for_marker(MARKER);
+    let err = format!(
+        "{:#}",
+        grafana::wait_for_pie(&http(), &s.url(), &auth(), DASHBOARD_UID, &e, SHORT)
+            .await
+            .unwrap_err()
+    );
+    assert!(err.contains("has no series for: delete"), "{err}");
+}
+
+/// A query error inside Grafana (HTTP 400, `results.A.error`) is reported with its text.
+#[tokio::test]
+async fn grafana_query_errors_are_reported() {
+    let s = FixtureServer::start().await;
+    dashboard_route(&s);
+    s.route(
+        "POST",
+        DS_QUERY,
+        vec![reply(400, "grafana/ds-query-error.json")],
+    );
+    let e = Expectation::for_marker(MARKER);
+    let err = format!(
+        "{:#}",
+        grafana::wait_for_marked_rows(&http(), &s.url(), &auth(), DASHBOARD_UID, &e, SHORT)
+            .await
+            .unwrap_err()
+    );
+    assert!(
+        err.contains("the query failed in Grafana (HTTP 400)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("no such index [cdc-events-2023.02.27]"),
+        "{err}"
+    );
 }

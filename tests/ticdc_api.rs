@@ -10,7 +10,12 @@
 //!   else 500 — so `ErrChangeFeedAlreadyExists` is HTTP 500 on classic TiCDC;
 //! - pingcap/ticdc `pkg/api/util.go` (@b813e76): the new architecture lists
 //!   `ErrChangeFeedAlreadyExists` as a bad request → HTTP 400;
-//! - error texts from tiflow `pkg/errors/cdc_errors.go` (`[CDC:ErrXxx]message`).
+//! - error texts from tiflow `pkg/errors/cdc_errors.go` (`[CDC:ErrXxx]message`);
+//! - `POST /api/v2/tso` → `Tso{timestamp, logic_time}` (tiflow `cdc/api/v2/tso.go`, `model.go`),
+//!   `DELETE /api/v2/changefeeds/{id}` → 200 `EmptyResponse` `{}` (`changefeed.go`
+//!   `deleteChangefeed`); a `failed` changefeed's `error` is `toAPIModel`'s `RunningError`
+//!   (`addr`, `code`, `message`, never `time`) with the code the owner stored
+//!   (`cdc/owner/changefeed.go` `handleErr`, `feed_state_manager.go` `HandleError`).
 
 #[path = "fixtures/http/server.rs"]
 mod server;
@@ -19,14 +24,15 @@ use std::time::Duration;
 
 use cdcmon::event::Protocol;
 use cdcmon::ticdc_api::{
-    ChangefeedEnsureArgs, CreateChangefeed, EnsureAction, TicdcClient, default_sink_uri, ensure,
-    now_ms, run_ensure,
+    ChangefeedEnsureArgs, CreateChangefeed, EnsureAction, IfUnrecoverable, TicdcClient,
+    default_sink_uri, ensure, exit_code, now_ms, run_ensure,
 };
 use server::{FixtureServer, reply};
 
 const CF: &str = "/api/v2/changefeeds/app-cdc";
 const CREATE: &str = "/api/v2/changefeeds";
 const HEALTH: &str = "/api/v2/health";
+const TSO: &str = "/api/v2/tso";
 /// `checkpoint_ts` of the fixtures (TICDC.md §4: >> 18 = 1677512812888 ms).
 const FIXTURE_TSO: u64 = 439749918821711874;
 
@@ -41,20 +47,35 @@ fn request() -> CreateChangefeed {
 async fn run(
     server: &FixtureServer,
 ) -> anyhow::Result<(EnsureAction, cdcmon::ticdc_api::ChangefeedInfo)> {
+    run_with(server, IfUnrecoverable::Fail, Duration::from_secs(10)).await
+}
+
+async fn run_with(
+    server: &FixtureServer,
+    policy: IfUnrecoverable,
+    deadline: Duration,
+) -> anyhow::Result<(EnsureAction, cdcmon::ticdc_api::ChangefeedInfo)> {
     let client = TicdcClient::new(&server.url()).unwrap();
     ensure(
         &client,
         &request(),
-        Duration::from_secs(10),
+        policy,
+        deadline,
         Duration::from_millis(20),
     )
     .await
 }
 
+/// Every ensure run reads a TSO first: `tso.json` is 1677512812888 ms, at or below the
+/// fixtures' `checkpoint_ts` (`changefeed-normal.json`), above `changefeed-normal-behind.json`.
+fn with_tso(server: &FixtureServer) -> &FixtureServer {
+    server.route("POST", TSO, vec![reply(200, "ticdc/tso.json")])
+}
+
 #[tokio::test]
 async fn absent_changefeed_is_created_with_replica_config_and_waited_for() {
     let server = FixtureServer::start().await;
-    server
+    with_tso(&server)
         // TiCDC still electing an owner on the first probe.
         .route(
             "GET",
@@ -91,6 +112,10 @@ async fn absent_changefeed_is_created_with_replica_config_and_waited_for() {
     assert!((lag - expected).abs() < 5_000, "{lag} vs {expected}");
 
     assert_eq!(server.requests_to("GET", HEALTH).len(), 2);
+    // The TSO request carries `{}`: classic TiCDC binds an UpstreamConfig body.
+    let tso = server.requests_to("POST", TSO);
+    assert_eq!(tso.len(), 1);
+    assert_eq!(tso[0].body, "{}");
     let posts = server.requests_to("POST", CREATE);
     assert_eq!(posts.len(), 1);
     assert!(
@@ -116,7 +141,7 @@ async fn absent_changefeed_is_created_with_replica_config_and_waited_for() {
 #[tokio::test]
 async fn existing_changefeed_is_not_posted_again() {
     let server = FixtureServer::start().await;
-    server
+    with_tso(&server)
         .route("GET", HEALTH, vec![reply(200, "ticdc/health-ok.json")])
         .route("GET", CF, vec![reply(200, "ticdc/changefeed-normal.json")]);
     let (action, info) = run(&server).await.unwrap();
@@ -139,7 +164,7 @@ async fn already_exists_400_from_new_architecture_is_success() {
 
 async fn already_exists_is_success(status: u16) {
     let server = FixtureServer::start().await;
-    server
+    with_tso(&server)
         .route("GET", HEALTH, vec![reply(200, "ticdc/health-ok.json")])
         .route(
             "GET",
@@ -162,7 +187,7 @@ async fn already_exists_is_success(status: u16) {
 #[tokio::test]
 async fn failed_changefeed_is_an_error_with_its_message_and_code() {
     let server = FixtureServer::start().await;
-    server
+    with_tso(&server)
         .route("GET", HEALTH, vec![reply(200, "ticdc/health-ok.json")])
         .route(
             "GET",
@@ -177,7 +202,10 @@ async fn failed_changefeed_is_an_error_with_its_message_and_code() {
             CREATE,
             vec![reply(200, "ticdc/changefeed-created.json")],
         );
-    let err = format!("{:#}", run(&server).await.unwrap_err());
+    let err = run(&server).await.unwrap_err();
+    // Failed right after creation: no retry fixes that either.
+    assert_eq!(exit_code(&err), 3);
+    let err = format!("{err:#}");
     assert!(err.contains("changefeed app-cdc is failed"), "{err}");
     assert!(err.contains("CDC:ErrStartTsBeforeGC"), "{err}");
     assert!(
@@ -190,7 +218,7 @@ async fn failed_changefeed_is_an_error_with_its_message_and_code() {
 #[tokio::test]
 async fn api_error_on_create_carries_error_msg_and_error_code() {
     let server = FixtureServer::start().await;
-    server
+    with_tso(&server)
         .route("GET", HEALTH, vec![reply(200, "ticdc/health-ok.json")])
         .route(
             "GET",
@@ -224,6 +252,7 @@ async fn unhealthy_ticdc_gives_up_at_the_deadline_with_the_api_error() {
     let err = ensure(
         &client,
         &request(),
+        IfUnrecoverable::Fail,
         Duration::from_millis(800),
         Duration::from_millis(20),
     )
@@ -248,6 +277,7 @@ async fn unreachable_ticdc_is_a_clear_error() {
         ensure(
             &client,
             &request(),
+            IfUnrecoverable::Fail,
             Duration::from_millis(300),
             Duration::from_millis(20)
         )
@@ -261,7 +291,7 @@ async fn unreachable_ticdc_is_a_clear_error() {
 #[tokio::test]
 async fn run_ensure_builds_the_default_sink_uri_from_protocol() {
     let server = FixtureServer::start().await;
-    server
+    with_tso(&server)
         .route("GET", HEALTH, vec![reply(200, "ticdc/health-ok.json")])
         .route(
             "GET",
@@ -283,6 +313,7 @@ async fn run_ensure_builds_the_default_sink_uri_from_protocol() {
         protocol: Protocol::Simple,
         filter_rules: vec!["app.*".to_owned()],
         wait_timeout_secs: 10,
+        if_unrecoverable: IfUnrecoverable::Fail,
     })
     .await
     .unwrap();
@@ -292,4 +323,188 @@ async fn run_ensure_builds_the_default_sink_uri_from_protocol() {
         body["sink_uri"],
         "kafka://127.0.0.1:9092/app_cdc?protocol=simple&partition-num=1&replication-factor=1&max-message-bytes=1048576"
     );
+}
+
+/// issue 10.12: an existing changefeed that says `normal` is not trusted until its checkpoint
+/// passes the TSO read when ensure started.
+#[tokio::test]
+async fn normal_is_not_enough_until_the_checkpoint_passes_the_start_tso() {
+    let server = FixtureServer::start().await;
+    with_tso(&server)
+        .route("GET", HEALTH, vec![reply(200, "ticdc/health-ok.json")])
+        .route(
+            "GET",
+            CF,
+            vec![
+                reply(200, "ticdc/changefeed-normal-behind.json"),
+                reply(200, "ticdc/changefeed-normal-behind.json"),
+                reply(200, "ticdc/changefeed-normal.json"),
+            ],
+        );
+    let (action, info) = run(&server).await.unwrap();
+    assert_eq!(action, EnsureAction::AlreadyPresent);
+    assert_eq!(info.checkpoint_ts, FIXTURE_TSO);
+    // The first GET decides "present", the second is still behind, the third has passed.
+    assert_eq!(server.requests_to("GET", CF).len(), 3);
+}
+
+/// issue 10.12: a checkpoint that never passes the start TSO ends the bounded wait with a
+/// message that says so (a dead sink still reads `normal`).
+#[tokio::test]
+async fn a_checkpoint_stuck_behind_the_start_tso_fails_at_the_deadline() {
+    let server = FixtureServer::start().await;
+    with_tso(&server)
+        .route("GET", HEALTH, vec![reply(200, "ticdc/health-ok.json")])
+        .route(
+            "GET",
+            CF,
+            vec![reply(200, "ticdc/changefeed-normal-behind.json")],
+        );
+    let err = run_with(&server, IfUnrecoverable::Fail, Duration::from_millis(600))
+        .await
+        .unwrap_err();
+    assert_eq!(exit_code(&err), 1);
+    let err = format!("{err:#}");
+    assert!(err.contains("not normal after"), "{err}");
+    assert!(
+        err.contains("is normal but its checkpoint_ts 439749918297423872 (2023-02-27T15:46:50.888Z) has not reached TSO 439749918821711872 (2023-02-27T15:46:52.888Z)"),
+        "{err}"
+    );
+}
+
+/// A TiCDC without the TSO endpoint (or a PD error) is a clear error, not a silent pass.
+#[tokio::test]
+async fn tso_errors_are_reported() {
+    let server = FixtureServer::start().await;
+    server
+        .route("GET", HEALTH, vec![reply(200, "ticdc/health-ok.json")])
+        .route("POST", TSO, vec![reply(500, "ticdc/health-unhealthy.json")]);
+    let err = format!("{:#}", run(&server).await.unwrap_err());
+    assert!(err.contains("cannot read a TSO from TiCDC"), "{err}");
+    assert!(err.contains("CDC:ErrClusterIsUnhealthy"), "{err}");
+}
+
+async fn failed_existing(
+    fixture: &str,
+    policy: IfUnrecoverable,
+) -> (
+    FixtureServer,
+    anyhow::Result<(EnsureAction, cdcmon::ticdc_api::ChangefeedInfo)>,
+) {
+    let server = FixtureServer::start().await;
+    with_tso(&server)
+        .route("GET", HEALTH, vec![reply(200, "ticdc/health-ok.json")])
+        .route(
+            "GET",
+            CF,
+            vec![
+                reply(200, fixture),
+                reply(200, "ticdc/changefeed-normal.json"),
+            ],
+        )
+        .route("DELETE", CF, vec![reply(200, "ticdc/empty.json")])
+        .route(
+            "POST",
+            CREATE,
+            vec![reply(200, "ticdc/changefeed-created.json")],
+        );
+    let result = run_with(&server, policy, Duration::from_secs(10)).await;
+    (server, result)
+}
+
+/// issue 16.2, policy `fail`: a changefeed lost to GC (each of both codes) ends with exit status
+/// 3 and one line naming the code, and nothing is deleted or created.
+#[tokio::test]
+async fn lost_to_gc_with_policy_fail_exits_3_and_touches_nothing() {
+    for (fixture, code) in [
+        (
+            "ticdc/changefeed-failed-gc-ttl.json",
+            "CDC:ErrGCTTLExceeded",
+        ),
+        (
+            "ticdc/changefeed-failed-snapshot-lost.json",
+            "CDC:ErrSnapshotLostByGC",
+        ),
+    ] {
+        let (server, result) = failed_existing(fixture, IfUnrecoverable::Fail).await;
+        let err = result.unwrap_err();
+        assert_eq!(exit_code(&err), 3, "{fixture}");
+        let text = format!("{err:#}");
+        assert!(text.contains("changefeed app-cdc is failed"), "{text}");
+        assert!(text.contains(code), "{text}");
+        assert!(text.contains("--if-unrecoverable recreate"), "{text}");
+        assert!(!text.contains('\n'), "{text}");
+        assert!(server.requests_to("DELETE", CF).is_empty(), "{fixture}");
+        assert!(server.requests_to("POST", CREATE).is_empty(), "{fixture}");
+    }
+}
+
+/// issue 16.2, policy `recreate`: delete, create again from now (no start_ts in the request),
+/// then the usual wait.
+#[tokio::test]
+async fn lost_to_gc_with_policy_recreate_deletes_and_creates_again() {
+    for fixture in [
+        "ticdc/changefeed-failed-gc-ttl.json",
+        "ticdc/changefeed-failed-snapshot-lost.json",
+    ] {
+        let (server, result) = failed_existing(fixture, IfUnrecoverable::Recreate).await;
+        let (action, info) = result.unwrap();
+        assert_eq!(action, EnsureAction::Recreated, "{fixture}");
+        assert_eq!(info.state, "normal");
+        assert_eq!(server.requests_to("DELETE", CF).len(), 1, "{fixture}");
+        let posts = server.requests_to("POST", CREATE);
+        assert_eq!(posts.len(), 1, "{fixture}");
+        let body: serde_json::Value = serde_json::from_str(&posts[0].body).unwrap();
+        assert_eq!(body["changefeed_id"], "app-cdc");
+        assert!(body.get("start_ts").is_none(), "{body}");
+    }
+}
+
+/// `recreate` is only for data lost to GC: another failure is left to the operator (exit 3).
+#[tokio::test]
+async fn other_failures_are_not_recreated() {
+    let (server, result) = failed_existing(
+        "ticdc/changefeed-failed-unretryable.json",
+        IfUnrecoverable::Recreate,
+    )
+    .await;
+    let err = result.unwrap_err();
+    assert_eq!(exit_code(&err), 3);
+    let text = format!("{err:#}");
+    assert!(text.contains("CDC:ErrChangefeedUnretryable"), "{text}");
+    assert!(text.contains("changefeed resume"), "{text}");
+    assert!(server.requests_to("DELETE", CF).is_empty());
+}
+
+/// The real binary: exit status 3 and one stderr line for a changefeed lost to GC, with the
+/// policy read from CDCMON_CHANGEFEED_IF_UNRECOVERABLE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_exits_3_for_a_changefeed_lost_to_gc() {
+    let server = FixtureServer::start().await;
+    with_tso(&server)
+        .route("GET", HEALTH, vec![reply(200, "ticdc/health-ok.json")])
+        .route(
+            "GET",
+            CF,
+            vec![reply(200, "ticdc/changefeed-failed-gc-ttl.json")],
+        );
+    let url = server.url();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_cdcmon"))
+            .args(["changefeed", "ensure", "--ticdc-url", &url])
+            .env("CDCMON_CHANGEFEED_IF_UNRECOVERABLE", "fail")
+            .env("RUST_LOG", "off")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("cdcmon:"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(lines[0].contains("CDC:ErrGCTTLExceeded"), "{stderr}");
 }

@@ -1,7 +1,7 @@
 //! `cdcmon smoke`: verify a running stack hop by hop, then drive one marked change through
 //! every hop (TiDB → TiCDC → Kafka → cdcmon → Prometheus / Elasticsearch) and assert it arrives.
 //!
-//! Each check has a deadline and prints one line (`[ok] 5/19 …`); the first failure stops the
+//! Each check has a deadline and prints one line (`[ok] 5/22 …`); the first failure stops the
 //! run with its reason and a non-zero exit. `--json` adds a machine-readable report.
 //! Layout: this file holds the flags, the fixed plan and the runner; `report` the output;
 //! `checks/*` one module per hop; `promtext` the `/metrics` parser.
@@ -56,8 +56,8 @@ impl CheckGroup {
     }
 }
 
-/// Every check, in run order: the numbering `k/19` comes from here.
-pub const PLAN: [(CheckGroup, &str); 19] = [
+/// Every check, in run order: the numbering `k/22` comes from here.
+pub const PLAN: [(CheckGroup, &str); 22] = [
     (CheckGroup::Tidb, "TiDB reachable"),
     (CheckGroup::Ticdc, "TiCDC health"),
     (CheckGroup::Ticdc, "changefeed normal"),
@@ -71,13 +71,19 @@ pub const PLAN: [(CheckGroup, &str); 19] = [
     (CheckGroup::Cdcmon, "cdcmon /metrics"),
     (CheckGroup::Schema, "schema"),
     (CheckGroup::AppUser, "application user login"),
+    (CheckGroup::Cdcmon, "cdcmon caught up"),
     (CheckGroup::Pipeline, "marked change"),
     (CheckGroup::Kafka, "events on Kafka"),
     (CheckGroup::Cdcmon, "cdcmon row counters"),
     (CheckGroup::Prometheus, "Prometheus row counters"),
     (CheckGroup::Elasticsearch, "Elasticsearch documents"),
+    (CheckGroup::Grafana, "Grafana Elasticsearch query"),
+    (CheckGroup::Grafana, "Grafana pie query"),
     (CheckGroup::Cdcmon, "DDL not counted as rows"),
 ];
+
+/// Index in [`PLAN`] of the marked change; every later check depends on it.
+const MARKED_CHANGE: usize = 14;
 
 /// Flags of `cdcmon smoke`. Boxed because `cli::Command` holds every subcommand's flags
 /// inline and this set is the largest by far; `Deref` keeps `args.brokers` working.
@@ -344,12 +350,13 @@ impl Runner {
     }
 }
 
-/// State captured just before the marked change, for the "it rose by exactly" checks.
+/// State captured just before the marked change (after cdcmon caught up), for the "it rose
+/// by at least" checks and the Kafka start offsets.
 #[derive(Debug, Default)]
 struct Before {
     kafka_offsets: Option<Vec<(i32, i64)>>,
     cdcmon_rows: Option<RowCounts>,
-    cdcmon_total: f64,
+    cdcmon_ddl: f64,
     prometheus_rows: Option<RowCounts>,
 }
 
@@ -428,14 +435,13 @@ pub async fn run_checks(args: &SmokeArgs, out: Box<dyn Write + Send>) -> anyhow:
         } else {
             grafana_auth(args).map_err(|e| format!("{e:#}"))
         };
-        r.check(G::Grafana, t, async {
-            let auth = auth.clone().map_err(anyhow::Error::msg)?;
-            unit(
-                grafana::dashboard(&http, &args.grafana_url, &auth, &args.grafana_dashboard, t)
-                    .await,
-            )
-        })
-        .await?;
+        let dashboard_uid = r
+            .check(G::Grafana, t, async {
+                let auth = auth.clone().map_err(anyhow::Error::msg)?;
+                grafana::find_dashboard(&http, &args.grafana_url, &auth, &args.grafana_dashboard, t)
+                    .await
+            })
+            .await?;
         r.check(G::Grafana, t, async {
             let auth = auth.clone().map_err(anyhow::Error::msg)?;
             unit(
@@ -465,6 +471,26 @@ pub async fn run_checks(args: &SmokeArgs, out: Box<dyn Write + Send>) -> anyhow:
         })
         .await?;
 
+        // ---- cdcmon caught up: no baseline before it has consumed everything older ----
+        if r.skips(G::Tidb) {
+            r.skip_dependent("skipped: needs TiDB's TSO (--skip tidb)");
+        } else {
+            r.check(G::Cdcmon, pt, async {
+                let tso = tidb::current_tso(&args.tidb_url).await?;
+                unit(
+                    cdcmon::wait_caught_up(
+                        &http,
+                        &args.cdcmon_url,
+                        tso,
+                        pt,
+                        Duration::from_secs(15).min(pt),
+                    )
+                    .await,
+                )
+            })
+            .await?;
+        }
+
         // ---- pipeline: one marked change through every hop ----
         let before = if r.skips(G::Tidb) {
             r.skip_dependent("skipped: needs TiDB (--skip tidb)");
@@ -487,7 +513,7 @@ pub async fn run_checks(args: &SmokeArgs, out: Box<dyn Write + Send>) -> anyhow:
                 if !skip_cdcmon {
                     let samples = cdcmon::scrape(&http, &args.cdcmon_url).await?;
                     before.cdcmon_rows = Some(cdcmon::row_counts(&samples));
-                    before.cdcmon_total = cdcmon::total_rows(&samples);
+                    before.cdcmon_ddl = cdcmon::ddl_count(&samples, &e);
                 }
                 if !skip_prom {
                     before.prometheus_rows =
@@ -505,7 +531,7 @@ pub async fn run_checks(args: &SmokeArgs, out: Box<dyn Write + Send>) -> anyhow:
             .await?
         };
         let Some(before) = before else {
-            for _ in 0..5 {
+            for _ in MARKED_CHANGE + 1..PLAN.len() {
                 r.skip_dependent("skipped: no marked change was made");
             }
             return Ok(());
@@ -529,7 +555,7 @@ pub async fn run_checks(args: &SmokeArgs, out: Box<dyn Write + Send>) -> anyhow:
         .await?;
         r.check(G::Cdcmon, pt, async {
             let b = before.cdcmon_rows.clone().unwrap_or_default();
-            unit(cdcmon::wait_for_exact_rise(&http, &args.cdcmon_url, &b, &e, pt).await)
+            unit(cdcmon::wait_for_rise(&http, &args.cdcmon_url, &b, &e, pt).await)
         })
         .await?;
         r.check(G::Prometheus, pt, async {
@@ -550,13 +576,28 @@ pub async fn run_checks(args: &SmokeArgs, out: Box<dyn Write + Send>) -> anyhow:
             )
         })
         .await?;
+        for pie in [false, true] {
+            r.check(G::Grafana, pt, async {
+                let auth = auth.clone().map_err(anyhow::Error::msg)?;
+                let uid = dashboard_uid
+                    .clone()
+                    .context("no dashboard uid (the dashboard check did not run)")?;
+                let url = &args.grafana_url;
+                unit(if pie {
+                    grafana::wait_for_pie(&http, url, &auth, &uid, &e, pt).await
+                } else {
+                    grafana::wait_for_marked_rows(&http, url, &auth, &uid, &e, pt).await
+                })
+            })
+            .await?;
+        }
         // DDL reaches cdcmon in the same partition order; 15 s is plenty once the rows arrived.
         r.check(G::Cdcmon, pt, async {
             unit(
                 cdcmon::ddl_not_counted_as_rows(
                     &http,
                     &args.cdcmon_url,
-                    before.cdcmon_total,
+                    before.cdcmon_ddl,
                     &e,
                     Duration::from_secs(15).min(pt),
                 )
@@ -670,7 +711,12 @@ mod tests {
         ] {
             assert!(PLAN.iter().any(|(pg, _)| *pg == g), "{g:?}");
         }
-        assert_eq!(PLAN[13].0, CheckGroup::Pipeline);
+        assert_eq!(PLAN[MARKED_CHANGE].0, CheckGroup::Pipeline);
+        assert_eq!(
+            PLAN[MARKED_CHANGE - 1].0,
+            CheckGroup::Cdcmon,
+            "caught up before it"
+        );
     }
 
     /// Everything skipped: walks the whole plan, numbers 1..=19, passes loudly.
@@ -684,18 +730,22 @@ mod tests {
         assert!(report.ok);
         assert_eq!(report.checks.len(), PLAN.len());
         assert!(report.checks.iter().all(|c| c.status == Status::Skipped));
-        assert_eq!(report.checks[18].index, 19);
+        assert_eq!(report.checks[21].index, 22);
         let text = buf.text();
         assert!(
-            text.contains("[skip] 1/19 TiDB reachable: skipped (--skip tidb)"),
+            text.contains("[skip] 1/22 TiDB reachable: skipped (--skip tidb)"),
             "{text}"
         );
         assert!(
-            text.contains("[skip] 14/19 marked change: skipped: needs TiDB"),
+            text.contains("[skip] 15/22 marked change: skipped: needs TiDB"),
             "{text}"
         );
         assert!(
-            text.contains("[skip] 15/19 events on Kafka: skipped: no marked change was made"),
+            text.contains("[skip] 16/22 events on Kafka: skipped: no marked change was made"),
+            "{text}"
+        );
+        assert!(
+            text.contains("[skip] 22/22 DDL not counted as rows: skipped: no marked change"),
             "{text}"
         );
         assert!(text.contains("NOT verified"), "{text}");
@@ -722,11 +772,11 @@ mod tests {
         assert!(!report.ok);
         assert_eq!(report.checks[4].status, Status::Failed);
         assert_eq!(report.checks[5].status, Status::NotRun);
-        assert_eq!(report.count(Status::NotRun), 14);
+        assert_eq!(report.count(Status::NotRun), 17);
         let text = buf.text();
-        assert!(text.contains("[FAIL] 5/19 Prometheus ready:"), "{text}");
+        assert!(text.contains("[FAIL] 5/22 Prometheus ready:"), "{text}");
         assert!(
-            text.contains("smoke FAILED at 5/19 (Prometheus ready); 14 check(s) not run"),
+            text.contains("smoke FAILED at 5/22 (Prometheus ready); 17 check(s) not run"),
             "{text}"
         );
     }

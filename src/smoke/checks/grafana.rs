@@ -1,5 +1,20 @@
-//! Grafana hops: `/api/health`, the provisioned dashboard found by `/api/search`, and each
-//! datasource's own health check.
+//! Grafana hops: `/api/health`, the provisioned dashboard found by `/api/search`, each
+//! datasource's own health check, and — the real proof — the marked change queried through
+//! Grafana (`POST /api/ds/query`) with the dashboard's own queries.
+//!
+//! Datasource health alone proves little: Grafana's Elasticsearch check only queries
+//! `_cluster/health`, and index or time-field problems are mere warnings (grafana PR #99894).
+//!
+//! `/api/ds/query` (grafana `pkg/api/ds_query.go` `QueryMetricsV2`): body `dtos.MetricRequest`
+//! `{"queries":[{refId, datasource{type,uid}, …model}], "from", "to"}` (epoch ms strings are
+//! accepted); answer `backend.QueryDataResponse` `{"results":{refId:{"status","frames":[{"schema":
+//! {"fields":[{"name","type","labels"}]},"data":{"values":[[column]…]}}]}}}`, HTTP 400 when any
+//! query has an `error`. Elasticsearch `raw_data` queries (`metrics:[{"type":"raw_data"}]`,
+//! `query`, `timeField`) answer one frame whose fields are the flattened `_source` names
+//! (`cdc.key`, `cdc.table`, …; grafana `pkg/tsdb/elasticsearch/response_parser.go`
+//! `processRawDataResponse`); Prometheus instant queries answer a frame per series with a
+//! `Time` and a `Value` field carrying the series' labels (grafana
+//! `pkg/promlib/converter/testdata/prom-vector-frame.jsonc`).
 //!
 //! Shapes (Grafana docs `developers/http_api`): `other.md` "Health API" (`{"commit",
 //! "database":"ok","version"}`), `folder_dashboard_search.md` (`[{"uid","title","type":
@@ -7,12 +22,16 @@
 //! a failing check answers HTTP 400 with `"status":"ERROR"` (grafana `pkg/api/datasources.go`
 //! `checkDatasourceHealth`).
 
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use serde::Deserialize;
 
-use super::{BasicAuth, get_text, parse_json, refuse_auth_errors, snippet};
+use super::{
+    BasicAuth, Expectation, RowCounts, describe_counts, get_text, parse_json, refuse_auth_errors,
+    snippet,
+};
 
 #[derive(Debug, Deserialize)]
 struct Health {
@@ -78,6 +97,19 @@ pub async fn dashboard(
     title: &str,
     deadline: Duration,
 ) -> anyhow::Result<String> {
+    find_dashboard(client, url, auth, title, deadline)
+        .await
+        .map(|(_, msg)| msg)
+}
+
+/// [`dashboard`], also returning the dashboard's uid.
+pub async fn find_dashboard(
+    client: &reqwest::Client,
+    url: &str,
+    auth: &BasicAuth,
+    title: &str,
+    deadline: Duration,
+) -> anyhow::Result<(String, String)> {
     let search_url = format!("{}/api/search", base(url));
     super::retry("grafana dashboard", deadline, || async {
         let resp = client
@@ -103,13 +135,16 @@ pub async fn dashboard(
                 "no dashboard titled {title:?} (search found {titles:?}); is provisioning loaded?"
             );
         };
-        Ok(format!(
-            "Grafana dashboard {title:?} provisioned (uid {}{})",
-            hit.uid,
-            hit.folder_title
-                .as_deref()
-                .map(|f| format!(", folder {f:?}"))
-                .unwrap_or_default()
+        Ok((
+            hit.uid.clone(),
+            format!(
+                "Grafana dashboard {title:?} provisioned (uid {}{})",
+                hit.uid,
+                hit.folder_title
+                    .as_deref()
+                    .map(|f| format!(", folder {f:?}"))
+                    .unwrap_or_default()
+            ),
         ))
     })
     .await
@@ -148,4 +183,371 @@ pub async fn datasources(
         Ok(format!("Grafana datasources healthy: {}", ok.join(", ")))
     })
     .await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Queries through Grafana
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+struct QueryDataResponse {
+    #[serde(default)]
+    results: BTreeMap<String, DataResponse>,
+}
+
+#[derive(Debug, Deserialize)]
+struct DataResponse {
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    frames: Vec<Frame>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Frame {
+    schema: Schema,
+    #[serde(default)]
+    data: Option<FrameData>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Schema {
+    #[serde(default)]
+    fields: Vec<Field>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Field {
+    name: String,
+    #[serde(default)]
+    labels: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct FrameData {
+    #[serde(default)]
+    values: Vec<Vec<serde_json::Value>>,
+}
+
+impl Frame {
+    fn column(&self, name: &str) -> Option<&[serde_json::Value]> {
+        let i = self.schema.fields.iter().position(|f| f.name == name)?;
+        self.data
+            .as_ref()
+            .and_then(|d| d.values.get(i))
+            .map(Vec::as_slice)
+    }
+}
+
+/// `GET /api/dashboards/uid/{uid}` → the dashboard model (`.dashboard`).
+async fn load_dashboard(
+    client: &reqwest::Client,
+    url: &str,
+    auth: &BasicAuth,
+    uid: &str,
+) -> anyhow::Result<serde_json::Value> {
+    let dash_url = format!("{}/api/dashboards/uid/{uid}", base(url));
+    let (status, body) = get_text(client, &dash_url, Some(auth)).await?;
+    refuse_auth_errors(&dash_url, status, &body)?;
+    if status != 200 {
+        bail!("{dash_url} answered HTTP {status}: {}", snippet(&body));
+    }
+    let v: serde_json::Value = parse_json(&dash_url, status, &body)?;
+    match v.get("dashboard") {
+        Some(d) if d.is_object() => Ok(d.clone()),
+        _ => bail!("{dash_url} has no `dashboard` object: {}", snippet(&body)),
+    }
+}
+
+/// Every panel, also those nested in rows.
+fn panels(dashboard: &serde_json::Value) -> Vec<&serde_json::Value> {
+    let mut out = Vec::new();
+    for p in dashboard["panels"].as_array().into_iter().flatten() {
+        out.push(p);
+        out.extend(p["panels"].as_array().into_iter().flatten());
+    }
+    out
+}
+
+/// A panel's first target that satisfies `pick`, with the panel's datasource filled in when
+/// the target has none; the target is returned as a `/api/ds/query` query with refId `A`.
+fn find_target(
+    dashboard: &serde_json::Value,
+    pick: impl Fn(&serde_json::Value, &serde_json::Value) -> bool,
+) -> Option<(String, serde_json::Value)> {
+    for panel in panels(dashboard) {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            if pick(panel, target) {
+                let mut q = target.clone();
+                if q.get("datasource").is_none_or(|d| d.is_null()) {
+                    q["datasource"] = panel["datasource"].clone();
+                }
+                q["refId"] = "A".into();
+                let title = panel["title"].as_str().unwrap_or("?").to_owned();
+                return Some((title, q));
+            }
+        }
+    }
+    None
+}
+
+fn datasource_type<'a>(panel: &'a serde_json::Value, target: &'a serde_json::Value) -> &'a str {
+    target["datasource"]["type"]
+        .as_str()
+        .or_else(|| panel["datasource"]["type"].as_str())
+        .unwrap_or("")
+}
+
+/// The dashboard's pie chart query (Prometheus) as a `/api/ds/query` query.
+pub fn pie_query(dashboard: &serde_json::Value) -> anyhow::Result<(String, serde_json::Value)> {
+    find_target(dashboard, |panel, target| {
+        panel["type"] == "piechart"
+            && datasource_type(panel, target) == "prometheus"
+            && target["expr"].is_string()
+    })
+    .context("the dashboard has no pie chart panel with a Prometheus query")
+}
+
+/// The dashboard's raw-events query (Elasticsearch `raw_data`), with its Lucene `query`
+/// replaced by the marked rows' `cdc.key`.
+pub fn marked_rows_query(
+    dashboard: &serde_json::Value,
+    e: &Expectation,
+) -> anyhow::Result<(String, serde_json::Value)> {
+    let (title, mut q) = find_target(dashboard, |panel, target| {
+        datasource_type(panel, target) == "elasticsearch"
+            && target["metrics"]
+                .as_array()
+                .is_some_and(|m| m.iter().any(|m| m["type"] == "raw_data"))
+    })
+    .context("the dashboard has no Elasticsearch raw_data panel")?;
+    q["query"] = format!("cdc.key:\"{}\"", e.key()).into();
+    Ok((title, q))
+}
+
+/// `POST /api/ds/query` with one query over `[from_ms, to_ms]`; the frames of refId `A`.
+async fn ds_query(
+    client: &reqwest::Client,
+    url: &str,
+    auth: &BasicAuth,
+    query: &serde_json::Value,
+    from_ms: i64,
+    to_ms: i64,
+) -> anyhow::Result<Vec<Frame>> {
+    let query_url = format!("{}/api/ds/query", base(url));
+    let body = serde_json::json!({
+        "queries": [query],
+        "from": from_ms.to_string(),
+        "to": to_ms.to_string(),
+    });
+    let resp = client
+        .post(&query_url)
+        .basic_auth(&auth.user, Some(&auth.password))
+        .json(&body)
+        .send()
+        .await
+        .with_context(|| format!("POST {query_url} failed"))?;
+    let status = resp.status().as_u16();
+    let text = resp.text().await.context("cannot read the query answer")?;
+    refuse_auth_errors(&query_url, status, &text)?;
+    let parsed: QueryDataResponse = parse_json(&query_url, status, &text)?;
+    let Some(a) = parsed
+        .results
+        .into_iter()
+        .find(|(k, _)| k == "A")
+        .map(|(_, v)| v)
+    else {
+        bail!(
+            "{query_url} answered HTTP {status} without results.A: {}",
+            snippet(&text)
+        );
+    };
+    if let Some(err) = a.error {
+        bail!("{query_url}: the query failed in Grafana (HTTP {status}): {err}");
+    }
+    if status != 200 {
+        bail!("{query_url} answered HTTP {status}: {}", snippet(&text));
+    }
+    Ok(a.frames)
+}
+
+/// Count the marked rows in raw_data frames by `(table, op)`. Grafana flattens `_source` into
+/// `cdc.key`, `cdc.table`, …, but its `flatten` stops descending after 10 nested objects per
+/// document (a global count, in map order), so a document may instead carry a whole `cdc`
+/// object: both are read.
+fn count_marked_rows(frames: &[Frame], e: &Expectation) -> RowCounts {
+    let key = e.key();
+    let mut out = RowCounts::new();
+    for f in frames {
+        let flat = |name: &str, i: usize| -> Option<String> {
+            f.column(name)
+                .and_then(|c| c.get(i))
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        };
+        let nested = |name: &str, i: usize| -> Option<String> {
+            f.column("cdc")
+                .and_then(|c| c.get(i))
+                .and_then(|v| v.get(name))
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        };
+        let rows = f
+            .data
+            .as_ref()
+            .and_then(|d| d.values.first())
+            .map_or(0, Vec::len);
+        for i in 0..rows {
+            let get = |n: &str| flat(&format!("cdc.{n}"), i).or_else(|| nested(n, i));
+            if get("key").as_deref() != Some(key.as_str()) || get("db").as_deref() != Some("app") {
+                continue;
+            }
+            let (Some(t), Some(o)) = (get("table"), get("op")) else {
+                continue;
+            };
+            let k = (t, o);
+            if e.rows.contains_key(&k) {
+                *out.entry(k).or_insert(0.0) += 1.0;
+            }
+        }
+    }
+    out
+}
+
+/// The marked rows, queried through Grafana's Elasticsearch datasource with the dashboard's
+/// raw-events query: a row for every `(table, op)` of the change, polled until `deadline`.
+pub async fn wait_for_marked_rows(
+    client: &reqwest::Client,
+    url: &str,
+    auth: &BasicAuth,
+    dashboard_uid: &str,
+    e: &Expectation,
+    deadline: Duration,
+) -> anyhow::Result<String> {
+    let dashboard = load_dashboard(client, url, auth, dashboard_uid).await?;
+    let (panel, query) = marked_rows_query(&dashboard, e)?;
+    let start = Instant::now();
+    loop {
+        let now = crate::ticdc_api::now_ms();
+        let frames = ds_query(client, url, auth, &query, now - 3_600_000, now + 300_000).await?;
+        let counts = count_marked_rows(&frames, e);
+        if e.rows.keys().all(|k| counts.contains_key(k)) {
+            return Ok(format!(
+                "Grafana answers panel {panel:?}'s Elasticsearch query for {} with every marked row ({})",
+                e.key(),
+                describe_counts(&counts)
+            ));
+        }
+        if start.elapsed() >= deadline {
+            let missing: Vec<String> = e
+                .rows
+                .keys()
+                .filter(|k| !counts.contains_key(*k))
+                .map(|(t, o)| format!("{t} {o}"))
+                .collect();
+            bail!(
+                "after {:.0} s Grafana's Elasticsearch datasource returns no row of {} for: {} (query {})",
+                deadline.as_secs_f64(),
+                e.key(),
+                missing.join(", "),
+                query["query"]
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// `op` → last value of each series in Prometheus frames.
+fn values_by_label(frames: &[Frame], label: &str) -> BTreeMap<String, Option<f64>> {
+    let mut out = BTreeMap::new();
+    for f in frames {
+        for (i, field) in f.schema.fields.iter().enumerate() {
+            let Some(v) = field.labels.as_ref().and_then(|l| l.get(label)) else {
+                continue;
+            };
+            let last = f
+                .data
+                .as_ref()
+                .and_then(|d| d.values.get(i))
+                .and_then(|c| c.last())
+                .and_then(serde_json::Value::as_f64);
+            out.insert(v.clone(), last);
+        }
+    }
+    out
+}
+
+/// The dashboard's pie query through Grafana's Prometheus datasource answers a series for
+/// every operation of the marked change. Its values are `increase(…[1h])`, extrapolated and
+/// blind to a series' first sample, so they are reported, not compared with the change (the
+/// raw counters are compared in the Prometheus check).
+pub async fn wait_for_pie(
+    client: &reqwest::Client,
+    url: &str,
+    auth: &BasicAuth,
+    dashboard_uid: &str,
+    e: &Expectation,
+    deadline: Duration,
+) -> anyhow::Result<String> {
+    let dashboard = load_dashboard(client, url, auth, dashboard_uid).await?;
+    let (panel, query) = pie_query(&dashboard)?;
+    let ops: std::collections::BTreeSet<&str> = e.rows.keys().map(|(_, o)| o.as_str()).collect();
+    let start = Instant::now();
+    loop {
+        let now = crate::ticdc_api::now_ms();
+        let frames = ds_query(client, url, auth, &query, now - 3_600_000, now).await?;
+        let by_op = values_by_label(&frames, "op");
+        let missing: Vec<&str> = ops
+            .iter()
+            .copied()
+            .filter(|o| !by_op.contains_key(*o))
+            .collect();
+        if missing.is_empty() {
+            let shown: Vec<String> = by_op
+                .iter()
+                .map(|(o, v)| match v {
+                    Some(v) => format!("{o} {v:.1}"),
+                    None => format!("{o} (no value)"),
+                })
+                .collect();
+            return Ok(format!(
+                "Grafana answers panel {panel:?}'s Prometheus query {} with every operation of the change: {}",
+                query["expr"],
+                shown.join(", ")
+            ));
+        }
+        if start.elapsed() >= deadline {
+            bail!(
+                "after {:.0} s Grafana's answer to panel {panel:?}'s query {} has no series for: {} (found: {:?})",
+                deadline.as_secs_f64(),
+                query["expr"],
+                missing.join(", "),
+                by_op.keys().collect::<Vec<_>>()
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A document Grafana did not flatten (a whole `cdc` object column) still counts.
+    #[test]
+    fn unflattened_cdc_objects_are_read_too() {
+        let frame: Frame = serde_json::from_value(serde_json::json!({
+            "schema": {"fields": [{"name": "@timestamp"}, {"name": "cdc"}, {"name": "cdc.key"}]},
+            "data": {"values": [
+                [1, 2],
+                [{"db": "app", "table": "users", "op": "insert", "key": "id=7"}, null],
+                [null, "id=7"]
+            ]}
+        }))
+        .unwrap();
+        let e = Expectation::for_marker(7);
+        let counts = count_marked_rows(&[frame], &e);
+        // Row 0 from the object; row 1 has a key but no table/op/db: not counted.
+        assert_eq!(describe_counts(&counts), "users insert 1");
+    }
 }

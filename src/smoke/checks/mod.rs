@@ -145,12 +145,18 @@ pub fn refuse_auth_errors(url: &str, status: u16, body: &str) -> anyhow::Result<
 /// `(table, op)` → count, the unit of every pipeline comparison.
 pub type RowCounts = BTreeMap<(String, String), f64>;
 
+/// The smoke's DDL table in `app`: dropped if a crashed run left it, created, dropped again.
+/// One smoke run at a time per database.
+pub const DDL_TABLE: &str = "cdcmon_smoke_ddl";
+
 /// What the pipeline step changes and therefore expects every hop to show.
 #[derive(Debug, Clone)]
 pub struct Expectation {
     /// Primary key of the marked `users` row and of its `orders` row.
     pub id: u64,
-    /// Table created and dropped to produce DDL that must not count as rows.
+    /// Table created and dropped to produce DDL that must not count as rows. A fixed name
+    /// ([`DDL_TABLE`]): a name per run would leave one `cdc_ddl_events_total` series per run
+    /// behind, growing cardinality without bound.
     pub ddl_table: String,
     /// `(table, op)` → how many row events the change produces.
     pub rows: RowCounts,
@@ -167,7 +173,7 @@ impl Expectation {
         }
         Expectation {
             id,
-            ddl_table: format!("cdcmon_smoke_ddl_{id}"),
+            ddl_table: DDL_TABLE.to_owned(),
             rows,
         }
     }
@@ -208,7 +214,9 @@ mod tests {
         assert_eq!(e.rows.len(), 6);
         assert_eq!(e.total_rows(), 6.0);
         assert_eq!(e.key(), "id=42");
-        assert_eq!(e.ddl_table, "cdcmon_smoke_ddl_42");
+        // Fixed across runs: no new metric series per run (issue 10.4).
+        assert_eq!(e.ddl_table, "cdcmon_smoke_ddl");
+        assert_eq!(Expectation::for_marker(43).ddl_table, e.ddl_table);
         assert!(describe_counts(&e.rows).starts_with("orders delete 1"));
     }
 

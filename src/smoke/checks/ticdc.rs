@@ -17,7 +17,7 @@ pub async fn changefeed_normal(
     deadline: Duration,
 ) -> anyhow::Result<String> {
     let info = client
-        .wait_normal(id, deadline, Duration::from_secs(1))
+        .wait_normal(id, None, deadline, Duration::from_secs(1))
         .await?;
     Ok(format!(
         "changefeed {id} normal, {}",

@@ -99,12 +99,33 @@ pub async fn app_login(url: &str, user: &str, password: &str) -> anyhow::Result<
     .await
 }
 
+/// TiDB's current TSO (`SELECT TIDB_CURRENT_TSO()`, the TSO of the statement's own
+/// transaction): everything committed before it has a smaller commit-ts, so a cdcmon watermark
+/// at or past it proves cdcmon has consumed all of it.
+pub async fn current_tso(url: &str) -> anyhow::Result<u64> {
+    let url = url.to_owned();
+    blocking(move || {
+        let mut conn = db::connect(&url)?;
+        let tso: Option<u64> = conn
+            .query_first("SELECT TIDB_CURRENT_TSO()")
+            .context("cannot read TIDB_CURRENT_TSO() (is --tidb-url a TiDB server?)")?;
+        match tso {
+            Some(t) if t > 0 => Ok(t),
+            other => bail!("TIDB_CURRENT_TSO() returned {other:?}"),
+        }
+    })
+    .await
+}
+
 /// The statements of the marked change, in order. Each runs in autocommit, so each is its own
 /// transaction with its own commit-ts. DDL brackets the DML so the DDL-vs-rows check sees both.
+/// The DDL table has a fixed name; `DROP TABLE IF EXISTS` clears what a crashed run left (on
+/// TiDB a drop of a missing table is a no-op that creates no DDL job, so no DDL event).
 pub fn change_statements(e: &Expectation) -> Vec<String> {
     let id = e.id;
     let ddl = &e.ddl_table;
     vec![
+        format!("DROP TABLE IF EXISTS app.{ddl}"),
         format!("CREATE TABLE app.{ddl} (id BIGINT NOT NULL PRIMARY KEY)"),
         format!(
             "INSERT INTO app.users (id, email, name) VALUES ({id}, 'smoke-{id}@cdcmon.invalid', 'cdcmon smoke {id}')"
@@ -153,10 +174,11 @@ mod tests {
     fn change_is_ddl_then_six_dml_then_ddl() {
         let e = Expectation::for_marker(77);
         let s = change_statements(&e);
-        assert_eq!(s.len(), 8);
-        assert!(s[0].starts_with("CREATE TABLE app.cdcmon_smoke_ddl_77"));
-        assert!(s[1].starts_with("INSERT INTO app.users"));
-        assert!(s[6].starts_with("DELETE FROM app.users"));
-        assert_eq!(s[7], "DROP TABLE app.cdcmon_smoke_ddl_77");
+        assert_eq!(s.len(), 9);
+        assert_eq!(s[0], "DROP TABLE IF EXISTS app.cdcmon_smoke_ddl");
+        assert!(s[1].starts_with("CREATE TABLE app.cdcmon_smoke_ddl ("));
+        assert!(s[2].starts_with("INSERT INTO app.users"));
+        assert!(s[7].starts_with("DELETE FROM app.users"));
+        assert_eq!(s[8], "DROP TABLE app.cdcmon_smoke_ddl");
     }
 }
