@@ -9,16 +9,19 @@ use std::borrow::Cow;
 
 use serde_json::value::RawValue;
 
-/// The four TiCDC Kafka protocols.
+/// The TiCDC Kafka protocols.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Protocol {
     CanalJson,
     OpenProtocol,
     Debezium,
     Simple,
+    /// Confluent-framed Avro; needs a schema registry (`protocol::avro`).
+    Avro,
 }
 
 impl Protocol {
+    /// The protocols that decode without a schema registry (Avro needs one: not listed here).
     pub const ALL: [Protocol; 4] = [
         Protocol::CanalJson,
         Protocol::OpenProtocol,
@@ -33,11 +36,15 @@ impl Protocol {
             Protocol::OpenProtocol => "open-protocol",
             Protocol::Debezium => "debezium",
             Protocol::Simple => "simple",
+            Protocol::Avro => "avro",
         }
     }
 
     pub fn from_name(name: &str) -> Option<Protocol> {
-        Protocol::ALL.into_iter().find(|p| p.as_str() == name)
+        Protocol::ALL
+            .into_iter()
+            .chain([Protocol::Avro])
+            .find(|p| p.as_str() == name)
     }
 }
 
@@ -147,6 +154,9 @@ pub struct ChangeEvent<'a> {
     pub partial: bool,
     /// Where the full message was stored (claim-check), if anywhere.
     pub claim_check_location: Option<Cow<'a, str>>,
+    /// TiDB row-checksum verdict (simple and Avro row events; `None` for protocols without
+    /// checksums). See `crate::checksum`.
+    pub checksum: Option<crate::checksum::RowChecksum>,
 }
 
 /// TSO → physical milliseconds since the Unix epoch (`tikv/client-go` `oracle.ExtractPhysical`).
@@ -171,6 +181,7 @@ impl<'a> ChangeEvent<'a> {
             old_values: Vec::new(),
             partial: false,
             claim_check_location: None,
+            checksum: None,
         }
     }
 
@@ -205,6 +216,7 @@ impl<'a> ChangeEvent<'a> {
             claim_check_location: self
                 .claim_check_location
                 .map(|c| Cow::Owned(c.into_owned())),
+            checksum: self.checksum,
         }
     }
 }
@@ -230,6 +242,7 @@ mod tests {
         for p in Protocol::ALL {
             assert_eq!(Protocol::from_name(p.as_str()), Some(p));
         }
-        assert_eq!(Protocol::from_name("avro"), None);
+        assert_eq!(Protocol::from_name("avro"), Some(Protocol::Avro));
+        assert_eq!(Protocol::from_name("avro-glue"), None);
     }
 }

@@ -5,6 +5,7 @@
 //! DDL event. The other subcommands set up and verify the stack around it.
 //! Module map: `docs/architecture.md`.
 
+pub mod checksum;
 pub mod cli;
 pub mod consumer;
 pub mod db;

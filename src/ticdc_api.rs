@@ -129,6 +129,8 @@ pub fn default_sink_uri(protocol: Protocol) -> String {
     let extension = match protocol {
         Protocol::CanalJson | Protocol::Debezium => "&enable-tidb-extension=true",
         Protocol::OpenProtocol | Protocol::Simple => "",
+        // Avro also needs `--schema-registry` on the changefeed (not wired here yet).
+        Protocol::Avro => "&enable-tidb-extension=true",
     };
     format!(
         "kafka://{}/{}?protocol={}{extension}&partition-num=1&replication-factor=1&max-message-bytes=1048576",

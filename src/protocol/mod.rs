@@ -8,6 +8,7 @@ use std::fmt;
 
 use crate::event::{ChangeEvent, Protocol};
 
+pub mod avro;
 pub mod canal_json;
 pub mod compression;
 pub mod debezium;
@@ -39,10 +40,15 @@ pub enum DecodeErrorReason {
     UnknownType,
     /// Value could not be decompressed with the configured compression.
     Decompress,
+    /// Avro datum that does not decode against its registry schema.
+    InvalidAvro,
+    /// Avro schema id not (yet) fetched from the schema registry: the caller fetches it and
+    /// decodes the same message again; never a reason to skip a message.
+    SchemaUnavailable,
 }
 
 impl DecodeErrorReason {
-    pub const ALL: [DecodeErrorReason; 9] = [
+    pub const ALL: [DecodeErrorReason; 11] = [
         DecodeErrorReason::EmptyValue,
         DecodeErrorReason::InvalidJson,
         DecodeErrorReason::UnknownProtocol,
@@ -52,6 +58,8 @@ impl DecodeErrorReason {
         DecodeErrorReason::MissingField,
         DecodeErrorReason::UnknownType,
         DecodeErrorReason::Decompress,
+        DecodeErrorReason::InvalidAvro,
+        DecodeErrorReason::SchemaUnavailable,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -65,6 +73,8 @@ impl DecodeErrorReason {
             DecodeErrorReason::MissingField => "missing_field",
             DecodeErrorReason::UnknownType => "unknown_type",
             DecodeErrorReason::Decompress => "decompress",
+            DecodeErrorReason::InvalidAvro => "invalid_avro",
+            DecodeErrorReason::SchemaUnavailable => "schema_unavailable",
         }
     }
 }
@@ -117,7 +127,7 @@ impl std::str::FromStr for ProtocolChoice {
             return Ok(ProtocolChoice::Auto);
         }
         Protocol::from_name(s).map(ProtocolChoice::Fixed).ok_or_else(|| {
-            format!("unknown protocol {s:?}: expected auto, canal-json, open-protocol, debezium or simple")
+            format!("unknown protocol {s:?}: expected auto, canal-json, open-protocol, debezium, simple or avro")
         })
     }
 }
@@ -135,6 +145,8 @@ pub struct Decoder {
     choice: ProtocolChoice,
     compression: Compression,
     simple: simple::SchemaCache,
+    /// Set when a schema registry is configured (`--schema-registry-url`).
+    avro: Option<avro::AvroDecoder>,
 }
 
 impl Decoder {
@@ -143,7 +155,19 @@ impl Decoder {
             choice,
             compression,
             simple: simple::SchemaCache::default(),
+            avro: None,
         }
+    }
+
+    /// Enable Avro (fixed `--protocol avro`, or detected under `auto`) against `avro`'s store.
+    pub fn with_avro(mut self, avro: avro::AvroDecoder) -> Self {
+        self.avro = Some(avro);
+        self
+    }
+
+    /// The Avro decoder, when a schema registry is configured.
+    pub fn avro(&self) -> Option<&avro::AvroDecoder> {
+        self.avro.as_ref()
     }
 
     pub fn choice(&self) -> ProtocolChoice {
@@ -163,6 +187,22 @@ impl Decoder {
         key: Option<&'a [u8]>,
         value: Option<&'a [u8]>,
     ) -> Result<Vec<ChangeEvent<'a>>, DecodeError> {
+        // Avro first: its framing needs no JSON parse, and a framed key/value (0x00 + non-zero
+        // schema id) can never be an open-protocol header (whose id bytes are all zero).
+        if self.choice == ProtocolChoice::Fixed(Protocol::Avro)
+            || (self.choice == ProtocolChoice::Auto
+                && self.avro.is_some()
+                && avro::looks_like_avro(key, value))
+        {
+            return match &mut self.avro {
+                Some(a) => a.decode(key, value),
+                None => Err(DecodeError::new(
+                    Some(Protocol::Avro),
+                    DecodeErrorReason::SchemaUnavailable,
+                    "--protocol avro needs --schema-registry-url",
+                )),
+            };
+        }
         let fixed = match self.choice {
             ProtocolChoice::Fixed(p) => Some(p),
             // open-protocol is the only binary protocol; its key header is unmistakable.
@@ -220,11 +260,11 @@ impl Decoder {
             Protocol::Debezium => debezium::decode(key, value)?,
             Protocol::Simple => self.simple.decode(value)?,
             // Only reachable through a compressed message that `detect_json` cannot yield.
-            Protocol::OpenProtocol => {
+            Protocol::OpenProtocol | Protocol::Avro => {
                 return Err(DecodeError::new(
-                    Some(Protocol::OpenProtocol),
+                    Some(protocol),
                     DecodeErrorReason::Framing,
-                    "open-protocol messages are binary-framed, not JSON",
+                    "open-protocol and avro messages are binary-framed, not JSON",
                 ));
             }
         };
