@@ -505,6 +505,50 @@ pub fn combine(sides: &[(Verdict, Option<String>)], corrupted: bool) -> RowCheck
     }
 }
 
+/// Count a row event's verdict in `cdc_checksum_*_total{db,table}` and log a mismatch or a
+/// TiCDC-flagged corruption with where it came from (partition, offset, Kafka key). The event
+/// itself is counted and logged as usual by the caller.
+pub fn observe(
+    metrics: &crate::metrics::Metrics,
+    ev: &crate::event::ChangeEvent<'_>,
+    ck: &RowChecksum,
+    pos: &crate::eventlog::KafkaPosition<'_>,
+    key: Option<&[u8]>,
+) {
+    let labels = [ev.db.as_ref(), ev.table.as_ref()];
+    match ck.verdict {
+        Verdict::Ok => metrics.checksum_verified.with_label_values(&labels).inc(),
+        Verdict::Mismatch => {
+            metrics.checksum_mismatch.with_label_values(&labels).inc();
+            tracing::error!(
+                db = %ev.db, table = %ev.table, partition = pos.partition, offset = pos.offset,
+                key = %key_text(key), detail = ck.detail.as_deref().unwrap_or(""),
+                "row checksum mismatch: the row differs from what TiDB committed"
+            );
+        }
+        Verdict::Absent => {}
+    }
+    if ck.corrupted {
+        metrics.checksum_corrupted.with_label_values(&labels).inc();
+        tracing::error!(
+            db = %ev.db, table = %ev.table, partition = pos.partition, offset = pos.offset,
+            key = %key_text(key), "TiCDC flagged this row as corrupted (_tidb_corrupted / checksum.corrupted)"
+        );
+    }
+}
+
+/// A Kafka key for a log line: UTF-8 text as is, binary (Avro) as hex; bounded.
+fn key_text(key: Option<&[u8]>) -> String {
+    let Some(key) = key else {
+        return String::new();
+    };
+    let key = &key[..key.len().min(128)];
+    match std::str::from_utf8(key) {
+        Ok(s) => s.to_owned(),
+        Err(_) => key.iter().map(|b| format!("{b:02x}")).collect(),
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::approx_constant)] // 3.14 is TiDB's test value, not π
 mod tests {

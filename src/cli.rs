@@ -67,7 +67,8 @@ pub struct ConsumeArgs {
     /// Consumer group. A new group starts from the earliest offset.
     #[arg(long, env = "CDCMON_GROUP", default_value = crate::defaults::GROUP)]
     pub group: String,
-    /// TiCDC protocol: auto (detect per message), canal-json, open-protocol, debezium, simple.
+    /// TiCDC protocol: auto (detect per message), canal-json, open-protocol, debezium, simple,
+    /// avro (needs --schema-registry-url).
     #[arg(long, env = "CDCMON_PROTOCOL", default_value = "auto")]
     pub protocol: ProtocolChoice,
     /// Value compression set by TiCDC's `large-message-handle-compression` (nothing in a message
@@ -106,12 +107,15 @@ pub struct ConsumeArgs {
     /// (applied last, e.g. `security.protocol=ssl`).
     #[arg(long = "kafka-option", env = "CDCMON_KAFKA_OPTIONS", value_delimiter = ',', value_parser = parse_key_value)]
     pub kafka_options: Vec<(String, String)>,
+    /// Avro schema registry and row-checksum flags.
+    #[command(flatten)]
+    pub avro: crate::schema_registry::AvroArgs,
 }
 
 /// Flags of `cdcmon decode`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DecodeArgs {
-    /// TiCDC protocol: auto, canal-json, open-protocol, debezium, simple.
+    /// TiCDC protocol: auto, canal-json, open-protocol, debezium, simple, avro.
     #[arg(long, env = "CDCMON_PROTOCOL", default_value = "auto")]
     pub protocol: ProtocolChoice,
     /// Value compression (TiCDC `large-message-handle-compression`): none, snappy, lz4.
@@ -122,6 +126,9 @@ pub struct DecodeArgs {
     pub key: Option<PathBuf>,
     /// File holding the Kafka message value; `-` reads stdin.
     pub value: PathBuf,
+    /// Avro schema registry and row-checksum flags.
+    #[command(flatten)]
+    pub avro: crate::schema_registry::AvroArgs,
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {

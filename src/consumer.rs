@@ -321,8 +321,10 @@ async fn consume(
     let dead_letter = dead_letter_producer(args)?;
     tracing::info!(brokers = %args.brokers, topic = %args.topic, group = %args.group, "consuming");
 
+    let registry = args.avro.registry()?;
     let mut pipeline = Pipeline::new(
-        Decoder::new(args.protocol, args.compression),
+        args.avro
+            .apply(Decoder::new(args.protocol, args.compression))?,
         metrics.clone(),
         sink,
     );
@@ -373,6 +375,24 @@ async fn consume(
         };
         let outcome = loop {
             match pipeline.process(&pos, message.key(), message.payload(), pipeline::now_ms()) {
+                // Avro schema not cached: fetch it (waiting out a registry outage), then decode
+                // the SAME message again; its offset stays uncommitted meanwhile.
+                Ok(Outcome::SchemaMissing(id)) => {
+                    match crate::schema_registry::wait_for_schema(
+                        registry.as_deref(),
+                        &mut pipeline,
+                        &pos,
+                        id,
+                        &shared.readiness,
+                        &shutdown,
+                    )
+                    .await
+                    {
+                        Some(None) => continue,
+                        Some(Some(outcome)) => break Some(outcome),
+                        None => break None,
+                    }
+                }
                 Ok(outcome) => break Some(outcome),
                 Err(err) => {
                     // The log cannot take the event (disk full, ...). Waiting is the only way

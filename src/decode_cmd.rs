@@ -18,10 +18,17 @@ const MAX_INPUT_BYTES: u64 = crate::protocol::compression::MAX_DECOMPRESSED_BYTE
 pub fn run(args: &DecodeArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let value = read_input(&args.value)?;
     let key = args.key.as_deref().map(read_input).transpose()?;
-    let mut decoder = Decoder::new(args.protocol, args.compression);
-    let events = decoder
-        .decode(key.as_deref(), Some(&value))
-        .map_err(|e| anyhow::anyhow!("cannot decode {}: {e}", display_name(&args.value)))?;
+    let mut decoder = args
+        .avro
+        .apply(Decoder::new(args.protocol, args.compression))?;
+    let registry = args.avro.registry()?;
+    let events = crate::schema_registry::decode_fetching(
+        &mut decoder,
+        registry.as_deref(),
+        key.as_deref(),
+        &value,
+    )
+    .map_err(|e| anyhow::anyhow!("cannot decode {}: {e}", display_name(&args.value)))?;
     let mut line = Vec::with_capacity(512);
     for ev in &events {
         line.clear();
@@ -108,6 +115,20 @@ pub fn write_event_json(ev: &ChangeEvent<'_>, buf: &mut Vec<u8>) {
         buf.extend_from_slice(b",\"claim_check_location\":");
         json_str(buf, loc);
     }
+    // Row checksum verdict for the protocols that carry TiDB's checksum (simple, Avro).
+    if ev.kind == crate::event::EventKind::Row
+        && matches!(
+            ev.protocol,
+            crate::event::Protocol::Simple | crate::event::Protocol::Avro
+        )
+    {
+        let verdict = ev
+            .checksum
+            .as_ref()
+            .map_or(crate::checksum::Verdict::Absent, |c| c.verdict);
+        buf.extend_from_slice(b",\"checksum\":");
+        json_str(buf, verdict.as_str());
+    }
     buf.extend_from_slice(b",\"keys\":");
     json_columns(buf, &ev.keys);
     if ev.kind == crate::event::EventKind::Row {
@@ -164,6 +185,7 @@ mod tests {
             compression: Compression::None,
             key: key.map(fixture_path),
             value: fixture_path(value),
+            avro: Default::default(),
         };
         let mut out = Vec::new();
         run(&args, &mut out)?;
@@ -243,6 +265,7 @@ mod tests {
             compression: Compression::None,
             key: Some(fixture_path("nope.key")),
             value: fixture_path("canal-json-insert-1.json"),
+            avro: Default::default(),
         };
         let e = run(&args, &mut Vec::new()).unwrap_err();
         assert!(format!("{e:#}").contains("nope.key"));

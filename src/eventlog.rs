@@ -188,6 +188,14 @@ fn render_line_with(
         } else {
             b",\"partial\":false"
         });
+        // TiDB row checksum (simple, Avro): `cdc.checksum` ok/mismatch/absent.
+        if let Some(ck) = &ev.checksum {
+            out.extend_from_slice(b",\"checksum\":");
+            write_str(out, ck.verdict.as_str());
+            if ck.corrupted {
+                out.extend_from_slice(b",\"checksum_corrupted\":true");
+            }
+        }
         if opts.log_values {
             out.extend_from_slice(b",\"values\":");
             write_columns(out, &ev.values, opts);

@@ -25,11 +25,15 @@ use crate::metrics::Metrics;
 pub struct Readiness {
     pub partitions_assigned: AtomicBool,
     pub broker_up: AtomicBool,
+    /// A message waits for its Avro schema while the registry is unreachable.
+    pub schema_registry_down: AtomicBool,
 }
 
 impl Readiness {
     pub fn is_ready(&self) -> bool {
-        self.partitions_assigned.load(Ordering::Relaxed) && self.broker_up.load(Ordering::Relaxed)
+        self.partitions_assigned.load(Ordering::Relaxed)
+            && self.broker_up.load(Ordering::Relaxed)
+            && !self.schema_registry_down.load(Ordering::Relaxed)
     }
 }
 
@@ -105,6 +109,8 @@ async fn handle(
             } else {
                 let why: &'static [u8] = if !state.readiness.broker_up.load(Ordering::Relaxed) {
                     b"not ready: no Kafka broker up\n"
+                } else if state.readiness.schema_registry_down.load(Ordering::Relaxed) {
+                    b"not ready: waiting for the Avro schema registry (a message waits for its schema)\n"
                 } else {
                     b"not ready: no partitions assigned\n"
                 };

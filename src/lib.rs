@@ -17,6 +17,7 @@ pub mod http;
 pub mod metrics;
 pub mod pipeline;
 pub mod protocol;
+pub mod schema_registry;
 pub mod shutdown;
 pub mod smoke;
 pub mod ticdc_api;

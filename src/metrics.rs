@@ -38,6 +38,10 @@ pub struct Metrics {
     pub event_log_errors: IntCounter,
     pub dead_letter: IntCounterVec,
     pub last_event_seconds: Gauge,
+    /// Row checksums (simple, Avro): see `crate::checksum`.
+    pub checksum_verified: IntCounterVec,
+    pub checksum_mismatch: IntCounterVec,
+    pub checksum_corrupted: IntCounterVec,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(
@@ -158,6 +162,36 @@ impl Metrics {
                 Gauge::new(
                     "cdc_last_event_timestamp_seconds",
                     "Commit time of the newest row event, unix seconds.",
+                )?,
+            )?,
+            checksum_verified: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "cdc_checksum_verified_total",
+                        "Row events whose TiDB row checksum was recomputed and matched.",
+                    ),
+                    &["db", "table"],
+                )?,
+            )?,
+            checksum_mismatch: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "cdc_checksum_mismatch_total",
+                        "Row events whose recomputed TiDB row checksum differs from the one TiCDC sent.",
+                    ),
+                    &["db", "table"],
+                )?,
+            )?,
+            checksum_corrupted: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "cdc_checksum_corrupted_total",
+                        "Row events TiCDC itself flagged as corrupted (its upstream checksum check failed).",
+                    ),
+                    &["db", "table"],
                 )?,
             )?,
             registry,

@@ -58,6 +58,10 @@ pub enum Outcome {
     Processed { events: usize },
     /// Not decodable: counted by reason, nothing logged; the caller logs and skips it.
     Undecodable(DecodeError),
+    /// Avro schema `id` is not cached: nothing counted, offset NOT pending. The caller fetches
+    /// it from the registry and processes the same message again ([`Pipeline::give_up`] if the
+    /// registry says it does not exist).
+    SchemaMissing(u32),
 }
 
 /// Decoder, counters and the shared sink.
@@ -89,6 +93,12 @@ impl Pipeline {
     ) -> std::io::Result<Outcome> {
         let events = match self.decoder.decode(key, value) {
             Ok(events) => events,
+            Err(err) if err.reason == crate::protocol::DecodeErrorReason::SchemaUnavailable => {
+                match self.decoder.avro().and_then(|a| a.missing_schema()) {
+                    Some(id) => return Ok(Outcome::SchemaMissing(id)),
+                    None => return Ok(self.give_up(pos, err)),
+                }
+            }
             Err(err) => {
                 self.metrics.decode_error(err.reason);
                 // Skipped, not retried: its offset may be committed like any other.
@@ -110,11 +120,28 @@ impl Pipeline {
         }
         for ev in &events {
             count(counters, metrics, ev, &mut sink, pos.partition, now_ms);
+            if let Some(ck) = &ev.checksum {
+                crate::checksum::observe(metrics, ev, ck, pos, key);
+            }
         }
         mark_done(&mut sink, pos);
         Ok(Outcome::Processed {
             events: events.len(),
         })
+    }
+}
+
+impl Pipeline {
+    /// The Avro decoder's schema store, when a schema registry is configured.
+    pub fn schema_store(&self) -> Option<std::sync::Arc<crate::protocol::avro::SchemaStore>> {
+        self.decoder.avro().map(|a| a.store().clone())
+    }
+
+    /// Count `err` and skip the message at `pos` (a schema the registry says does not exist).
+    pub fn give_up(&mut self, pos: &KafkaPosition<'_>, err: DecodeError) -> Outcome {
+        self.metrics.decode_error(err.reason);
+        mark_done(&mut lock(&self.sink), pos);
+        Outcome::Undecodable(err)
     }
 }
 
