@@ -26,7 +26,7 @@ pub fn run(args: &DecodeArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         &mut decoder,
         registry.as_deref(),
         key.as_deref(),
-        &value,
+        Some(&value),
     )
     .map_err(|e| anyhow::anyhow!("cannot decode {}: {e}", display_name(&args.value)))?;
     let mut line = Vec::with_capacity(512);

@@ -343,18 +343,18 @@ pub async fn wait_for_schema(
     }
 }
 
-/// `cdcmon decode`'s decode: on a missing Avro schema, fetch it (a few tries on a private
+/// `cdcmon decode`'s and `smoke`'s decode: on a missing Avro schema, fetch it (a few tries on a private
 /// runtime: a CLI should fail, not wait forever) and decode again. Errors are one line.
 pub fn decode_fetching<'a>(
     decoder: &mut crate::protocol::Decoder,
     registry: Option<&dyn SchemaRegistry>,
     key: Option<&'a [u8]>,
-    value: &'a [u8],
+    value: Option<&'a [u8]>,
 ) -> anyhow::Result<Vec<crate::event::ChangeEvent<'a>>> {
     use crate::protocol::DecodeErrorReason;
     // A key and a value schema: two fetches at most, plus one decode that succeeds.
     for _ in 0..3 {
-        match decoder.decode(key, Some(value)) {
+        match decoder.decode(key, value) {
             Ok(events) => return Ok(events),
             Err(e) if e.reason == DecodeErrorReason::SchemaUnavailable => {
                 let (Some(registry), Some(avro)) = (registry, decoder.avro()) else {

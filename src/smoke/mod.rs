@@ -116,6 +116,9 @@ pub struct SmokeOptions {
     /// Value compression set by TiCDC's `large-message-handle-compression`: none, snappy, lz4.
     #[arg(long, env = "CDCMON_COMPRESSION", value_enum, default_value_t = Compression::None)]
     pub compression: Compression,
+    /// Avro schema registry (for `--protocol avro`) and row-checksum flags.
+    #[command(flatten)]
+    pub avro: crate::schema_registry::AvroArgs,
     /// TiDB account that may create a table in `app`, `mysql://user:password@host:port`.
     #[arg(
         long,
@@ -546,6 +549,7 @@ pub async fn run_checks(args: &SmokeArgs, out: Box<dyn Write + Send>) -> anyhow:
                 &offsets,
                 args.protocol,
                 args.compression,
+                &args.avro,
                 &e,
                 pt,
             )

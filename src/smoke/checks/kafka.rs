@@ -157,6 +157,7 @@ pub async fn wait_for_events(
     offsets: &[(i32, i64)],
     protocol: ProtocolChoice,
     compression: Compression,
+    avro: &crate::schema_registry::AvroArgs,
     e: &Expectation,
     deadline: Duration,
 ) -> anyhow::Result<Seen> {
@@ -166,6 +167,7 @@ pub async fn wait_for_events(
         offsets.to_vec(),
         e.clone(),
     );
+    let avro = avro.clone();
     blocking(move || {
         let c = consumer(&brokers)?;
         let mut tpl = TopicPartitionList::new();
@@ -175,7 +177,8 @@ pub async fn wait_for_events(
         }
         c.assign(&tpl).context("cannot assign the partitions")?;
         drop(tpl);
-        let mut decoder = Decoder::new(protocol, compression);
+        let mut decoder = avro.apply(Decoder::new(protocol, compression))?;
+        let registry = avro.registry()?;
         let id = e.id.to_string();
         let mut seen = Seen::default();
         let start = Instant::now();
@@ -184,7 +187,13 @@ pub async fn wait_for_events(
             if let Some(result) = c.poll(Duration::from_millis(200)) {
                 let msg = result.context("Kafka consumer error")?;
                 seen.messages += 1;
-                match decoder.decode(msg.key(), msg.payload()) {
+                // Avro: a missing schema is fetched from the registry, then decoded again.
+                match crate::schema_registry::decode_fetching(
+                    &mut decoder,
+                    registry.as_deref(),
+                    msg.key(),
+                    msg.payload(),
+                ) {
                     Ok(events) => {
                         for ev in &events {
                             record(ev, &e, &id, &mut seen);
