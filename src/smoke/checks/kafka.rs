@@ -151,6 +151,7 @@ fn record(ev: &ChangeEvent<'_>, e: &Expectation, id: &str, seen: &mut Seen) {
 /// Read from `offsets` until every expected row event was seen (at least once: delivery is
 /// at-least-once) or `deadline` passes. DDL is counted but not required: TiCDC's debezium
 /// encoder on classic TiCDC emits no DDL.
+#[allow(clippy::too_many_arguments)] // the decode settings are the smoke flags, passed as given
 pub async fn wait_for_events(
     brokers: &str,
     topic: &str,
