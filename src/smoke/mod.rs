@@ -543,13 +543,11 @@ pub async fn run_checks(args: &SmokeArgs, out: Box<dyn Write + Send>) -> anyhow:
 
         r.check(G::Kafka, pt, async {
             let offsets = before.kafka_offsets.clone().unwrap_or_default();
-            let seen = kafka::wait_for_events(
+            let seen = kafka::wait_for_events_with(
                 &args.brokers,
                 &args.topic,
                 &offsets,
-                args.protocol,
-                args.compression,
-                &args.avro,
+                (args.protocol, args.compression, &args.avro),
                 &e,
                 pt,
             )

@@ -151,14 +151,30 @@ fn record(ev: &ChangeEvent<'_>, e: &Expectation, id: &str, seen: &mut Seen) {
 /// Read from `offsets` until every expected row event was seen (at least once: delivery is
 /// at-least-once) or `deadline` passes. DDL is counted but not required: TiCDC's debezium
 /// encoder on classic TiCDC emits no DDL.
-#[allow(clippy::too_many_arguments)] // the decode settings are the smoke flags, passed as given
 pub async fn wait_for_events(
     brokers: &str,
     topic: &str,
     offsets: &[(i32, i64)],
     protocol: ProtocolChoice,
     compression: Compression,
-    avro: &crate::schema_registry::AvroArgs,
+    e: &Expectation,
+    deadline: Duration,
+) -> anyhow::Result<Seen> {
+    let avro = crate::schema_registry::AvroArgs::default();
+    let decode = (protocol, compression, &avro);
+    wait_for_events_with(brokers, topic, offsets, decode, e, deadline).await
+}
+
+/// [`wait_for_events`] with the Avro schema-registry flags (`--protocol avro`).
+pub async fn wait_for_events_with(
+    brokers: &str,
+    topic: &str,
+    offsets: &[(i32, i64)],
+    (protocol, compression, avro): (
+        ProtocolChoice,
+        Compression,
+        &crate::schema_registry::AvroArgs,
+    ),
     e: &Expectation,
     deadline: Duration,
 ) -> anyhow::Result<Seen> {
