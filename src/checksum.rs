@@ -109,10 +109,12 @@ impl ColumnKind {
     pub fn from_mysql_type(mysql_type: &str) -> Option<ColumnKind> {
         let t = mysql_type.to_ascii_lowercase();
         Some(match t.as_str() {
-            "tinyint" | "smallint" | "mediumint" | "int" | "bigint" | "year" => ColumnKind::Integer,
+            // BIT is sent as its integer value, which TiDB encodes like an integer (LE64).
+            "tinyint" | "smallint" | "mediumint" | "int" | "bigint" | "year" | "bit" => {
+                ColumnKind::Integer
+            }
             "float" => ColumnKind::Float,
             "double" => ColumnKind::Double,
-            "bit" => ColumnKind::Bit,
             "enum" => ColumnKind::Enum {
                 allowed: Vec::new(),
             },
@@ -703,5 +705,240 @@ mod tests {
         let c = combine(&[ok, wrong], false);
         assert_eq!(c.verdict, Verdict::Mismatch);
         assert!(c.detail.unwrap().contains("expected"));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The simple protocol
+// ---------------------------------------------------------------------------------------------
+
+/// The simple protocol's `checksum` object and the column types it is verified with.
+///
+/// TF `pkg/sink/codec/simple/message.go:465-470` (the object), `:650-726` (value formats:
+/// integers as decimal strings, FLOAT as the shortest f32 text, ENUM/SET/BIT as numbers,
+/// binary columns base64, TIMESTAMP as `{"location","value"}`), `:310-312` (TableSchema columns
+/// sorted by column ID, the checksum order), `:438-463` (columns absent from `data`/`old` are
+/// skipped). Types come from BOOTSTRAP/DDL `tableSchema`, which TiCDC sends before a table's
+/// first DML; a row of a table not yet announced cannot be verified (verdict `absent`).
+pub mod simple {
+    use std::collections::HashMap;
+
+    use base64::Engine;
+    use serde::Deserialize;
+
+    use super::{ColumnKind, RowChecksum, Value, Verdict, check_side, combine};
+    use crate::event::Column;
+    use crate::protocol::json::CowStr;
+
+    /// `"checksum": {"version", "corrupted", "current", "previous"}`.
+    #[derive(Debug, Clone, Copy, Default, Deserialize)]
+    pub struct SimpleChecksum {
+        #[serde(default)]
+        pub version: i64,
+        #[serde(default)]
+        pub corrupted: bool,
+        #[serde(default)]
+        pub current: u64,
+        #[serde(default)]
+        pub previous: u64,
+    }
+
+    /// One `tableSchema.columns[]` entry (only what the checksum needs).
+    #[derive(Debug, Deserialize)]
+    pub struct SchemaColumn<'a> {
+        #[serde(borrow)]
+        pub name: CowStr<'a>,
+        #[serde(borrow, rename = "dataType")]
+        pub data_type: DataType<'a>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    pub struct DataType<'a> {
+        #[serde(borrow, rename = "mysqlType")]
+        pub mysql_type: CowStr<'a>,
+        #[serde(borrow, default)]
+        pub charset: Option<CowStr<'a>>,
+    }
+
+    #[derive(Debug, Clone)]
+    struct Col {
+        name: String,
+        kind: Option<ColumnKind>,
+        /// Base64 in the message: a string-family column with the binary charset.
+        base64: bool,
+    }
+
+    /// Tables remembered at most (as `simple::MAX_CACHED_TABLES`).
+    const MAX_TABLES: usize = 100_000;
+
+    /// Column types per table, learned next to the simple decoder's key cache.
+    #[derive(Debug, Default)]
+    pub struct TypeCache {
+        tables: HashMap<String, Vec<Col>>,
+    }
+
+    fn key(db: &str, table: &str) -> String {
+        format!("{db}\0{table}")
+    }
+
+    impl TypeCache {
+        /// Remember `db.table`'s columns (TableSchema order = column-ID order).
+        pub fn learn(&mut self, db: &str, table: &str, columns: &[SchemaColumn<'_>]) {
+            if self.tables.len() >= MAX_TABLES {
+                self.tables.clear();
+            }
+            let cols = columns
+                .iter()
+                .map(|c| {
+                    let t = c.data_type.mysql_type.as_str().to_ascii_lowercase();
+                    let binary_charset =
+                        c.data_type.charset.as_ref().map(CowStr::as_str) == Some("binary");
+                    let kind = ColumnKind::from_mysql_type(&t);
+                    Col {
+                        name: c.name.as_str().to_owned(),
+                        base64: binary_charset
+                            && kind == Some(ColumnKind::Bytes)
+                            && is_stringish(&t),
+                        kind,
+                    }
+                })
+                .collect();
+            self.tables.insert(key(db, table), cols);
+        }
+
+        pub fn forget(&mut self, db: &str, table: &str) {
+            self.tables.remove(&key(db, table));
+        }
+
+        /// Verify `current` over the new row and `previous` over the old one. The decoder puts
+        /// a DELETE's old row in `values`, an UPDATE's in `old_values`.
+        pub fn verify(
+            &self,
+            db: &str,
+            table: &str,
+            ck: &SimpleChecksum,
+            op: crate::event::RowOp,
+            values: &[Column<'_>],
+            old_values: &[Column<'_>],
+        ) -> RowChecksum {
+            let (values, old) = match op {
+                crate::event::RowOp::Delete => (&[][..], values),
+                _ => (values, old_values),
+            };
+            if ck.current == 0 && ck.previous == 0 {
+                return RowChecksum {
+                    corrupted: ck.corrupted,
+                    ..RowChecksum::absent()
+                };
+            }
+            let Some(cols) = self.tables.get(&key(db, table)) else {
+                return RowChecksum {
+                    corrupted: ck.corrupted,
+                    detail: Some(format!("no tableSchema seen for {db}.{table}")),
+                    ..RowChecksum::absent()
+                };
+            };
+            let sides = [
+                side(cols, "current", ck.current, values),
+                side(cols, "previous", ck.previous, old),
+            ];
+            combine(&sides, ck.corrupted)
+        }
+    }
+
+    fn is_stringish(t: &str) -> bool {
+        t.contains("char") || t.contains("text") || t.contains("blob") || t.contains("binary")
+    }
+
+    /// One side: decode each present column's JSON value, then check.
+    fn side(
+        cols: &[Col],
+        name: &str,
+        expected: u64,
+        row: &[Column<'_>],
+    ) -> (Verdict, Option<String>) {
+        if expected == 0 {
+            return (Verdict::Absent, None);
+        }
+        let mut owned: Vec<(&ColumnKind, Owned)> = Vec::with_capacity(cols.len());
+        for col in cols {
+            let Some(c) = row.iter().find(|c| c.name == col.name) else {
+                continue; // absent from data/old: skipped, as TF's consumer does
+            };
+            let Some(kind) = &col.kind else {
+                return (
+                    Verdict::Mismatch,
+                    Some(format!(
+                        "{name} checksum: column {} has an unknown type",
+                        col.name
+                    )),
+                );
+            };
+            match owned_value(c.value.get(), col.base64) {
+                Ok(v) => owned.push((kind, v)),
+                Err(e) => {
+                    return (
+                        Verdict::Mismatch,
+                        Some(format!("{name} checksum: column {}: {e}", col.name)),
+                    );
+                }
+            }
+        }
+        // All TIMESTAMPs of one message share its TiCDC time zone (the `location`).
+        let mut tz = chrono_tz::UTC;
+        for (_, v) in &owned {
+            if let Owned::Timestamp { location, .. } = v {
+                match location.parse::<chrono_tz::Tz>() {
+                    Ok(t) => tz = t,
+                    Err(_) => {
+                        return (
+                            Verdict::Mismatch,
+                            Some(format!("{name} checksum: unknown location {location:?}")),
+                        );
+                    }
+                }
+            }
+        }
+        let values = owned.iter().map(|(k, v)| (*k, v.as_value()));
+        check_side(name, expected, values, tz)
+    }
+
+    enum Owned {
+        Null,
+        Bytes(Vec<u8>),
+        Timestamp { location: String, value: String },
+    }
+
+    impl Owned {
+        fn as_value(&self) -> Value<'_> {
+            match self {
+                Owned::Null => Value::Null,
+                Owned::Bytes(b) => Value::Bytes(b),
+                Owned::Timestamp { value, .. } => Value::Bytes(value.as_bytes()),
+            }
+        }
+    }
+
+    fn owned_value(raw: &str, base64: bool) -> Result<Owned, String> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum J {
+            Null,
+            Str(String),
+            Num(serde_json::Number),
+            Ts { location: String, value: String },
+        }
+        let j: J = serde_json::from_str(raw).map_err(|e| format!("value {raw:.40}: {e}"))?;
+        Ok(match j {
+            J::Null => Owned::Null,
+            J::Str(s) if base64 => Owned::Bytes(
+                base64::engine::general_purpose::STANDARD
+                    .decode(s.as_bytes())
+                    .map_err(|e| format!("binary value is not base64: {e}"))?,
+            ),
+            J::Str(s) => Owned::Bytes(s.into_bytes()),
+            J::Num(n) => Owned::Bytes(n.to_string().into_bytes()),
+            J::Ts { location, value } => Owned::Timestamp { location, value },
+        })
     }
 }

@@ -50,6 +50,9 @@ struct Message<'a> {
     table_schema: Option<TableSchema<'a>>,
     #[serde(borrow, default, rename = "preTableSchema")]
     pre_table_schema: Option<TableSchema<'a>>,
+    /// TiDB row checksum (integrity `correctness`), verified in `crate::checksum::simple`.
+    #[serde(default)]
+    checksum: Option<crate::checksum::simple::SimpleChecksum>,
 }
 
 #[derive(Deserialize)]
@@ -60,6 +63,9 @@ struct TableSchema<'a> {
     table: Option<CowStr<'a>>,
     #[serde(borrow, default)]
     indexes: Option<Vec<IndexSchema<'a>>>,
+    /// Column names and types, for row-checksum verification.
+    #[serde(borrow, default)]
+    columns: Vec<crate::checksum::simple::SchemaColumn<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -100,6 +106,8 @@ impl TableSchema<'_> {
 pub struct SchemaCache {
     tables: HashMap<String, HashMap<String, Vec<String>>>,
     len: usize,
+    /// Column types for row-checksum verification.
+    types: crate::checksum::simple::TypeCache,
 }
 
 impl SchemaCache {
@@ -122,6 +130,7 @@ impl SchemaCache {
         if table.is_empty() {
             return;
         }
+        self.types.learn(db, table, &schema.columns);
         if self.len >= MAX_CACHED_TABLES && self.key_names(db, table).is_none() {
             self.tables.clear();
             self.len = 0;
@@ -138,6 +147,7 @@ impl SchemaCache {
 
     fn forget(&mut self, schema: &TableSchema<'_>) {
         let (db, table) = schema.names();
+        self.types.forget(db, table);
         if let Some(tables) = self.tables.get_mut(db) {
             if tables.remove(table).is_some() {
                 self.len = self.len.saturating_sub(1);
@@ -231,6 +241,13 @@ impl SchemaCache {
                 ev.old_values = old.map(|c| c.0).unwrap_or_default();
                 ev.partial = handle_key_only || msg.claim_check_location.is_some();
                 ev.claim_check_location = msg.claim_check_location.map(|s| s.0);
+                if let Some(ck) = msg.checksum {
+                    let (db, table) = (&ev.db, &ev.table);
+                    let checked = self
+                        .types
+                        .verify(db, table, &ck, op, &ev.values, &ev.old_values);
+                    ev.checksum = Some(checked);
+                }
             }
         }
         Ok(ev)
