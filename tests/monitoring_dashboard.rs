@@ -38,6 +38,10 @@ const CDCMON_METRICS: &[(&str, &str)] = &[
     ("cdcmon_kafka_commits_total", "counter"),
     ("cdcmon_event_log_errors_total", "counter"),
     ("cdcmon_dead_letter_messages_total", "counter"),
+    // Row checksums (src/checksum.rs, issue 12).
+    ("cdc_checksum_verified_total", "counter"),
+    ("cdc_checksum_mismatch_total", "counter"),
+    ("cdc_checksum_corrupted_total", "counter"),
     // prometheus crate 0.14, feature "process" (src/process_collector.rs).
     ("process_cpu_seconds_total", "counter"),
     ("process_open_fds", "gauge"),
