@@ -595,6 +595,10 @@ fn main() {
         let w = open_workload(n, partitions);
         open_line = Some(run(&cluster, &w));
     }
+    let mut integrity_line = None;
+    if only.is_empty() || only == "integrity" {
+        integrity_line = Some(integrity(if measuring { 200_000 } else { 2_000 }));
+    }
     let mut canal_line = None;
     if only.is_empty() || only == "canal" {
         let w = canal_workload(n, partitions);
@@ -603,7 +607,100 @@ fn main() {
     if let Some(l) = open_line {
         println!("throughput[open-protocol]: {l}");
     }
+    if let Some(l) = integrity_line {
+        println!("throughput[integrity]: {l}");
+    }
     if let Some(l) = canal_line {
         println!("throughput: {l}");
     }
+}
+
+/// The cost of Avro and of row-checksum verification, decode only, one thread, from memory
+/// (so events/s is also CPU per event): canal-json (a real TiCDC insert) for reference, the
+/// DERIVED 15-column Avro row without a checksum (`_tidb_row_level_checksum` = ""), and the same
+/// row with its checksum verified. Every decode is asserted (ok verdict), so it cannot go quiet.
+fn integrity(n: usize) -> String {
+    use cdcmon::checksum::Verdict;
+    use cdcmon::event::Protocol;
+    use cdcmon::protocol::avro::{AvroDecoder, SchemaStore};
+    let avro = |name: &str| {
+        let p = format!("{}/tests/fixtures/avro/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(&p).expect("avro fixture")
+    };
+    let vectors: serde_json::Value = serde_json::from_slice(&avro("vectors.json")).expect("json");
+    let store = Arc::new(SchemaStore::default());
+    store
+        .insert(
+            1,
+            vectors["worked_row"]["key_schema"]
+                .as_str()
+                .expect("key schema"),
+        )
+        .expect("key schema");
+    store
+        .insert(
+            2,
+            vectors["worked_row"]["value_schema"]
+                .as_str()
+                .expect("value schema"),
+        )
+        .expect("value schema");
+    let key = avro("worked_row_key.bin");
+    let with_sum = avro("worked_row_value.bin");
+    // The checksum string (zigzag length 10 = 0x14, then "3458821086") → "" (length 0).
+    let mut without = Vec::new();
+    let at = with_sum
+        .windows(11)
+        .position(|w| w == b"\x143458821086")
+        .expect("checksum field");
+    without.extend_from_slice(&with_sum[..at]);
+    without.push(0);
+    without.extend_from_slice(&with_sum[at + 11..]);
+    let canal = common::fixture("canal-json-insert-1.json");
+
+    let mut d = Decoder::new(
+        ProtocolChoice::Fixed(Protocol::CanalJson),
+        Compression::None,
+    );
+    let canal_rate = rate(n, || {
+        black_box(d.decode(None, Some(&canal)).expect("canal").len())
+    });
+    let mut d = Decoder::new(ProtocolChoice::Fixed(Protocol::Avro), Compression::None).with_avro(
+        AvroDecoder::new(store, "Asia/Shanghai".parse().expect("tz")),
+    );
+    let avro_rate = rate(n, || {
+        let evs = d.decode(Some(&key), Some(&without)).expect("avro");
+        assert_eq!(
+            evs[0].checksum.as_ref().map(|c| c.verdict),
+            Some(Verdict::Absent)
+        );
+        black_box(evs.len())
+    });
+    let verify_rate = rate(n, || {
+        let evs = d.decode(Some(&key), Some(&with_sum)).expect("avro");
+        assert_eq!(
+            evs[0].checksum.as_ref().map(|c| c.verdict),
+            Some(Verdict::Ok)
+        );
+        black_box(evs.len())
+    });
+    let ns = |r: f64| 1e9 / r;
+    format!(
+        "canal_json_decode_per_sec={canal_rate:.0} ({:.0} ns/event) avro_decode_per_sec={avro_rate:.0} ({:.0} ns/event) avro_decode_verify_per_sec={verify_rate:.0} ({:.0} ns/event, checksum +{:.0} ns/event, 15 columns)",
+        ns(canal_rate),
+        ns(avro_rate),
+        ns(verify_rate),
+        ns(verify_rate) - ns(avro_rate)
+    )
+}
+
+/// Events per second of `n` calls of `f` (each returns how many events it decoded).
+fn rate(n: usize, mut f: impl FnMut() -> usize) -> f64 {
+    let started = Instant::now();
+    let mut events = 0;
+    for _ in 0..n {
+        events += f();
+    }
+    assert_eq!(events, n, "one event per message");
+    events as f64 / started.elapsed().as_secs_f64()
 }

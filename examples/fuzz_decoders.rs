@@ -33,16 +33,20 @@ pub enum Target {
     Auto,
     /// `Decoder` with `--protocol auto` and snappy/lz4 (inputs are compressed seeds, mutated).
     Compressed,
+    /// `Decoder` with `--protocol auto` and a schema registry (schemas pre-cached): Avro rows,
+    /// tombstones, pseudo-messages, checksum verification; seeds `tests/fixtures/avro/`.
+    Avro,
 }
 
 impl Target {
-    pub const ALL: [Target; 6] = [
+    pub const ALL: [Target; 7] = [
         Target::CanalJson,
         Target::OpenProtocol,
         Target::Debezium,
         Target::Simple,
         Target::Auto,
         Target::Compressed,
+        Target::Avro,
     ];
 
     pub fn name(self) -> &'static str {
@@ -53,6 +57,7 @@ impl Target {
             Target::Simple => "simple",
             Target::Auto => "auto",
             Target::Compressed => "auto-compressed",
+            Target::Avro => "avro",
         }
     }
 }
@@ -139,6 +144,7 @@ pub fn corpus(target: Target) -> Vec<Input> {
         Target::Debezium => debezium(),
         Target::Simple => simple(),
         Target::Auto => [canal(), open(), debezium(), simple()].concat(),
+        Target::Avro => avro_corpus(),
         Target::Compressed => {
             let mut out = Vec::new();
             for c in [Compression::Snappy, Compression::Lz4] {
@@ -155,6 +161,81 @@ pub fn corpus(target: Target) -> Vec<Input> {
             out
         }
     }
+}
+
+fn avro_fixture(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/avro")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
+}
+
+fn avro_vectors() -> serde_json::Value {
+    serde_json::from_slice(&avro_fixture("vectors.json")).expect("vectors.json")
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len() / 2)
+        .filter_map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Avro seeds: the worked row (key + value), its tombstone, the DDL / watermark / delete-marker
+/// pseudo-messages and tiflow's envelope vector.
+fn avro_corpus() -> Vec<Input> {
+    let v = avro_vectors();
+    let hex = |k: &str| unhex(v[k].as_str().unwrap_or_default());
+    let (key, value) = (
+        avro_fixture("worked_row_key.bin"),
+        avro_fixture("worked_row_value.bin"),
+    );
+    vec![
+        Input {
+            key: Some(key.clone()),
+            value: Some(value),
+        },
+        Input {
+            key: Some(key.clone()),
+            value: None,
+        },
+        Input {
+            key: None,
+            value: Some(hex("ddl_value_hex")),
+        },
+        Input {
+            key: None,
+            value: Some(hex("watermark_value_hex (ts=1591943372224)")),
+        },
+        Input {
+            key: Some(key),
+            value: Some(hex(
+                "newarch_delete_value_hex (ticdc>=v8.5.7, extension+watermark only)",
+            )),
+        },
+        Input {
+            key: None,
+            value: Some(hex(
+                "tiflow_TestAvroEnvelope_message_hex (schema id 8, id=7)",
+            )),
+        },
+    ]
+}
+
+/// `--protocol auto` with a registry whose schemas 1, 2 (worked row) and 8 (envelope) are cached.
+fn avro_decoder() -> Decoder {
+    use cdcmon::protocol::avro::{AvroDecoder, SchemaStore};
+    let v = avro_vectors();
+    let store = std::sync::Arc::new(SchemaStore::default());
+    for (id, k) in [(1, "key_schema"), (2, "value_schema")] {
+        store
+            .insert(id, v["worked_row"][k].as_str().unwrap_or_default())
+            .expect("schema");
+    }
+    store
+        .insert(8, r#"{"type":"record","name":"avroenvelope","namespace":"default.testdb","fields":[{"name":"id","type":"int","default":0}]}"#)
+        .expect("schema 8");
+    let tz = "Asia/Shanghai".parse().expect("tz");
+    Decoder::new(ProtocolChoice::Auto, Compression::None).with_avro(AvroDecoder::new(store, tz))
 }
 
 /// xorshift64*: deterministic, no dependencies.
@@ -366,7 +447,7 @@ fn execute(
     target: Target,
     input: &Input,
     simple_cache: &mut simple::SchemaCache,
-    decoders: &mut [Decoder; 3],
+    decoders: &mut [Decoder; 4],
     compressed_pick: usize,
 ) -> Result<bool, String> {
     let key = input.key.as_deref();
@@ -384,6 +465,7 @@ fn execute(
             decoders[0].decode(key, value)
         }
         Target::Compressed => decoders[1 + compressed_pick % 2].decode(key, value),
+        Target::Avro => decoders[3].decode(key, value),
     };
     let Ok(events) = events else {
         return Ok(false);
@@ -429,6 +511,7 @@ pub fn run(target: Target, executions: u64, seed: u64, crash_dir: Option<&Path>)
             Decoder::new(ProtocolChoice::Auto, Compression::None),
             Decoder::new(ProtocolChoice::Auto, Compression::Snappy),
             Decoder::new(ProtocolChoice::Auto, Compression::Lz4),
+            avro_decoder(),
         ]
     };
     let mut decoders = new_decoders();
