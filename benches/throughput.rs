@@ -658,32 +658,37 @@ fn integrity(n: usize) -> String {
     without.extend_from_slice(&with_sum[at + 11..]);
     let canal = common::fixture("canal-json-insert-1.json");
 
-    let mut d = Decoder::new(
+    let mut canal_d = Decoder::new(
         ProtocolChoice::Fixed(Protocol::CanalJson),
         Compression::None,
     );
-    let canal_rate = rate(n, || {
-        black_box(d.decode(None, Some(&canal)).expect("canal").len())
-    });
     let mut d = Decoder::new(ProtocolChoice::Fixed(Protocol::Avro), Compression::None).with_avro(
         AvroDecoder::new(store, "Asia/Shanghai".parse().expect("tz")),
     );
-    let avro_rate = rate(n, || {
-        let evs = d.decode(Some(&key), Some(&without)).expect("avro");
-        assert_eq!(
-            evs[0].checksum.as_ref().map(|c| c.verdict),
-            Some(Verdict::Absent)
-        );
-        black_box(evs.len())
-    });
-    let verify_rate = rate(n, || {
-        let evs = d.decode(Some(&key), Some(&with_sum)).expect("avro");
-        assert_eq!(
-            evs[0].checksum.as_ref().map(|c| c.verdict),
-            Some(Verdict::Ok)
-        );
-        black_box(evs.len())
-    });
+    // Best of three interleaved rounds: the first round warms caches, and interleaving keeps a
+    // burst of load on the shared machine from favouring one variant.
+    let (mut canal_rate, mut avro_rate, mut verify_rate) = (0f64, 0f64, 0f64);
+    for _ in 0..3 {
+        canal_rate = canal_rate.max(rate(n, || {
+            black_box(canal_d.decode(None, Some(&canal)).expect("canal").len())
+        }));
+        avro_rate = avro_rate.max(rate(n, || {
+            let evs = d.decode(Some(&key), Some(&without)).expect("avro");
+            assert_eq!(
+                evs[0].checksum.as_ref().map(|c| c.verdict),
+                Some(Verdict::Absent)
+            );
+            black_box(evs.len())
+        }));
+        verify_rate = verify_rate.max(rate(n, || {
+            let evs = d.decode(Some(&key), Some(&with_sum)).expect("avro");
+            assert_eq!(
+                evs[0].checksum.as_ref().map(|c| c.verdict),
+                Some(Verdict::Ok)
+            );
+            black_box(evs.len())
+        }));
+    }
     let ns = |r: f64| 1e9 / r;
     format!(
         "canal_json_decode_per_sec={canal_rate:.0} ({:.0} ns/event) avro_decode_per_sec={avro_rate:.0} ({:.0} ns/event) avro_decode_verify_per_sec={verify_rate:.0} ({:.0} ns/event, checksum +{:.0} ns/event, 15 columns)",
