@@ -281,11 +281,14 @@ impl Hasher for FxHasher {
 
 type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
-/// Counter handles for one table: one per row op and per DDL type, each created on first use, so
-/// a table that only ever saw DDL has no `cdc_events_total` series (no zero series for what
-/// never happened: periodic DDL-only tables would grow cardinality without bound).
+/// Counter handles for one table. The three row-op series are created together on the table's
+/// first *row* event, so a table that only ever saw DDL has no `cdc_events_total` series (no
+/// series for what never happened: periodic DDL-only tables would grow cardinality without
+/// bound), while a table with rows has all three from then on: the first update or delete after
+/// an insert then starts from a scraped 0, which `increase()` (the dashboard's pie) needs to
+/// count it. DDL types are created on first use.
 struct TableCounters {
-    ops: [Option<IntCounter>; 3],
+    ops: Option<[IntCounter; 3]>,
     ddl: FxMap<Box<str>, IntCounter>,
 }
 
@@ -321,7 +324,7 @@ impl EventCounters {
             Some(&i) => i,
             None => {
                 self.tables.push(TableCounters {
-                    ops: [None, None, None],
+                    ops: None,
                     ddl: FxMap::default(),
                 });
                 let i = self.tables.len() - 1;
@@ -338,16 +341,12 @@ impl EventCounters {
             RowOp::Delete => 2,
         };
         let i = self.table_index(db, table);
-        // Disjoint fields: the slot is in `tables`, the family only read on a first use.
-        let slot = &mut self.tables[i].ops[idx];
-        match slot {
-            Some(counter) => counter.inc(),
-            None => {
-                let counter = self.events.with_label_values(&[db, table, op.as_str()]);
-                counter.inc();
-                *slot = Some(counter);
-            }
-        }
+        // Disjoint fields: the handles are in `tables`, the family only read on a first row.
+        let events = &self.events;
+        let ops = self.tables[i].ops.get_or_insert_with(|| {
+            RowOp::ALL.map(|op| events.with_label_values(&[db, table, op.as_str()]))
+        });
+        ops[idx].inc();
     }
 
     pub fn ddl(&mut self, db: &str, table: &str, ddl_type: &str) {
@@ -395,7 +394,7 @@ mod tests {
     }
 
     #[test]
-    fn ddl_only_table_has_no_row_series_and_ops_appear_on_first_use() {
+    fn ddl_only_table_has_no_row_series_and_a_rows_table_gets_all_ops() {
         let m = Metrics::new().unwrap();
         let mut c = EventCounters::new(&m);
         c.ddl("app", "smoke_ddl", "CREATE");
@@ -408,10 +407,9 @@ mod tests {
             "a DDL-only table must have no cdc_events_total series:\n{t}"
         );
         assert!(t.contains("cdc_events_total{db=\"app\",op=\"update\",table=\"users\"} 1"));
-        assert!(
-            !t.contains("op=\"insert\""),
-            "no series for ops never seen:\n{t}"
-        );
+        // The other ops of a table with rows start at a scraped 0 (for increase()).
+        assert!(t.contains("cdc_events_total{db=\"app\",op=\"insert\",table=\"users\"} 0"));
+        assert!(t.contains("cdc_events_total{db=\"app\",op=\"delete\",table=\"users\"} 0"));
     }
 
     #[test]
