@@ -47,6 +47,11 @@ impl Assignment {
         self.partitions.extend(partitions.iter().copied());
     }
 
+    /// Replace the whole assignment (as read back from librdkafka).
+    pub fn set(&mut self, partitions: &[i32]) {
+        self.assign(Protocol::Eager, partitions);
+    }
+
     pub fn revoke(&mut self, protocol: Protocol, partitions: &[i32]) {
         match protocol {
             Protocol::Eager => self.partitions.clear(),
@@ -108,5 +113,7 @@ mod tests {
         // A new eager assign replaces, even without the revoke in between.
         a.assign(Protocol::Eager, &[0, 2]);
         assert_eq!(a.partitions(), [0, 2]);
+        a.set(&[5]);
+        assert_eq!(a.partitions(), [5]);
     }
 }

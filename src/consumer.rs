@@ -248,7 +248,22 @@ impl ConsumerContext for Context {
                 self.apply_assignment(&owned, &mut sink);
             }
             Rebalance::Revoke(_) => {}
-            Rebalance::Error(err) => tracing::error!(error = %err, "rebalance error"),
+            Rebalance::Error(err) => {
+                // rdkafka has just unassigned (eager: everything; cooperative: a list we are
+                // not shown): take the assignment from librdkafka itself.
+                tracing::error!(error = %err, "rebalance error");
+                let partitions = match consumer.assignment() {
+                    Ok(tpl) => self.topic_partitions(&tpl),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "cannot read the assignment after a rebalance error");
+                        Vec::new()
+                    }
+                };
+                let mut sink = pipeline::lock(&self.shared.sink);
+                let mut owned = self.lock_assignment();
+                owned.set(&partitions);
+                self.apply_assignment(&owned, &mut sink);
+            }
         }
     }
 
