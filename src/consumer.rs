@@ -25,6 +25,7 @@ use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
+use crate::assignment::{self, Assignment};
 use crate::cli::ConsumeArgs;
 use crate::eventlog::{EventLog, KafkaPosition, LogOptions};
 use crate::http::{self, HttpState, Readiness};
@@ -90,6 +91,8 @@ struct Shared {
     sink: Arc<Mutex<Sink>>,
     /// The last async commit failed: commit again at the next tick even without new messages.
     commit_failed: AtomicBool,
+    /// The partitions of `topic` this member owns, from the rebalance callbacks.
+    assignment: Mutex<Assignment>,
 }
 
 struct Context {
@@ -151,6 +154,38 @@ impl ClientContext for Context {
 }
 
 impl Context {
+    /// The partitions of our topic in a rebalance callback's list.
+    fn topic_partitions(&self, tpl: &TopicPartitionList) -> Vec<i32> {
+        tpl.elements()
+            .iter()
+            .filter(|e| e.topic() == self.shared.topic)
+            .map(|e| e.partition())
+            .collect()
+    }
+
+    fn lock_assignment(&self) -> std::sync::MutexGuard<'_, Assignment> {
+        self.shared
+            .assignment
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Readiness, `cdcmon_kafka_assigned_partitions` and the watermark minimum follow the real
+    /// assignment after every rebalance callback.
+    fn apply_assignment(&self, owned: &Assignment, sink: &mut Sink) {
+        sink.watermarks.set_assigned(&owned.partitions());
+        sink.publish_watermark(&self.shared.metrics);
+        self.shared
+            .readiness
+            .partitions_assigned
+            .store(!owned.is_empty(), Ordering::Relaxed);
+        self.shared
+            .metrics
+            .assigned_partitions
+            .set(owned.len() as i64);
+        self.update_ready_gauge();
+    }
+
     fn update_ready_gauge(&self) {
         let ready = self.shared.readiness.is_ready();
         self.shared.metrics.ready.set(i64::from(ready));
@@ -162,13 +197,13 @@ impl ConsumerContext for Context {
         let Rebalance::Revoke(revoked) = rebalance else {
             return;
         };
-        let partitions: Vec<i32> = revoked
-            .elements()
-            .iter()
-            .filter(|e| e.topic() == self.shared.topic)
-            .map(|e| e.partition())
-            .collect();
-        tracing::info!(?partitions, "partitions revoked: committing their offsets");
+        let protocol = assignment::Protocol::from(consumer.rebalance_protocol());
+        let partitions = self.topic_partitions(revoked);
+        tracing::info!(
+            ?partitions,
+            ?protocol,
+            "partitions revoked: committing their offsets"
+        );
         // Commit what we logged for the revoked partitions before another member takes them.
         let mut sink = pipeline::lock(&self.shared.sink);
         if let Err(err) = sink.event_log.flush_durable() {
@@ -184,39 +219,51 @@ impl ConsumerContext for Context {
         for p in &partitions {
             sink.pending.remove(p);
             sink.syncing.remove(p);
-            sink.watermarks.remove(p);
             let _ = self
                 .shared
                 .metrics
                 .consumer_lag
                 .remove_label_values(&[&p.to_string()]);
         }
-        drop(sink);
-        self.shared
-            .readiness
-            .partitions_assigned
-            .store(false, Ordering::Relaxed);
-        self.shared.metrics.assigned_partitions.set(0);
-        self.update_ready_gauge();
+        // Under cooperative rebalancing only the listed partitions go; the rest stay ours.
+        let mut owned = self.lock_assignment();
+        owned.revoke(protocol, &partitions);
+        self.apply_assignment(&owned, &mut sink);
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
-                let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-                tracing::info!(?partitions, "partitions assigned");
-                self.shared
-                    .readiness
-                    .partitions_assigned
-                    .store(!partitions.is_empty(), Ordering::Relaxed);
-                self.shared
-                    .metrics
-                    .assigned_partitions
-                    .set(partitions.len() as i64);
-                self.update_ready_gauge();
+                let protocol = assignment::Protocol::from(consumer.rebalance_protocol());
+                let partitions = self.topic_partitions(tpl);
+                let mut sink = pipeline::lock(&self.shared.sink);
+                let mut owned = self.lock_assignment();
+                owned.assign(protocol, &partitions);
+                tracing::info!(
+                    ?partitions,
+                    ?protocol,
+                    assignment = ?owned.partitions(),
+                    "partitions assigned"
+                );
+                self.apply_assignment(&owned, &mut sink);
             }
             Rebalance::Revoke(_) => {}
-            Rebalance::Error(err) => tracing::error!(error = %err, "rebalance error"),
+            Rebalance::Error(err) => {
+                // rdkafka has just unassigned (eager: everything; cooperative: a list we are
+                // not shown): take the assignment from librdkafka itself.
+                tracing::error!(error = %err, "rebalance error");
+                let partitions = match consumer.assignment() {
+                    Ok(tpl) => self.topic_partitions(&tpl),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "cannot read the assignment after a rebalance error");
+                        Vec::new()
+                    }
+                };
+                let mut sink = pipeline::lock(&self.shared.sink);
+                let mut owned = self.lock_assignment();
+                owned.set(&partitions);
+                self.apply_assignment(&owned, &mut sink);
+            }
         }
     }
 
@@ -270,7 +317,7 @@ fn consumer_config(args: &ConsumeArgs) -> ClientConfig {
         // With a small queue the thresholds are hit all the time: librdkafka then postpones the
         // partition's next fetch by this much (default 1000 ms, which cut throughput tenfold).
         .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS.to_string());
-    for (k, v) in &args.kafka_options {
+    for (k, v) in args.kafka_options() {
         cfg.set(k, v);
     }
     cfg
@@ -307,6 +354,7 @@ async fn consume(
         topic: args.topic.clone(),
         sink: sink.clone(),
         commit_failed: AtomicBool::new(false),
+        assignment: Mutex::new(Assignment::default()),
     });
     let consumer: StreamConsumer<Context> = consumer_config(args)
         .create_with_context(Context {
@@ -719,7 +767,9 @@ mod tests {
             "cdcmon",
             "consume",
             "--kafka-option",
-            "auto.offset.reset=latest,fetch.wait.max.ms=50",
+            "auto.offset.reset=latest;fetch.wait.max.ms=50",
+            "--kafka-option",
+            "debug=cgrp,topic",
         ])
         .unwrap();
         let crate::cli::Command::Consume(args) = cli.command else {
@@ -728,6 +778,7 @@ mod tests {
         let cfg = consumer_config(&args);
         assert_eq!(cfg.get("auto.offset.reset"), Some("latest"));
         assert_eq!(cfg.get("fetch.wait.max.ms"), Some("50"));
+        assert_eq!(cfg.get("debug"), Some("cgrp,topic"));
         assert_eq!(cfg.get("enable.auto.commit"), Some("false"));
     }
 }

@@ -5,6 +5,7 @@
 //! DDL event. The other subcommands set up and verify the stack around it.
 //! Module map: `docs/architecture.md`.
 
+pub mod assignment;
 pub mod cli;
 pub mod consumer;
 pub mod db;
@@ -19,3 +20,4 @@ pub mod protocol;
 pub mod shutdown;
 pub mod smoke;
 pub mod ticdc_api;
+pub mod watermark;

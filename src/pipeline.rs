@@ -7,10 +7,11 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::event::{ChangeEvent, EventKind, tso_physical_ms};
+use crate::event::{ChangeEvent, EventKind};
 use crate::eventlog::{EventLog, KafkaPosition};
 use crate::metrics::{EventCounters, Metrics};
 use crate::protocol::{DecodeError, Decoder};
+use crate::watermark::{WatermarkTracker, expects_watermarks, is_ddl_broadcast_copy};
 
 /// State the consume loop and the rebalance callback share.
 pub struct Sink {
@@ -20,8 +21,8 @@ pub struct Sink {
     pub pending: HashMap<i32, i64>,
     /// `pending` changed since the last commit.
     pub dirty: bool,
-    /// Highest watermark TSO seen per partition.
-    pub watermarks: HashMap<i32, u64>,
+    /// Watermark progress of the assigned partitions (`src/watermark.rs`).
+    pub watermarks: WatermarkTracker,
     /// Offsets whose lines were handed to the OS and await the `fdatasync` running off the loop;
     /// committed when it succeeds. A revoke drops its partitions from here (it commits them
     /// itself), so a late sync never commits a partition this member no longer owns.
@@ -34,15 +35,17 @@ impl Sink {
             event_log,
             pending: HashMap::new(),
             dirty: false,
-            watermarks: HashMap::new(),
+            watermarks: WatermarkTracker::new(),
             syncing: HashMap::new(),
         }
     }
 
-    /// The minimum watermark across partitions (TiCDC broadcasts watermarks to every partition;
-    /// the global resolved ts is the minimum, as in TiCDC's own consumer).
-    pub fn min_watermark(&self) -> Option<u64> {
-        self.watermarks.values().copied().min()
+    /// Export what the watermark state says now (after a watermark, new data or a rebalance).
+    pub fn publish_watermark(&self, metrics: &Metrics) {
+        metrics.set_watermark(self.watermarks.min());
+        metrics
+            .watermark_partitions_waiting
+            .set(self.watermarks.waiting() as i64);
     }
 }
 
@@ -104,9 +107,12 @@ impl Pipeline {
         } = self;
         let mut sink = lock(sink);
         // Log first, count after: a failed write leaves the counters untouched, so a retry of
-        // the message does not double-count.
+        // the message does not double-count. A broadcast DDL copy is logged from partition 0
+        // only (`is_ddl_broadcast_copy`), as it is counted.
         for ev in &events {
-            sink.event_log.write_event(ev, pos, now_ms)?;
+            if !is_ddl_broadcast_copy(ev, pos.partition) {
+                sink.event_log.write_event(ev, pos, now_ms)?;
+            }
         }
         for ev in &events {
             count(counters, metrics, ev, &mut sink, pos.partition, now_ms);
@@ -133,6 +139,14 @@ fn count(
     now_ms: i64,
 ) {
     match ev.kind {
+        EventKind::Row | EventKind::Ddl => {
+            if sink.watermarks.data(partition, expects_watermarks(ev)) {
+                sink.publish_watermark(metrics);
+            }
+        }
+        EventKind::Watermark | EventKind::Bootstrap => {}
+    }
+    match ev.kind {
         EventKind::Row => {
             if let Some(op) = ev.op {
                 counters.row(&ev.db, &ev.table, op);
@@ -145,6 +159,10 @@ fn count(
                 }
             }
         }
+        EventKind::Ddl if is_ddl_broadcast_copy(ev, partition) => {
+            // Handled (its offset is committed), counted once from partition 0.
+            metrics.ddl_broadcast_copies.inc();
+        }
         EventKind::Ddl => {
             let ddl_type = ev.ddl.as_ref().map_or("QUERY", |d| &d.ddl_type);
             counters.ddl(&ev.db, &ev.table, ddl_type);
@@ -155,13 +173,8 @@ fn count(
         EventKind::Watermark => {
             metrics.watermarks.inc();
             if let Some(ts) = ev.commit_ts {
-                let slot = sink.watermarks.entry(partition).or_insert(ts);
-                *slot = (*slot).max(ts);
-                if let Some(min) = sink.min_watermark() {
-                    metrics
-                        .watermark_seconds
-                        .set(tso_physical_ms(min) as f64 / 1000.0);
-                }
+                sink.watermarks.watermark(partition, ts);
+                sink.publish_watermark(metrics);
             }
         }
         EventKind::Bootstrap => {}

@@ -123,7 +123,9 @@ fn parse_protocol(s: &str) -> Result<Protocol, String> {
 /// The stack's default sink URI for `protocol`.
 ///
 /// `enable-tidb-extension` only for canal-json (commitTs and watermarks) and debezium
-/// (watermarks); classic TiCDC logs a warning and ignores it for the others
+/// (watermarks in the new architecture, pingcap/ticdc `pkg/sink/codec/debezium/encoder.go`;
+/// classic TiCDC's debezium encoder sends none with or without it, tiflow
+/// `pkg/sink/codec/debezium/encoder.go`); classic TiCDC logs a warning and ignores it for the others
 /// (pingcap/tiflow `pkg/sink/codec/common/config.go` `Validate`).
 pub fn default_sink_uri(protocol: Protocol) -> String {
     let extension = match protocol {

@@ -21,7 +21,8 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 const LZ4: &[(&str, &str)] = &[("compression.type", "lz4"), ("linger.ms", "20")];
 
 /// A dead member must leave the group quickly so a restarted process gets its partitions.
-const FAST_SESSION: &str = "session.timeout.ms=6000,heartbeat.interval.ms=500";
+// `;` separates options inside one `--kafka-option` value (commas belong to values).
+const FAST_SESSION: &str = "session.timeout.ms=6000;heartbeat.interval.ms=500";
 
 /// `n` canal-json row messages round-robin over `partitions`, cycling insert/update/delete.
 fn canal_rows(n: usize, partitions: i32) -> Vec<Msg> {

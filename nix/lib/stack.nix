@@ -101,7 +101,8 @@ rec {
   };
 
   # TiCDC Kafka sink URI for a changefeed. `enable-tidb-extension` means something for canal-json
-  # (commit ts, TIDB_WATERMARK) and debezium (watermark `m` events); TiCDC ignores it for the
+  # (commit ts, TIDB_WATERMARK) and debezium (watermark `m` events, new TiCDC architecture only:
+  # classic TiCDC's debezium encoder sends none; docs/protocols.md); TiCDC ignores it for the
   # others. Same as `cdcmon changefeed ensure`'s default (tests/nix_parity.rs).
   sinkUri =
     {
