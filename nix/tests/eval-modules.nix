@@ -163,6 +163,22 @@ let
   allUnits = tidbUnits // ticdcUnits // cdcmonUnits;
   unitNames = builtins.attrNames allUnits;
   contains = needle: haystack: builtins.length (builtins.split needle haystack) > 1;
+  # unit -> the flags that choose where it listens (pd-server/tikv-server/tidb-server/cdc --help).
+  bindFlags = {
+    tidb-pd = [
+      "--client-urls"
+      "--peer-urls"
+    ];
+    tidb-tikv = [
+      "--addr"
+      "--status-addr"
+    ];
+    tidb-server = [
+      "-host"
+      "-status-host"
+    ];
+    ticdc = [ "--addr" ];
+  };
 in
 [
   # ---- listeners default to loopback (16.4) ------------------------------------------------
@@ -171,6 +187,17 @@ in
   (check "TiCDC --addr default" ticdc.cfg.address "127.0.0.1:8300")
   (check "TiCDC server binds it" (contains "'--addr=127.0.0.1:8300'" ticdcUnits.ticdc.serviceConfig.ExecStart) true)
   (check "cdcmon CDCMON_LISTEN default" cdcmon.cfg.settings.CDCMON_LISTEN "127.0.0.1:9102")
+  # Class guard: every flag that picks a bind address, and whose upstream default is a wildcard
+  # or a non-loopback guess, is passed with a loopback value. The TiDB status port was missed
+  # once (`-status-host` defaults to all interfaces, pingcap/tidb cmd/tidb-server/main.go @
+  # 00da65f5) although `-host` was set: a new bind flag goes in this table.
+  (check "every bind address of PD, TiKV, TiDB and TiCDC is loopback by default"
+    (builtins.concatMap (
+      u:
+      builtins.filter (flag: !(contains "'${flag}=(http://)?127\\.0\\.0\\.1[:']" allUnits.${u}.serviceConfig.ExecStart)) bindFlags.${u}
+    ) (builtins.attrNames bindFlags))
+    [ ]
+  )
 
   # ---- no Requires= on a unit that restarts (16.3) -----------------------------------------
   (check "no unit of these modules has Requires=" (builtins.filter (n: (allUnits.${n}.requires or [ ]) != [ ]) unitNames) [ ])
