@@ -274,10 +274,15 @@ in
       tcp_port = ports.elasticsearchTransport;
       single_node = true;
       # Plain HTTP without auth inside a throwaway VM (ES 8 enables TLS+auth by default);
-      # no ML node (native controller, memory) for a log index.
+      # no ML node (native controller, memory) for a log index. The module writes
+      # `network.host: <listenAddress>`, which also binds the transport port (9300) unless
+      # `transport.host` says otherwise ("Defaults to the address given by network.host",
+      # Elasticsearch networking settings): a single node has no peers, so it stays on loopback
+      # when nix/vm.nix widens the HTTP port.
       extraConf = ''
         xpack.security.enabled: false
         xpack.ml.enabled: false
+        transport.host: 127.0.0.1
       '';
       extraJavaOptions = [
         "-Xms1g"
