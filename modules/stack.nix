@@ -409,7 +409,8 @@ in
             RemainAfterExit = true;
             DynamicUser = true;
             Restart = stack.units.cdcmon-kafka-topic.restart;
-            TimeoutStartSec = "5min";
+            # Outlives the retry loop (nix/lib/stack.nix oneshotTimeoutSecs).
+            TimeoutStartSec = "${str (stack.oneshotTimeoutSecs stack.kafkaTopicAttemptSecs)}s";
           };
           script = stack.retryScript {
             command = lib.escapeShellArgs [

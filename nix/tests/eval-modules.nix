@@ -163,6 +163,7 @@ let
   allUnits = tidbUnits // ticdcUnits // cdcmonUnits;
   unitNames = builtins.attrNames allUnits;
   contains = needle: haystack: builtins.length (builtins.split needle haystack) > 1;
+  stackLib = import ../lib/stack.nix { };
   # unit -> the flags that choose where it listens (pd-server/tikv-server/tidb-server/cdc --help).
   bindFlags = {
     tidb-pd = [
@@ -250,6 +251,22 @@ in
   ] [ true true true ])
   (check "exit status 3 is never retried by systemd" ticdcUnits.ticdc-changefeed-app-cdc.serviceConfig.RestartPreventExitStatus 3)
   (check "the changefeed wants TiCDC" ticdcUnits.ticdc-changefeed-app-cdc.wants [ "ticdc.service" ])
+  # Class guard: a oneshot that retries inside must outlive its loop's last attempt, or systemd
+  # kills it mid-attempt (it had 5 min for a 240 s budget of 180 s attempts).
+  (check "the changefeed oneshot's start timeout outlives its retry loop"
+    (
+      let
+        feed = ticdcUnits.ticdc-changefeed-app-cdc;
+        timeout = builtins.fromJSON (builtins.head (builtins.match "([0-9]+)s" feed.serviceConfig.TimeoutStartSec));
+        wait = builtins.fromJSON feed.environment.CDCMON_WAIT_TIMEOUT_SECS;
+      in
+      [
+        (timeout > stackLib.retryBudgetSecs + wait + 90 + 30 + stackLib.retryMaxDelaySecs)
+        (contains "deadline=[$][(][(] [$][(]date [+]%s[)] [+] ${toString stackLib.retryBudgetSecs} [)][)]" feed.script)
+      ]
+    )
+    [ true true ]
+  )
 
   # ---- event log rotation (16.8) -----------------------------------------------------------
   (check "cdcmon rotates its event log by default" [
