@@ -257,6 +257,24 @@ rec {
     RestartMaxDelaySec = "1min";
   };
 
+  # Start-job timeout of a oneshot that retries inside (retryScript): the loop's budget, plus
+  # one last attempt begun just before the deadline, plus the longest sleep, plus a margin.
+  # Shorter, and systemd kills the loop in the middle of an attempt (result `timeout`; for
+  # `changefeed ensure --if-unrecoverable=recreate` possibly between its DELETE and its POST)
+  # instead of letting it give up with the attempt's own exit status.
+  retryBudgetSecs = 240;
+  retryMaxDelaySecs = 16;
+  oneshotTimeoutSecs = attemptSecs: retryBudgetSecs + attemptSecs + retryMaxDelaySecs + 30;
+  # One `cdcmon changefeed ensure`: TiCDC health plus the wait for state `normal`
+  # (`--wait-timeout-secs`, passed as CDCMON_WAIT_TIMEOUT_SECS by modules/ticdc.nix), a DELETE
+  # when recreating (cdcmon allows it 90 s; TiCDC waits up to about a minute for the owner) and
+  # the POST (30 s).
+  changefeedWaitSecs = 180;
+  changefeedAttemptSecs = changefeedWaitSecs + 90 + 30;
+  # One `kafka-topics.sh --create`: the admin client gives up after default.api.timeout.ms
+  # (60 s by default).
+  kafkaTopicAttemptSecs = 60;
+
   # A oneshot's retry loop inside ExecStart, so its start job stays pending (and units ordered
   # after it keep waiting) while a dependency settles: delay doubles from 1 s up to `maxDelay`
   # seconds, for at most `budget` seconds; exit status `stopOn` (e.g. 3 = "cannot be fixed by
@@ -264,8 +282,8 @@ rec {
   retryScript =
     {
       command,
-      budget ? 240,
-      maxDelay ? 16,
+      budget ? retryBudgetSecs,
+      maxDelay ? retryMaxDelaySecs,
       stopOn ? null,
     }:
     ''
