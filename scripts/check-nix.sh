@@ -122,6 +122,15 @@ expect_rejected "nix/vm.nix with grub left enabled" 'boot.loader.grub.enable = m
 mutant modules/tidb.nix tidb-advertise '/"-advertise-address=/d'
 expect_rejected "modules/tidb.nix without -advertise-address" 'tidb-server gets -advertise-address' \
   "{ \"modules/tidb.nix\" = $m; }"
+# Re-audit (issue 9, reviewer): nixosModules wrappers without a fixed key are imported once per
+# reference, so default + ticdc defined services.ticdc.package twice (types.package: unique).
+mutant flake.nix flake-key '/^            key = "cdcmon-flake#package-defaults-ticdc";$/d'
+expect_rejected "flake.nix with an unkeyed package-defaults module" 'defined more than once: ["services.ticdc.changefeedTool","services.ticdc.package"]' \
+  "{ \"flake.nix\" = $m; }"
+# Re-audit: `nix flake check` rejects an app with attributes other than type/program/meta.
+mutant flake.nix flake-app-attr 's/^            meta.description = "Prefetch/            name = "pin-ticdc";\n&/'
+expect_rejected "flake.nix with an extra attribute on an app" 'apps.x86_64-linux.pin-ticdc' \
+  "{ \"flake.nix\" = $m; }"
 # Defect 7 (smoke step timeout).
 mutant tests/nixos/smoke.nix smoke-timeout 's/, timeout=\${p smokeStepTimeout}//'
 expect_rejected "tests/nixos/smoke.nix with the driver's default timeout" 'smoke step timeout' \
