@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Static checks of the Nix side that run without nixpkgs, a store cache or network
-# (docs/nix.md "What is verified where"). Needs only nix-instantiate (Debian: nix-bin).
+# (docs/nix.md "What is verified where"). Needs nix-instantiate (Debian: nix-bin), jq and
+# shellcheck.
 # It installs nothing.
 #   1. every tracked or untracked (not ignored) *.nix file parses;
 #   2. nix/tests/eval-*.nix evaluate (they throw on a wrong value); eval-lock.nix checks that
@@ -10,7 +11,9 @@
 #      known-bad files: the pre-fix nix/ticdc.nix from git history, and each fixed file with its
 #      fix undone (mutations of the current files, so this tracks later edits);
 #   5. a missing TiCDC pin fails with the command that makes it, and that command's script
-#      (nix/ticdc-source.nix pinScript), run with a fake `nix`, writes pins the flake accepts.
+#      (nix/ticdc-source.nix pinScript), run with a fake `nix`, writes pins the flake accepts;
+#   6. every app's writeShellApplication script passes `bash -n` and shellcheck, as its
+#      build-time checkPhase requires (with a negative test).
 # docs/nix.md "Defects and guards" maps each defect to the step that catches it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -163,6 +166,47 @@ FAKE
 chmod +x "$tmp/bin/nix"
 nix-instantiate --eval --strict --json -E '(import ./nix/ticdc-source.nix).pinScript' 2>/dev/null |
   jq -r . >"$tmp/pin-ticdc.sh"
+# writeShellApplication runs shellcheck (and `bash -n`) on its text at build time, so a
+# shellcheck finding fails `nix run .#pin-ticdc` / `nix run .#stack` before they start. Check
+# every app's script here the same way: flake.nix evaluated with getExe returning the text.
+# shellcheck_apps FLAKE-FILE LABEL: 0 if every app script of that flake.nix passes.
+shellcheck_apps() {
+  local flake=$1 label=$2 apps app ok=0
+  if ! apps=$(nix-instantiate --eval --strict --json -E \
+    "(import ./nix/tests/flake-stub.nix { flakeFile = $flake; scriptTexts = true; }).outputs.apps.x86_64-linux" \
+    2>"$tmp/apps.err"); then
+    echo "check-nix: $label: cannot evaluate the apps' scripts:" >&2
+    cat "$tmp/apps.err" >&2
+    return 1
+  fi
+  for app in $(jq -r 'keys[]' <<<"$apps"); do
+    # writeShellApplication's preamble (errexit, nounset, pipefail), then the text.
+    { printf '#!/usr/bin/env bash\nset -o errexit\nset -o nounset\nset -o pipefail\n'
+      jq -r --arg a "$app" '.[$a].program' <<<"$apps"; } >"$tmp/app-$app.sh"
+    if bash -n "$tmp/app-$app.sh" 2>/dev/null && shellcheck "$tmp/app-$app.sh" >"$tmp/app-$app.sc" 2>&1; then
+      echo "check-nix: $label: apps.$app script passes shellcheck"
+    else
+      echo "check-nix: $label: apps.$app script fails shellcheck (writeShellApplication would not build):" >&2
+      cat "$tmp/app-$app.sc" >&2
+      ok=1
+    fi
+  done
+  return "$ok"
+}
+if ! command -v shellcheck >/dev/null 2>&1; then
+  echo "check-nix: shellcheck not found (install shellcheck): cannot check the apps' scripts" >&2
+  fail=1
+else
+  shellcheck_apps ./flake.nix flake.nix || fail=1
+  mutant flake.nix app-sc 's/exec ${lib.getExe vm} "\$@"/exec ${lib.getExe vm} $@/'
+  if shellcheck_apps "$m" "negative test (unquoted \$@ in the stack app)" >/dev/null 2>&1; then
+    echo "check-nix: negative test 'unquoted \$@ in the stack app': shellcheck ACCEPTED it" >&2
+    fail=1
+  else
+    echo "check-nix: negative test 'unquoted \$@ in the stack app': rejected by shellcheck"
+  fi
+fi
+
 if ! (cd "$tmp/pin" && FAKE_NIX_LOG="$tmp/urls" PATH="$tmp/bin:$PATH" \
   bash -o errexit -o nounset -o pipefail "$tmp/pin-ticdc.sh" >/dev/null 2>"$tmp/pin.err"); then
   echo "check-nix: the pin-ticdc script failed:" >&2
