@@ -13,7 +13,9 @@
 #   5. a missing TiCDC pin fails with the command that makes it, and that command's script
 #      (nix/ticdc-source.nix pinScript), run with a fake `nix`, writes pins the flake accepts;
 #   6. every app's writeShellApplication script passes `bash -n` and shellcheck, as its
-#      build-time checkPhase requires (with a negative test).
+#      build-time checkPhase requires (with a negative test);
+#   7. every repository file the tests open is in nix/package.nix's crane source
+#      (nix/tests/crane-src.nix), or checks.nextest would not find it in the sandbox.
 # docs/nix.md "Defects and guards" maps each defect to the step that catches it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -60,6 +62,54 @@ if [ -e docker/compose.yaml ]; then
     echo "check-nix: docker/compose.yaml images are tagged ${version}"
   fi
 fi
+
+# Every repository file the tests, benches and examples open must be in the crane source of
+# nix/package.nix: checks.nextest runs in the Nix sandbox, where anything else is missing.
+# Read paths: repository-relative string literals (joined onto CARGO_MANIFEST_DIR) and
+# include_str!/include_bytes! targets; *.rs and *.toml are in crane's commonCargoSources.
+crane_src_missing() {
+  local entries=$1 p e ok
+  while IFS= read -r p; do
+    [ -n "$p" ] || continue
+    case $p in *.rs | *.toml | Cargo.lock) continue ;; esac
+    ok=0
+    while IFS= read -r e; do
+      if [ "$p" = "$e" ] || [ "${p#"$e"/}" != "$p" ]; then ok=1; fi
+    done <<<"$entries"
+    [ "$ok" = 1 ] || echo "$p"
+  done < <(
+    grep -rhoE '"(tests|monitoring|sql|docker|docs|nix|modules|scripts|benches|examples)/[^" ]*"' \
+      --include='*.rs' src tests benches examples 2>/dev/null | tr -d '"'
+    grep -roE 'include_(str|bytes)!\("[^"]+"' --include='*.rs' src tests benches examples 2>/dev/null |
+      while IFS= read -r hit; do
+        f=${hit%%:*}
+        inc=${hit#*\"}
+        realpath -m --relative-to=. "$(dirname "$f")/${inc%\"}"
+      done
+  ) | sort -u
+}
+if ! crane_entries=$(nix-instantiate --eval --strict --json nix/tests/crane-src.nix 2>"$PWD/.crane-src.err" | jq -r '.[]'); then
+  echo "check-nix: cannot evaluate nix/tests/crane-src.nix:" >&2
+  cat .crane-src.err >&2
+  fail=1
+else
+  missing=$(crane_src_missing "$crane_entries")
+  if [ -n "$missing" ]; then
+    echo "check-nix: files the tests read are not in nix/package.nix's crane source (checks.nextest would not find them):" >&2
+    printf '  %s\n' $missing >&2
+    fail=1
+  else
+    echo "check-nix: every file the tests read is in the crane source of nix/package.nix ($(printf '%s\n' "$crane_entries" | wc -l) fileset entries)"
+  fi
+  # Negative test: without monitoring/ in the source, the monitoring tests' files are missing.
+  if [ -z "$(crane_src_missing "$(grep -vx monitoring <<<"$crane_entries")")" ]; then
+    echo "check-nix: negative test 'crane source without monitoring/': NOT detected" >&2
+    fail=1
+  else
+    echo "check-nix: negative test 'crane source without monitoring/': detected"
+  fi
+fi
+rm -f .crane-src.err
 
 tmp=$(mktemp -d)
 mutants=()
