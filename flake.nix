@@ -21,7 +21,9 @@
         "x86_64-linux"
         "aarch64-linux"
       ];
-      # Elasticsearch 8 is the only unfree package we use (Elastic License 2.0); allow exactly it.
+      # Elasticsearch is the only package we use that may be unfree: elasticsearch8 was Elastic
+      # License 2.0 only; the newest stored nixpkgs elasticsearch8 (8.19.16) is
+      # `OR [ agpl3Only elastic20 sspl ]`. Allow exactly pname "elasticsearch" either way.
       pkgsFor = lib.genAttrs systems (
         system:
         import nixpkgs {
