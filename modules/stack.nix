@@ -162,9 +162,10 @@ in
     elasticsearch = {
       package = mkPackageOption pkgs "elasticsearch8" {
         extraDescription = ''
-          Elasticsearch 8 is unfree (Elastic License 2.0): allow it with
-          `nixpkgs.config.allowUnfreePredicate` (the flake's pkgs allow exactly pname
-          "elasticsearch"). It pairs with filebeat8 (same major); see docs/nix.md.
+          Elasticsearch 8's licence differs between nixpkgs revisions (Elastic License 2.0,
+          unfree; newer revisions `OR [ agpl3Only elastic20 sspl ]`): the flake's pkgs allow
+          exactly pname "elasticsearch" either way. It pairs with filebeat8 (same major); see
+          docs/nix.md.
         '';
       };
       indexTemplate = mkOption {
@@ -284,7 +285,11 @@ in
       listenAddress = mkDefault cfg.listenAddress;
       port = ports.elasticsearch;
       tcp_port = ports.elasticsearchTransport;
-      single_node = true;
+      # Not `single_node = true`: for every ES >= 7 the nixpkgs module then also writes
+      # `gateway.auto_import_dangling_indices: true` (nixos/modules/services/search/
+      # elasticsearch.nix, newest stored copy), a setting Elastic's 8.0 breaking changes list as
+      # removed with "an error on startup". Single-node discovery goes into extraConf instead.
+      single_node = false;
       # Plain HTTP without auth inside a throwaway VM (ES 8 enables TLS+auth by default);
       # no ML node (native controller, memory) for a log index. The module writes
       # `network.host: <listenAddress>`, which also binds the transport port (9300) unless
@@ -292,6 +297,7 @@ in
       # Elasticsearch networking settings): a single node has no peers, so it stays on loopback
       # when nix/vm.nix widens the HTTP port.
       extraConf = ''
+        discovery.type: single-node
         xpack.security.enabled: false
         xpack.ml.enabled: false
         transport.host: 127.0.0.1
