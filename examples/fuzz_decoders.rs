@@ -19,7 +19,8 @@ use std::time::Instant;
 use cdcmon::eventlog::{KafkaPosition, LogOptions, render_line};
 use cdcmon::protocol::compression::compress;
 use cdcmon::protocol::{
-    Compression, Decoder, ProtocolChoice, canal_json, debezium, detect, open_protocol, simple,
+    Compression, Decoded, Decoder, ProtocolChoice, canal_json, debezium, detect, open_protocol,
+    simple,
 };
 
 /// What the fuzzer drives.
@@ -362,32 +363,43 @@ pub fn mutate(rng: &mut Rng, corpus: &[Input], target: Target) -> Input {
 
 /// Decode with `target` and render every event; `Ok(true)` decoded, `Ok(false)` rejected,
 /// `Err` an invalid event-log line (a bug, like a panic).
-fn execute(
+fn execute<'a>(
     target: Target,
-    input: &Input,
+    input: &'a Input,
     simple_cache: &mut simple::SchemaCache,
     decoders: &mut [Decoder; 3],
     compressed_pick: usize,
 ) -> Result<bool, String> {
     let key = input.key.as_deref();
     let value = input.value.as_deref();
-    let events = match target {
-        Target::CanalJson => canal_json::decode(value.unwrap_or_default()).map(|e| vec![e]),
-        Target::OpenProtocol => open_protocol::decode(key, value, Compression::None),
-        Target::Debezium => debezium::decode(key, value.unwrap_or_default()).map(|e| vec![e]),
-        Target::Simple => simple_cache
-            .decode(value.unwrap_or_default())
-            .map(|e| vec![e]),
+    let one = |e| (vec![e], Vec::new());
+    let parts = |d: Decoded<'a>| (d.events, d.errors);
+    let decoded = match target {
+        Target::CanalJson => canal_json::decode(value.unwrap_or_default()).map(one),
+        Target::OpenProtocol => open_protocol::decode(key, value, Compression::None).map(parts),
+        Target::Debezium => debezium::decode(key, value.unwrap_or_default()).map(one),
+        Target::Simple => simple_cache.decode(value.unwrap_or_default()).map(one),
         Target::Auto => {
             // detect() must agree with the decoder never panicking either.
             let _ = detect::detect(key, value.unwrap_or_default());
-            decoders[0].decode(key, value)
+            decoders[0].decode(key, value).map(parts)
         }
-        Target::Compressed => decoders[1 + compressed_pick % 2].decode(key, value),
+        Target::Compressed => decoders[1 + compressed_pick % 2]
+            .decode(key, value)
+            .map(parts),
     };
-    let Ok(events) = events else {
+    let Ok((events, errors)) = decoded else {
         return Ok(false);
     };
+    // Per-event errors (open-protocol batches only) stay bounded like message errors.
+    for e in &errors {
+        if e.detail.chars().count() > 241 {
+            return Err(format!("unbounded error detail: {e}"));
+        }
+    }
+    if events.is_empty() {
+        return Ok(false);
+    }
     let opts = LogOptions::new(compressed_pick % 3 == 0, &["id".into(), "token".into()]);
     let pos = KafkaPosition {
         topic: "app_cdc",

@@ -5,7 +5,7 @@
 use cdcmon::decode_cmd::event_to_json;
 use cdcmon::event::Protocol;
 use cdcmon::protocol::compression::compress;
-use cdcmon::protocol::{Compression, Decoder, ProtocolChoice};
+use cdcmon::protocol::{Compression, Decoded, Decoder, ProtocolChoice};
 use proptest::prelude::*;
 
 const FIXTURES: &[(Option<&[u8]>, &[u8])] = &[
@@ -110,8 +110,13 @@ fn decode_everywhere(key: Option<&[u8]>, value: Option<&[u8]>) {
         for compression in COMPRESSIONS {
             let mut d = Decoder::new(choice, compression);
             match d.decode(key, value) {
-                Ok(events) => {
-                    for ev in &events {
+                Ok(decoded) => {
+                    // Per-event errors (open-protocol batches) are bounded like message errors.
+                    for e in &decoded.errors {
+                        assert!(!e.detail.is_empty());
+                        assert!(e.detail.chars().count() <= 241, "detail too long");
+                    }
+                    for ev in &decoded.events {
                         let line = event_to_json(ev);
                         // RawValue validates the syntax without serde_json's depth limit:
                         // a deeply nested column value is valid and passed through as is.
@@ -227,12 +232,16 @@ fn every_fixture_decodes_with_auto_and_its_own_protocol() {
         let mut d = Decoder::new(ProtocolChoice::Auto, Compression::None);
         let events = d
             .decode(*key, Some(value))
+            .and_then(Decoded::into_strict)
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(!events.is_empty());
         let p = events[0].protocol;
         let mut d = Decoder::new(ProtocolChoice::Fixed(p), Compression::None);
         assert_eq!(
-            d.decode(*key, Some(value)).map(|e| e.len()).ok(),
+            d.decode(*key, Some(value))
+                .and_then(Decoded::into_strict)
+                .map(|e| e.len())
+                .ok(),
             Some(events.len())
         );
     }
@@ -258,7 +267,8 @@ fn deep_nesting_never_overflows_the_stack() {
     let mut d = Decoder::new(ProtocolChoice::Auto, Compression::None);
     let evs = d
         .decode(None, Some(deep_array.as_bytes()))
-        .expect("valid JSON");
+        .expect("valid JSON")
+        .events;
     assert_eq!(evs[0].values[0].value.get().len(), 200_001);
     // Nested structure that serde walks is cut by serde_json's recursion limit.
     let e = d.decode(None, Some(deep_payload.as_bytes())).unwrap_err();
