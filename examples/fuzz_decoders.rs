@@ -84,12 +84,16 @@ fn read(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
 }
 
+/// Fixture files of one protocol: classic (`<prefix>…`) and new architecture (`tc-<prefix>…`).
 fn names(prefix: &str, suffix: &str) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(fixtures_dir())
         .expect("fixtures dir")
         .filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| n.starts_with(prefix) && n.ends_with(suffix))
+        .filter(|n| {
+            let n = n.strip_prefix("tc-").unwrap_or(n);
+            n.starts_with(prefix) && n.ends_with(suffix)
+        })
         .collect();
     v.sort();
     v
@@ -222,6 +226,20 @@ const JSON_TOKENS: &[&str] = &[
     "\"type\":\"BOOTSTRAP\"",
     "\"version\":1",
     "\"payload\":null",
+    // New-architecture shapes (issue 15): duplicated members (last wins), claim-check and
+    // partition members, canal `_tidb.rowkey`, debezium `start_ts`, DDL and watermark.
+    "\"ohk\":true,\"ohk\":false",
+    "\"ccl\":\"s3://b/x.json\"",
+    "\"ptn\":112",
+    "\"ts\":1,\"ts\":2",
+    "\"rowkey\":\"dIA=\"",
+    "\"watermarkTs\":3",
+    "\"es\":0",
+    "\"type\":\"ERASE\"",
+    "\"start_ts\":1",
+    "\"op\":\"m\"",
+    "\"ddl\":\"DROP TABLE t\"",
+    "\"handleKeyOnly\":true",
 ];
 
 /// Byte offsets of the u64 length fields of an open-protocol key (after the version) or value.

@@ -213,8 +213,8 @@ fn new_architecture_claim_check_key_with_ohk_twice_decodes() {
     let out = cdcmon(
         &[
             "--key",
-            &path("tc-open-claim-check.key.bin"),
-            &path("tc-open-claim-check.value.bin"),
+            &path("tc-open-protocol-claim-check.key.bin"),
+            &path("tc-open-protocol-claim-check.value.bin"),
         ],
         None,
     );
@@ -236,8 +236,8 @@ fn batch_with_a_bad_event_prints_the_good_ones_and_fails() {
     let out = cdcmon(
         &[
             "--key",
-            &path("tc-open-batch3-one-bad.key.bin"),
-            &path("tc-open-batch3-one-bad.value.bin"),
+            &path("tc-open-protocol-batch3-one-bad.key.bin"),
+            &path("tc-open-protocol-batch3-one-bad.value.bin"),
         ],
         None,
     );

@@ -27,8 +27,8 @@ fn a_bad_event_does_not_drop_its_batch() {
         sink.clone(),
     );
     let (k, v) = (
-        fixture("tc-open-batch3-one-bad.key.bin"),
-        fixture("tc-open-batch3-one-bad.value.bin"),
+        fixture("tc-open-protocol-batch3-one-bad.key.bin"),
+        fixture("tc-open-protocol-batch3-one-bad.value.bin"),
     );
     let pos = KafkaPosition {
         topic: "app_cdc",

@@ -71,6 +71,9 @@ pub mod detect;
 pub mod open_protocol;
 pub mod simple;
 
+#[cfg(test)]
+mod fixture_tests;
+
 pub use compression::Compression;
 
 /// Why a message could not be decoded. `as_str` is the `reason` label of
