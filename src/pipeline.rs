@@ -117,8 +117,14 @@ impl Pipeline {
             metrics.decode_error(err.reason);
         }
         if let Some(first) = bad_events.first() {
-            tracing::warn!(partition = pos.partition, offset = pos.offset, bad_events = bad_events.len(),
-                good_events = events.len(), error = %first, "events of a batch could not be decoded; the others are kept");
+            tracing::warn!(
+                partition = pos.partition,
+                offset = pos.offset,
+                bad_events = bad_events.len(),
+                good_events = events.len(),
+                error = %first,
+                "events of a batch could not be decoded; the others are kept"
+            );
         }
         mark_done(&mut sink, pos);
         Ok(Outcome::Processed {

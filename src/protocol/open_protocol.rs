@@ -9,9 +9,13 @@
 //! With `large-message-handle-compression` each valJSON is compressed on its own, inside the
 //! framing; keys never are (TF `pkg/sink/codec/open/open_protocol_encoder.go`).
 //!
+//! A message whose framing is valid decodes pair by pair: a bad pair is one per-event error and
+//! the batch's other events are kept (issue 10 point 5). Key members follow Go's last-wins rule,
+//! because the new architecture repeats `ohk` on claim-check keys (see `MessageKey`).
+//!
 //! Sources: TF `open_protocol_encoder.go`, `open_protocol_decoder.go`, `open_protocol_message.go`,
 //! `pkg/sink/codec/internal/message_key.go`, `internal/column.go`, `cdc/model/sink.go`;
-//! TC `pkg/sink/codec/open/codec.go`; DOCS `ticdc/ticdc-open-protocol.md`.
+//! TC `pkg/sink/codec/open/codec.go`, `encoder.go`, `decoder.go`, `message.go`; DOCS `ticdc/ticdc-open-protocol.md`.
 
 use std::borrow::Cow;
 
