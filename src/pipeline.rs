@@ -90,8 +90,10 @@ impl Pipeline {
         value: Option<&[u8]>,
         now_ms: i64,
     ) -> std::io::Result<Outcome> {
-        let events = match self.decoder.decode(key, value) {
-            Ok(events) => events,
+        // An open-protocol batch may decode partly: its good events are handled, each bad one
+        // is counted below (issue 10 point 5).
+        let (events, bad_events) = match self.decoder.decode(key, value) {
+            Ok(decoded) => (decoded.events, decoded.errors),
             Err(err) => {
                 self.metrics.decode_error(err.reason);
                 // Skipped, not retried: its offset may be committed like any other.
@@ -116,6 +118,19 @@ impl Pipeline {
         }
         for ev in &events {
             count(counters, metrics, ev, &mut sink, pos.partition, now_ms);
+        }
+        for err in &bad_events {
+            metrics.decode_error(err.reason);
+        }
+        if let Some(first) = bad_events.first() {
+            tracing::warn!(
+                partition = pos.partition,
+                offset = pos.offset,
+                bad_events = bad_events.len(),
+                good_events = events.len(),
+                error = %first,
+                "events of a batch could not be decoded; the others are kept"
+            );
         }
         mark_done(&mut sink, pos);
         Ok(Outcome::Processed {
