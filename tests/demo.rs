@@ -289,7 +289,7 @@ fn simple_counts_every_event_once_with_the_event_log_on_stdout() {
 
 #[test]
 fn sigterm_stops_a_running_demo_cleanly_and_reports() {
-    let mut demo = Demo::start(&["--event-log", "/dev/null"]);
+    let mut demo = Demo::start(&[]);
     wait_until(Duration::from_secs(30), "demo consuming", || {
         http_get(demo.addr, "/metrics")
             .ok()
@@ -312,7 +312,7 @@ fn sigterm_stops_a_running_demo_cleanly_and_reports() {
 fn kafka_listen_pins_the_broker_for_a_second_consumer() {
     let port = free_port();
     let pinned = format!("127.0.0.1:{port}");
-    let mut demo = Demo::start(&["--kafka-listen", &pinned, "--event-log", "/dev/null"]);
+    let mut demo = Demo::start(&["--kafka-listen", &pinned]);
     // A second, independent consumer group on the pinned address sees the same stream.
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("second.ndjson");
