@@ -162,6 +162,13 @@ impl DemoArgs {
             &self.commit_interval_ms.to_string(),
             "--shutdown-timeout-ms",
             &self.shutdown_timeout_ms.to_string(),
+            // Given explicitly so that CDCMON_COMPRESSION / CDCMON_KAFKA_OPTIONS meant for a real
+            // broker (compressed values, TLS, SASL) do not reach the mock: the demo produces
+            // plain values, and `client.id=cdcmon` is consume's own default.
+            "--compression",
+            "none",
+            "--kafka-option",
+            "client.id=cdcmon",
         ]
         .map(str::to_owned)
         .into();
@@ -288,7 +295,19 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
         .await
         .context("the demo's consumer task panicked")?;
     drop(broker);
-    result
+    result?;
+    // A run that ended by itself must have delivered and consumed everything it produced.
+    let produced = &run.produced;
+    if !shutdown.is_cancelled() && (!drained || produced.delivery_errors > 0) {
+        anyhow::bail!(
+            "not every produced message was consumed: {} produced, {} not delivered, {} consumed within {}s",
+            produced.messages,
+            produced.delivery_errors,
+            produced.consumed_messages,
+            DRAIN_TIMEOUT.as_secs()
+        );
+    }
+    Ok(())
 }
 
 async fn sleep_until_opt(deadline: Option<Instant>) {
@@ -435,6 +454,11 @@ mod tests {
         assert_eq!(c.redact, ["pin", "email"]);
         assert!(c.log_values);
         assert_eq!(c.event_log, "/tmp/x.ndjson");
+        assert_eq!(c.compression, crate::protocol::Compression::None);
+        assert_eq!(
+            c.kafka_options,
+            [("client.id".to_owned(), "cdcmon".to_owned())]
+        );
     }
 
     #[test]
