@@ -170,9 +170,11 @@ fn run_protocol(protocol: &str, event_log_to_stdout: bool) {
         "every table × op occurs: {rows:?}"
     );
     let watermarks = stats["watermarks"].as_f64().unwrap();
+    // About one a second plus a last one, each to all 3 partitions (the exact number is
+    // compared with /metrics below; this only checks that they flow).
     assert!(
-        watermarks >= 3.0 * 5.0,
-        "a watermark per second to each of 3 partitions: {watermarks}"
+        watermarks >= 3.0 * 2.0 && watermarks % 3.0 == 0.0,
+        "watermarks to each of 3 partitions: {watermarks}"
     );
 
     // /metrics: each (table, op) exactly as produced; DDL apart, once per statement.
