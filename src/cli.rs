@@ -41,6 +41,9 @@ pub enum Command {
     /// TiCDC changefeed management.
     #[command(subcommand)]
     Changefeed(ChangefeedCommand),
+    /// The consumer side on any machine: an in-process mock Kafka with a generated TiCDC
+    /// stream, consumed by the real consume path.
+    Demo(crate::demo::DemoArgs),
 }
 
 #[derive(Debug, Subcommand)]

@@ -60,7 +60,16 @@ pub async fn run(
     shutdown: CancellationToken,
     on_stop_overrun: StopOverrun,
 ) -> anyhow::Result<()> {
-    let metrics = Arc::new(Metrics::new()?);
+    run_with_metrics(args, Arc::new(Metrics::new()?), shutdown, on_stop_overrun).await
+}
+
+/// [`run`] counting into `metrics`, which the caller keeps reading (`cdcmon demo`'s summary).
+pub async fn run_with_metrics(
+    args: ConsumeArgs,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+    on_stop_overrun: StopOverrun,
+) -> anyhow::Result<()> {
     let readiness = Arc::new(Readiness::default());
     let listener = http::bind(args.listen).await?;
     tracing::info!(listen = %args.listen, "serving /metrics, /healthz, /readyz");

@@ -11,6 +11,7 @@ pub mod consumer;
 pub mod db;
 pub mod decode_cmd;
 pub mod defaults;
+pub mod demo;
 pub mod event;
 pub mod eventlog;
 pub mod http;
