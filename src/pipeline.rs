@@ -105,9 +105,9 @@ impl Pipeline {
         let mut sink = lock(sink);
         // Log first, count after: a failed write leaves the counters untouched, so a retry of
         // the message does not double-count.
-        for ev in &events {
-            sink.event_log.write_event(ev, pos, now_ms)?;
-        }
+        // All of the message's lines in one go: a failure takes none of them, so a retry never
+        // writes a line twice.
+        sink.event_log.write_message(&events, pos, now_ms)?;
         for ev in &events {
             count(counters, metrics, ev, &mut sink, pos.partition, now_ms);
         }
