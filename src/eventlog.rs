@@ -1710,6 +1710,8 @@ mod tests {
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
         assert!(std::fs::metadata(numbered(&path, 1)).unwrap().len() >= 1000);
         assert_eq!(faults.syncs.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // Left by an earlier, larger keep: deleted at the next rotation, never renamed.
+        std::fs::write(numbered(&path, 9), b"{}\n").unwrap();
         for _ in 0..3 {
             write_until_rotated(&mut log);
         }
@@ -1718,6 +1720,14 @@ mod tests {
             ["events.ndjson", "events.ndjson.1", "events.ndjson.2"]
         );
         let ops = faults.ops.lock().unwrap().clone();
+        assert!(
+            ops.contains(&"remove events.ndjson.9".to_owned()),
+            "{ops:?}"
+        );
+        assert!(
+            !ops.iter()
+                .any(|op| op.starts_with("rename events.ndjson.9"))
+        );
         assert_eq!(
             &ops[ops.len() - 4..],
             [
