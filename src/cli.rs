@@ -83,6 +83,16 @@ pub struct ConsumeArgs {
     /// Event log destination: a file path (appended to), or `-` for stdout.
     #[arg(long, env = "CDCMON_EVENT_LOG", default_value = "-")]
     pub event_log: String,
+    /// Rotate the event log file once it holds this many bytes (checked every commit interval;
+    /// `events.ndjson` -> `events.ndjson.1` ...; 0 = never).
+    #[arg(long, env = "CDCMON_EVENT_LOG_MAX_BYTES", default_value_t = 0)]
+    pub event_log_max_bytes: u64,
+    /// Rotate the event log file once it is this many seconds old (0 = never).
+    #[arg(long, env = "CDCMON_EVENT_LOG_MAX_AGE_SECS", default_value_t = 0)]
+    pub event_log_max_age_secs: u64,
+    /// Rotated event log files kept (`.1` is the newest); older ones are deleted.
+    #[arg(long, env = "CDCMON_EVENT_LOG_KEEP", default_value_t = 5)]
+    pub event_log_keep: u32,
     /// Also log row values (off by default; redacted columns are masked even then).
     #[arg(long, env = "CDCMON_LOG_VALUES")]
     pub log_values: bool,
@@ -255,6 +265,15 @@ mod tests {
         assert_eq!(args.listen.port(), 9102);
         assert_eq!(args.protocol, ProtocolChoice::Auto);
         assert_eq!(args.redact, ["password", "secret", "token"]);
+        assert_eq!(
+            (
+                args.event_log_max_bytes,
+                args.event_log_max_age_secs,
+                args.event_log_keep
+            ),
+            (0, 0, 5),
+            "rotation is off unless asked for"
+        );
     }
 
     fn kafka_options_of(argv: &[&str]) -> Vec<(String, String)> {

@@ -6,7 +6,8 @@
 //! the messages whose lines it covered. On a partition revoke the rebalance callback does
 //! the same for the revoked partitions before they move, and on SIGTERM the loop stops fetching,
 //! flushes and commits synchronously. A crash therefore repeats at most one commit interval of
-//! events and never loses one.
+//! events and never loses one. A failed `fdatasync` of the event log is final: nothing more is
+//! committed and `consume` returns the error (the binary exits 1; a restart re-reads).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -27,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::assignment::{self, Assignment};
 use crate::cli::ConsumeArgs;
-use crate::eventlog::{EventLog, KafkaPosition, LogOptions};
+use crate::eventlog::{EventLog, KafkaPosition, LogFs, LogOptions, OsFs, Rotation, SyncFailure};
 use crate::http::{self, HttpState, Readiness};
 use crate::metrics::Metrics;
 use crate::pipeline::{self, Outcome, Pipeline, Sink};
@@ -60,7 +61,14 @@ pub async fn run(
     shutdown: CancellationToken,
     on_stop_overrun: StopOverrun,
 ) -> anyhow::Result<()> {
-    run_with_metrics(args, Arc::new(Metrics::new()?), shutdown, on_stop_overrun).await
+    run_with_log_fs(
+        args,
+        Arc::new(Metrics::new()?),
+        shutdown,
+        on_stop_overrun,
+        Arc::new(OsFs),
+    )
+    .await
 }
 
 /// [`run`] counting into `metrics`, which the caller keeps reading (`cdcmon demo`'s summary).
@@ -69,6 +77,18 @@ pub async fn run_with_metrics(
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
     on_stop_overrun: StopOverrun,
+) -> anyhow::Result<()> {
+    run_with_log_fs(args, metrics, shutdown, on_stop_overrun, Arc::new(OsFs)).await
+}
+
+/// [`run`] with the event log on `log_fs`: the daemon's is [`OsFs`]; tests pass one that fails
+/// writes or syncs on cue, to drive the real loop through disk failures.
+pub async fn run_with_log_fs(
+    args: ConsumeArgs,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+    on_stop_overrun: StopOverrun,
+    log_fs: Arc<dyn LogFs>,
 ) -> anyhow::Result<()> {
     let readiness = Arc::new(Readiness::default());
     let listener = http::bind(args.listen).await?;
@@ -83,7 +103,7 @@ pub async fn run_with_metrics(
         http_stop.clone(),
     ));
 
-    let result = consume(&args, metrics, readiness, shutdown, on_stop_overrun).await;
+    let result = consume(&args, metrics, readiness, shutdown, on_stop_overrun, log_fs).await;
 
     http_stop.cancel();
     if let Err(err) = http_task.await {
@@ -351,10 +371,19 @@ async fn consume(
     readiness: Arc<Readiness>,
     shutdown: CancellationToken,
     on_stop_overrun: StopOverrun,
+    log_fs: Arc<dyn LogFs>,
 ) -> anyhow::Result<()> {
-    let event_log = EventLog::open(
+    let rotation = Rotation {
+        max_bytes: args.event_log_max_bytes,
+        max_age: (args.event_log_max_age_secs > 0)
+            .then(|| Duration::from_secs(args.event_log_max_age_secs)),
+        keep: args.event_log_keep,
+    };
+    let event_log = EventLog::open_with(
         &args.event_log,
         LogOptions::new(args.log_values, &args.redact),
+        rotation,
+        log_fs,
     )?;
     let sink = Arc::new(Mutex::new(Sink::new(event_log)));
     let shared = Arc::new(Shared {
@@ -395,6 +424,8 @@ async fn consume(
     // and removed a waiter (two lock round trips) for every message.
     let cancelled = shutdown.cancelled();
     tokio::pin!(cancelled);
+    // A failed fdatasync: stop consuming, commit nothing more, exit non-zero (fsyncgate).
+    let mut sync_failed: Option<anyhow::Error> = None;
 
     loop {
         let message = tokio::select! {
@@ -402,12 +433,21 @@ async fn consume(
             _ = &mut cancelled => break,
             synced = wait_sync(&mut syncing), if syncing.is_some() => {
                 syncing = None;
-                finish_commit(&consumer, &shared, synced);
+                if let Err(err) = finish_commit(&consumer, &shared, synced) {
+                    sync_failed = Some(err);
+                    break;
+                }
                 continue;
             }
             _ = commit_tick.tick() => {
                 if syncing.is_none() {
-                    syncing = start_commit(&shared);
+                    match start_commit(&shared) {
+                        Ok(task) => syncing = task,
+                        Err(failure) => {
+                            sync_failed = Some(failure.into());
+                            break;
+                        }
+                    }
                 }
                 continue;
             }
@@ -461,26 +501,52 @@ async fn consume(
         }
     }
 
-    tracing::info!("stopping: flushing the event log and committing offsets");
-    // Bound the graceful stop: a hung disk sync or a synchronous commit to an unreachable broker
-    // must not outlive --shutdown-timeout-ms (systemd would SIGKILL later anyway).
+    // Bound the stop: a hung disk sync or a synchronous commit to an unreachable broker must not
+    // outlive --shutdown-timeout-ms (systemd would SIGKILL later anyway).
     let watchdog = ShutdownWatchdog::arm(
         Duration::from_millis(args.shutdown_timeout_ms),
         on_stop_overrun,
     );
-    if let Some(task) = syncing.take() {
-        // Its offsets are committed below with everything else, after a sync of its own.
-        let _ = task.await;
-        pipeline::lock(&shared.sink).dirty = true;
+    let result = match sync_failed {
+        Some(err) => Err(err),
+        None => {
+            tracing::info!("stopping: flushing the event log and committing offsets");
+            let in_flight = match syncing.take() {
+                // Its offsets are committed below with everything else, after a sync of its own
+                // (which the sync gate refuses if this one failed).
+                Some(task) => wait_sync(&mut Some(task)).await.map(|()| {
+                    pipeline::lock(&shared.sink).dirty = true;
+                }),
+                None => Ok(()),
+            };
+            in_flight.and_then(|()| commit_at_shutdown(&consumer, &shared))
+        }
+    };
+    if let Err(err) = &result {
+        report_sync_failure(&shared, err);
     }
-    commit_at_shutdown(&consumer, &shared);
     // Leave the group now so partitions move to other members without waiting for a timeout.
+    // After a sync failure the revoke this triggers commits nothing either: every sync of the
+    // event log now reports that failure.
     consumer.unsubscribe();
     // Closing the consumer and the dead-letter producer can block too: inside the bound.
     drop(consumer);
     drop(dead_letter);
     watchdog.disarm();
-    Ok(())
+    result
+}
+
+/// The one loud error line of a failed event-log sync: the file, the errno, what happens next.
+fn report_sync_failure(shared: &Shared, err: &anyhow::Error) {
+    shared.metrics.event_log_errors.inc();
+    let failure = err.downcast_ref::<SyncFailure>();
+    tracing::error!(
+        path = failure.map(|f| f.path.display().to_string()),
+        errno = failure.and_then(SyncFailure::errno),
+        error = %err,
+        "event log fdatasync failed: consuming stopped, offsets past the last successful sync \
+         are not committed; exiting non-zero so a restart reads them again"
+    );
 }
 
 /// The daemon's [`StopOverrun`]: nothing more can be made durable in time, so exit non-zero.
@@ -523,80 +589,101 @@ impl ShutdownWatchdog {
 }
 
 /// A background `fdatasync` of the event log.
-type SyncTask = tokio::task::JoinHandle<std::io::Result<()>>;
+type SyncTask = tokio::task::JoinHandle<Result<(), SyncFailure>>;
 
 /// Wait for the sync in flight (never resolves when there is none; the `select!` guards it).
-async fn wait_sync(task: &mut Option<SyncTask>) -> std::io::Result<()> {
+async fn wait_sync(task: &mut Option<SyncTask>) -> anyhow::Result<()> {
     match task {
         Some(task) => match task.await {
-            Ok(result) => result,
-            Err(join) => Err(std::io::Error::other(join)),
+            Ok(result) => result.map_err(anyhow::Error::from),
+            Err(join) => Err(anyhow::anyhow!("event log fdatasync task failed: {join}")),
         },
         None => std::future::pending().await,
     }
 }
 
-/// The periodic commit, first half: hand the buffered lines to the OS, note the offsets they
-/// cover, and start their `fdatasync` on a blocking thread. The loop keeps consuming meanwhile;
-/// [`finish_commit`] commits the noted offsets once the sync succeeded, so a committed offset
-/// still always means its events are on disk.
-fn start_commit(shared: &Shared) -> Option<SyncTask> {
+/// The periodic commit, first half: rotate the event log if it is due, hand the buffered lines
+/// to the OS, note the offsets they cover, and start their `fdatasync` on a blocking thread. The
+/// loop keeps consuming meanwhile; [`finish_commit`] commits the noted offsets once the sync
+/// succeeded, so a committed offset still always means its events are on disk. `Err`: a sync
+/// of the event log failed (here, in a rotation, or earlier in a revoke): stop.
+fn start_commit(shared: &Shared) -> Result<Option<SyncTask>, SyncFailure> {
     let mut sink = pipeline::lock(&shared.sink);
+    if let Some(failure) = sink.event_log.sync_failure() {
+        return Err(failure);
+    }
+    // Once per tick, not per message: rotation costs the hot path nothing but a byte count.
+    if let Err(err) = sink.event_log.rotate_if_due() {
+        if let Some(failure) = sink.event_log.sync_failure() {
+            return Err(failure);
+        }
+        // Renaming or opening failed: the current file stays in use, the next tick retries.
+        shared.metrics.event_log_errors.inc();
+        tracing::error!(error = %err, "event log rotation failed; writing on to the current file");
+    }
     let retry = shared.commit_failed.swap(false, Ordering::Relaxed);
     if !sink.dirty && !retry {
-        return None;
+        return Ok(None);
     }
-    let file = match sink.event_log.flush_to_os() {
-        Ok(file) => file,
+    let handle = match sink.event_log.flush_to_os() {
+        Ok(handle) => handle,
         Err(err) => {
+            // A write error (disk full, ...): nothing lost, the lines stay buffered and the
+            // next tick writes them (only their unwritten rest, so no line is doubled).
             shared.metrics.event_log_errors.inc();
-            tracing::error!(error = %err, "event log flush failed; offsets not committed");
-            return None;
+            tracing::error!(error = %err, "event log write failed; offsets not committed");
+            return Ok(None);
         }
     };
     sink.dirty = false;
     sink.syncing = sink.pending.clone();
     drop(sink);
-    Some(tokio::task::spawn_blocking(move || match file {
-        Some(file) => file.sync_data(),
+    Ok(Some(tokio::task::spawn_blocking(move || match handle {
+        Some(handle) => handle.sync(),
         None => Ok(()),
-    }))
+    })))
 }
 
-/// The periodic commit, second half: commit (async) what the finished sync made durable.
-fn finish_commit(consumer: &StreamConsumer<Context>, shared: &Shared, synced: std::io::Result<()>) {
+/// The periodic commit, second half: commit (async) what the finished sync made durable. A
+/// failed sync is final (fsyncgate, [`SyncFailure`]): nothing is committed, now or later.
+fn finish_commit(
+    consumer: &StreamConsumer<Context>,
+    shared: &Shared,
+    synced: anyhow::Result<()>,
+) -> anyhow::Result<()> {
     let offsets = {
         let mut sink = pipeline::lock(&shared.sink);
         let offsets = std::mem::take(&mut sink.syncing);
-        if let Err(err) = synced {
-            // Not durable: commit nothing; the next tick flushes and syncs again.
-            sink.dirty = true;
-            shared.metrics.event_log_errors.inc();
-            tracing::error!(error = %err, "event log fdatasync failed; offsets not committed");
-            return;
-        }
+        synced?;
         offsets
     };
     commit_offsets(consumer, &shared.topic, offsets, CommitMode::Async);
+    Ok(())
 }
 
-/// Make the event log durable, then commit every pending offset synchronously (shutdown).
-fn commit_at_shutdown(consumer: &StreamConsumer<Context>, shared: &Shared) {
+/// Make the event log durable, then commit every pending offset synchronously (shutdown). A
+/// write error commits nothing (the events are read again after the restart); a sync failure
+/// is returned, so the process exits non-zero.
+fn commit_at_shutdown(consumer: &StreamConsumer<Context>, shared: &Shared) -> anyhow::Result<()> {
     let offsets: Vec<(i32, i64)> = {
         let mut sink = pipeline::lock(&shared.sink);
         let retry = shared.commit_failed.swap(false, Ordering::Relaxed);
         if !sink.dirty && !retry {
-            return;
+            return Ok(());
         }
         if let Err(err) = sink.event_log.flush_durable() {
+            if let Some(failure) = sink.event_log.sync_failure() {
+                return Err(failure.into());
+            }
             shared.metrics.event_log_errors.inc();
-            tracing::error!(error = %err, "event log flush failed; offsets not committed");
-            return;
+            tracing::error!(error = %err, "event log write failed at shutdown; offsets not committed");
+            return Ok(());
         }
         sink.dirty = false;
         sink.pending.iter().map(|(p, next)| (*p, *next)).collect()
     };
     commit_offsets(consumer, &shared.topic, offsets, CommitMode::Sync);
+    Ok(())
 }
 
 /// Commit the next offset to read per partition of `topic`. Never fatal: a failure is recorded

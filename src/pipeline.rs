@@ -109,13 +109,16 @@ impl Pipeline {
         } = self;
         let mut sink = lock(sink);
         // Log first, count after: a failed write leaves the counters untouched, so a retry of
-        // the message does not double-count. A broadcast DDL copy is logged from partition 0
-        // only (`is_ddl_broadcast_copy`), as it is counted.
-        for ev in &events {
-            if !is_ddl_broadcast_copy(ev, pos.partition) {
-                sink.event_log.write_event(ev, pos, now_ms)?;
-            }
-        }
+        // the message does not double-count. All of the message's lines go in one go: a failure
+        // takes none of them, so a retry never writes a line twice. A broadcast DDL copy is
+        // logged from partition 0 only (`is_ddl_broadcast_copy`), as it is counted.
+        sink.event_log.write_message(
+            events
+                .iter()
+                .filter(|ev| !is_ddl_broadcast_copy(ev, pos.partition)),
+            pos,
+            now_ms,
+        )?;
         for ev in &events {
             count(counters, metrics, ev, &mut sink, pos.partition, now_ms);
         }

@@ -159,7 +159,7 @@ mod tests {
                 assert_eq!(names("data"), names("old"));
             }
 
-            let evs = d.decode(None, Some(&bytes)).unwrap();
+            let evs = d.decode(None, Some(&bytes)).unwrap().into_strict().unwrap();
             assert_eq!(evs.len(), 1);
             let e = &evs[0];
             assert_eq!(
@@ -187,7 +187,7 @@ mod tests {
             let bytes = ddl(x, 1);
             let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
             assert_eq!(shape(&v, &[]), want);
-            let e = &d.decode(None, Some(&bytes)).unwrap()[0];
+            let e = &d.decode(None, Some(&bytes)).unwrap().into_strict().unwrap()[0];
             assert_eq!(e.kind, EventKind::Ddl);
             assert_eq!(&*e.table, x.table.name());
             assert_eq!(e.commit_ts, Some(x.commit_ts));
@@ -205,7 +205,7 @@ mod tests {
             v["es"], fixture["es"],
             "es is the watermark's physical time"
         );
-        let e = &d.decode(None, Some(&bytes)).unwrap()[0];
+        let e = &d.decode(None, Some(&bytes)).unwrap().into_strict().unwrap()[0];
         assert_eq!(
             (e.kind, e.commit_ts),
             (EventKind::Watermark, Some(429918007904436226))

@@ -220,7 +220,7 @@ mod tests {
                 );
             }
 
-            let e = &d.decode(Some(&k), Some(&v)).unwrap()[0];
+            let e = &d.decode(Some(&k), Some(&v)).unwrap().into_strict().unwrap()[0];
             assert_eq!(
                 (e.kind, e.op, &*e.db, &*e.table, e.commit_ts),
                 (
@@ -250,7 +250,7 @@ mod tests {
                 shape(&key["payload"], &[]),
                 shape(&fixture_json("debezium-ddl-1.key.json")["payload"], &[])
             );
-            let e = &d.decode(Some(&k), Some(&v)).unwrap()[0];
+            let e = &d.decode(Some(&k), Some(&v)).unwrap().into_strict().unwrap()[0];
             assert_eq!((e.kind, e.commit_ts), (EventKind::Ddl, Some(x.commit_ts)));
             assert_eq!(&*e.table, x.table.name());
             assert_eq!(
@@ -267,7 +267,7 @@ mod tests {
             payload_shape(&fixture_json("debezium-watermark-1.json"))
         );
         let k = watermark_key();
-        let e = &d.decode(Some(&k), Some(&v)).unwrap()[0];
+        let e = &d.decode(Some(&k), Some(&v)).unwrap().into_strict().unwrap()[0];
         assert_eq!((e.kind, e.commit_ts), (EventKind::Watermark, Some(7 << 18)));
     }
 }

@@ -252,7 +252,11 @@ mod tests {
         let mut d = decoder();
         let mut decoded = 0;
         for m in &msgs {
-            let evs = d.decode(m.key.as_deref(), Some(&m.value)).unwrap();
+            let evs = d
+                .decode(m.key.as_deref(), Some(&m.value))
+                .unwrap()
+                .into_strict()
+                .unwrap();
             assert_eq!(Kind::Rows(evs.len() as u32), m.kind);
             for e in &evs {
                 assert_eq!(e.kind, EventKind::Row);
@@ -287,7 +291,7 @@ mod tests {
                 shape(&value, &[]),
                 shape(&fixture_json("open-protocol-ddl-1.value.json"), &[])
             );
-            let e = &d.decode(Some(&k), Some(&v)).unwrap()[0];
+            let e = &d.decode(Some(&k), Some(&v)).unwrap().into_strict().unwrap()[0];
             assert_eq!((e.kind, e.commit_ts), (EventKind::Ddl, Some(x.commit_ts)));
             assert_eq!(
                 e.ddl.as_ref().map(|d| d.ddl_type.to_string()),
@@ -295,7 +299,7 @@ mod tests {
             );
         }
         let (k, v) = resolved(99 << 18);
-        let e = &d.decode(Some(&k), Some(&v)).unwrap()[0];
+        let e = &d.decode(Some(&k), Some(&v)).unwrap().into_strict().unwrap()[0];
         assert_eq!(
             (e.kind, e.commit_ts),
             (EventKind::Watermark, Some(99 << 18))

@@ -178,7 +178,7 @@ mod tests {
                 assert_eq!(got, want);
             }
             assert_eq!(
-                d.decode(None, Some(&b)).unwrap()[0].kind,
+                d.decode(None, Some(&b)).unwrap().into_strict().unwrap()[0].kind,
                 EventKind::Bootstrap
             );
         }
@@ -192,7 +192,7 @@ mod tests {
             let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
             let fixture = fixture_json(&format!("simple-{name}-1.json"));
             assert_eq!(shape(&v, OPAQUE), shape(&fixture, OPAQUE), "{name}");
-            let e = &d.decode(None, Some(&bytes)).unwrap()[0];
+            let e = &d.decode(None, Some(&bytes)).unwrap().into_strict().unwrap()[0];
             assert_eq!(
                 (e.kind, e.op, &*e.db, &*e.table, e.commit_ts),
                 (
@@ -217,7 +217,7 @@ mod tests {
             let bytes = ddl(x, 1);
             let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
             assert_eq!(shape(&v, OPAQUE), shape(&fixture, OPAQUE));
-            let e = &d.decode(None, Some(&bytes)).unwrap()[0];
+            let e = &d.decode(None, Some(&bytes)).unwrap().into_strict().unwrap()[0];
             assert_eq!((e.kind, e.commit_ts), (EventKind::Ddl, Some(x.commit_ts)));
             assert_eq!(&*e.table, x.table.name());
             assert_eq!(
@@ -231,7 +231,7 @@ mod tests {
             shape(&v, &[]),
             shape(&fixture_json("simple-watermark-1.json"), &[])
         );
-        let e = &d.decode(None, Some(&bytes)).unwrap()[0];
+        let e = &d.decode(None, Some(&bytes)).unwrap().into_strict().unwrap()[0];
         assert_eq!((e.kind, e.commit_ts), (EventKind::Watermark, Some(5 << 18)));
     }
 }
