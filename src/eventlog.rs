@@ -662,6 +662,8 @@ struct FileLog {
     path: Arc<Path>,
     fs: Arc<dyn LogFs>,
     file: Arc<dyn LogFile>,
+    /// A regular file (synced, rotatable); `false` for a device or pipe, never synced.
+    regular: bool,
     /// Bytes in the current file (what was there at open plus what this process wrote).
     bytes: u64,
     /// When the current file was started (its birth time when the file system reports it).
@@ -723,7 +725,24 @@ impl EventLog {
             let path: Arc<Path> = Arc::from(Path::new(path));
             let (file, bytes, started) = open_file(&*fs, &path)
                 .map_err(|e| anyhow::anyhow!("cannot open event log {}: {e}", path.display()))?;
+            // A character device or pipe (`/dev/null`, a FIFO to another process): fdatasync
+            // fails there with EINVAL, which the sync gate would take as a lost write and stop
+            // the daemon on. Such a destination is a stream, like stdout: lines handed to the
+            // OS are as durable as it gets, and it cannot be rotated.
+            let regular = file
+                .file()
+                .metadata()
+                .map(|m| m.file_type().is_file())
+                .map_err(|e| anyhow::anyhow!("cannot stat event log {}: {e}", path.display()))?;
+            if !regular && rotation.enabled() {
+                anyhow::bail!(
+                    "event log {} is not a regular file (a device or pipe), which cannot be \
+                     rotated: set --event-log-max-bytes and --event-log-max-age-secs to 0",
+                    path.display()
+                );
+            }
             Destination::File(FileLog {
+                regular,
                 path,
                 fs,
                 file,
@@ -794,6 +813,7 @@ impl EventLog {
         self.write_out()?;
         match &mut self.dest {
             Destination::Stdout(out) => out.lock().flush().map(|()| None),
+            Destination::File(f) if !f.regular => Ok(None),
             Destination::File(f) => Ok(Some(DurableHandle {
                 file: f.file.clone(),
                 path: f.path.clone(),
@@ -1901,6 +1921,28 @@ mod tests {
         assert!(err.contains("--event-log-keep 0"), "{err}");
         // Stdout without rotation is fine.
         assert!(EventLog::open("-", LogOptions::default()).is_ok());
+    }
+
+    /// `--event-log /dev/null` (the demo docs' "no event log"): a device is a stream, not a
+    /// file to fdatasync (it fails with EINVAL there, which the sync gate would treat as a lost
+    /// write and stop the daemon on), and it cannot be rotated.
+    #[test]
+    fn a_device_is_written_but_never_synced_or_rotated() {
+        let mut log = EventLog::open("/dev/null", LogOptions::default()).unwrap();
+        log.write_message(&[row_event()], &POS, 0).unwrap();
+        assert!(log.flush_to_os().unwrap().is_none(), "nothing to fdatasync");
+        log.flush_durable().unwrap();
+        assert!(log.sync_failure().is_none());
+        let err = EventLog::open_with(
+            "/dev/null",
+            LogOptions::default(),
+            rotating(10, 5),
+            Arc::new(OsFs),
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(err.contains("not a regular file"), "{err}");
     }
 
     #[test]
