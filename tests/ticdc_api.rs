@@ -425,6 +425,11 @@ async fn lost_to_gc_with_policy_fail_exits_3_and_touches_nothing() {
             "ticdc/changefeed-failed-snapshot-lost.json",
             "CDC:ErrSnapshotLostByGC",
         ),
+        // New architecture: `error.time` always present (zero), `addr` empty, `keyspace`.
+        (
+            "ticdc/changefeed-failed-gc-ttl-new-arch.json",
+            "CDC:ErrGCTTLExceeded",
+        ),
     ] {
         let (server, result) = failed_existing(fixture, IfUnrecoverable::Fail).await;
         let err = result.unwrap_err();
@@ -446,6 +451,7 @@ async fn lost_to_gc_with_policy_recreate_deletes_and_creates_again() {
     for fixture in [
         "ticdc/changefeed-failed-gc-ttl.json",
         "ticdc/changefeed-failed-snapshot-lost.json",
+        "ticdc/changefeed-failed-gc-ttl-new-arch.json",
     ] {
         let (server, result) = failed_existing(fixture, IfUnrecoverable::Recreate).await;
         let (action, info) = result.unwrap();
