@@ -160,6 +160,9 @@ impl ClientContext for Context {
         self.shared.readiness.broker_up.store(up, Ordering::Relaxed);
         self.update_ready_gauge();
         if let Some(topic) = stats.topics.get(&self.shared.topic) {
+            // Partitions whose position reached the broker's high watermark (nothing unread):
+            // the watermark minimum need not wait for them (src/watermark.rs).
+            let mut drained = Vec::new();
             for p in topic.partitions.values() {
                 // -1 is librdkafka's internal UA partition; only partitions we fetch count.
                 if p.partition < 0 || !p.desired || p.hi_offset < 0 {
@@ -170,13 +173,24 @@ impl ClientContext for Context {
                 } else if p.committed_offset >= 0 {
                     p.committed_offset
                 } else {
+                    // No position yet: drained only if the partition holds no message at all.
+                    drained.push((p.partition, p.lo_offset == p.hi_offset));
                     continue;
                 };
+                drained.push((p.partition, position >= p.hi_offset));
                 self.shared
                     .metrics
                     .consumer_lag
                     .with_label_values(&[&p.partition.to_string()])
                     .set((p.hi_offset - position).max(0));
+            }
+            let mut sink = pipeline::lock(&self.shared.sink);
+            let mut changed = false;
+            for (partition, is_drained) in drained {
+                changed |= sink.watermarks.drained(partition, is_drained);
+            }
+            if changed {
+                sink.publish_watermark(&self.shared.metrics);
             }
         }
     }

@@ -90,8 +90,9 @@ impl Metrics {
                 GaugeVec::new(
                     Opts::new(
                         "cdc_watermark_timestamp_seconds",
-                        "Minimum TiCDC watermark (resolved ts) over the assigned partitions that \
-                         carry data, unix seconds; absent until every one of them sent a watermark.",
+                        "Minimum TiCDC watermark (resolved ts) over the assigned partitions (but \
+                         drained ones that delivered nothing), unix seconds; absent until every \
+                         one of them sent a watermark.",
                     ),
                     &[],
                 )?,

@@ -12,8 +12,14 @@
 //! unknown minimum is *absent* instead ([`WatermarkTracker::min`] is `None`):
 //! - a partition that delivered rows or DDL but no watermark yet makes the minimum unknown (a
 //!   minimum over the others could be ahead of its unseen watermark);
-//! - an assigned partition with neither data nor a watermark does not hold it back (nothing of it
-//!   is behind the others);
+//! - an assigned partition with neither data nor a watermark yet holds it back too, until the
+//!   consumer has *drained* it (its position reached the broker's high watermark, from
+//!   librdkafka's statistics): before that, unread messages of it (a backlog not fetched yet,
+//!   or a partition whose leader is unreachable since the assignment) may lie behind the
+//!   others' watermarks. A drained partition that never delivered anything holds nothing back:
+//!   TiCDC writes nothing at all to partitions beyond the sink URI's `partition-num` when the
+//!   topic has more (tiflow `release-8.5` `pkg/sink/kafka/options.go` `SetPartitionNum`: "Some
+//!   partitions will not have messages dispatched to"), not even watermarks;
 //! - a revoked partition leaves the computation at once.
 //!
 //! Whether a partition's protocol sends watermarks at all is known per event
@@ -35,6 +41,9 @@ struct PartitionProgress {
     expects: bool,
     /// Highest watermark TSO since it was assigned.
     watermark: Option<u64>,
+    /// The consumer's position is at the broker's high watermark (librdkafka statistics):
+    /// nothing unread on it.
+    drained: bool,
 }
 
 /// Per-partition watermark progress of the partitions assigned to this consumer.
@@ -116,6 +125,21 @@ impl WatermarkTracker {
         }
     }
 
+    /// From librdkafka's statistics: whether the consumer's position on an assigned
+    /// `partition` has reached the broker's high watermark. Returns true when this changed
+    /// what the minimum can be. Unassigned partitions are ignored (statistics may lag a
+    /// revoke).
+    pub fn drained(&mut self, partition: i32, drained: bool) -> bool {
+        match index(partition).and_then(|i| self.partitions.get_mut(i)) {
+            Some(p) if p.assigned && p.drained != drained => {
+                p.drained = drained;
+                // Only a partition without data or watermark is affected by it.
+                !p.data && p.watermark.is_none()
+            }
+            _ => false,
+        }
+    }
+
     /// The assignment changed: keep progress of partitions still assigned, start the new ones
     /// fresh (they may have moved from another member: their past is not ours), forget the rest.
     pub fn set_assigned(&mut self, assigned: &[i32]) {
@@ -142,14 +166,15 @@ impl WatermarkTracker {
         self.partitions.iter().filter(|p| p.assigned)
     }
 
-    /// The minimum watermark over the assigned partitions that carry data or a watermark;
-    /// `None` while no watermark arrived or a data-carrying partition has none yet.
+    /// The minimum watermark over the assigned partitions, leaving out only drained ones that
+    /// delivered nothing; `None` while no watermark arrived or any other assigned partition
+    /// has none yet.
     pub fn min(&self) -> Option<u64> {
         let mut min: Option<u64> = None;
         for p in self.assigned() {
             match p.watermark {
                 Some(w) => min = Some(min.map_or(w, |m| m.min(w))),
-                None if p.data => return None,
+                None if p.data || !p.drained => return None,
                 None => {}
             }
         }
@@ -202,11 +227,41 @@ mod tests {
     }
 
     #[test]
+    fn an_assigned_partition_not_read_yet_withholds_the_minimum_until_drained() {
+        // Partition 1's backlog (or its unreachable leader) has delivered nothing yet: the
+        // watermark of partition 0 says nothing about it.
+        let mut t = WatermarkTracker::new();
+        t.set_assigned(&[0, 1]);
+        t.watermark(0, 100);
+        assert_eq!(t.min(), None);
+        // Statistics: partition 1's position is at its high watermark, nothing unread, and it
+        // never delivered anything (beyond TiCDC's partition-num): it holds nothing back.
+        assert!(t.drained(1, true));
+        assert!(!t.drained(1, true), "no change");
+        assert_eq!(t.min(), Some(100));
+        // New messages on it: held back again until they are read.
+        assert!(t.drained(1, false));
+        assert_eq!(t.min(), None);
+        // Statistics for a partition not assigned (a lagging report after a revoke): ignored.
+        assert!(!t.drained(7, true));
+        // Once a partition has data, being drained does not excuse a missing watermark.
+        t.drained(1, true);
+        t.data(1, true);
+        assert_eq!(t.min(), None);
+        assert!(!t.drained(1, false), "a partition with data is unaffected");
+        t.watermark(1, 90);
+        assert_eq!(t.min(), Some(90));
+    }
+
+    #[test]
     fn a_data_partition_without_watermark_withholds_the_minimum() {
         let mut t = WatermarkTracker::new();
         t.set_assigned(&[0, 1, 2]);
         t.watermark(0, 100);
-        // Partitions 1 and 2 have neither data nor watermark: they hold nothing back.
+        // Partitions 1 and 2 have neither data nor watermark and nothing unread: they hold
+        // nothing back.
+        t.drained(1, true);
+        t.drained(2, true);
         assert_eq!(t.min(), Some(100));
         // Partition 1 delivers rows: its watermark is unknown, so 100 could be ahead of it.
         assert!(t.data(1, true));

@@ -14,7 +14,7 @@
 //! - `POST /api/v2/tso` → `Tso{timestamp, logic_time}` (tiflow `cdc/api/v2/tso.go`, `model.go`),
 //!   `DELETE /api/v2/changefeeds/{id}` → 200 `EmptyResponse` `{}` (`changefeed.go`
 //!   `deleteChangefeed`); a `failed` changefeed's `error` is `toAPIModel`'s `RunningError`
-//!   (`addr`, `code`, `message`, never `time`) with the code the owner stored
+//!   (`addr`, `code`, `message`; `time` only from the new architecture) with the code the owner stored
 //!   (`cdc/owner/changefeed.go` `handleErr`, `feed_state_manager.go` `HandleError`).
 
 #[path = "fixtures/http/server.rs"]
@@ -425,6 +425,11 @@ async fn lost_to_gc_with_policy_fail_exits_3_and_touches_nothing() {
             "ticdc/changefeed-failed-snapshot-lost.json",
             "CDC:ErrSnapshotLostByGC",
         ),
+        // New architecture: `error.time` always present (zero), `addr` empty, `keyspace`.
+        (
+            "ticdc/changefeed-failed-gc-ttl-new-arch.json",
+            "CDC:ErrGCTTLExceeded",
+        ),
     ] {
         let (server, result) = failed_existing(fixture, IfUnrecoverable::Fail).await;
         let err = result.unwrap_err();
@@ -446,6 +451,7 @@ async fn lost_to_gc_with_policy_recreate_deletes_and_creates_again() {
     for fixture in [
         "ticdc/changefeed-failed-gc-ttl.json",
         "ticdc/changefeed-failed-snapshot-lost.json",
+        "ticdc/changefeed-failed-gc-ttl-new-arch.json",
     ] {
         let (server, result) = failed_existing(fixture, IfUnrecoverable::Recreate).await;
         let (action, info) = result.unwrap();
@@ -457,6 +463,55 @@ async fn lost_to_gc_with_policy_recreate_deletes_and_creates_again() {
         let body: serde_json::Value = serde_json::from_str(&posts[0].body).unwrap();
         assert_eq!(body["changefeed_id"], "app-cdc");
         assert!(body.get("start_ts").is_none(), "{body}");
+    }
+}
+
+/// issue 16.2 after a day of downtime: TiCDC still reads `normal` from before the downtime when
+/// `ensure` looks, and only its owner's (classic `cdc/owner/changefeed.go` `tick` →
+/// `checkStaleCheckpointTs`) or coordinator's (new architecture `coordinator/coordinator.go`
+/// `checkStaleCheckpointTs`, on a reported checkpoint) next check fails it with
+/// `ErrGCTTLExceeded`, while `ensure` waits for the checkpoint. The policy must apply then too:
+/// `recreate` recreates, `fail` exits 3.
+#[tokio::test]
+async fn lost_to_gc_while_waiting_follows_the_policy() {
+    for policy in [IfUnrecoverable::Recreate, IfUnrecoverable::Fail] {
+        let server = FixtureServer::start().await;
+        with_tso(&server)
+            .route("GET", HEALTH, vec![reply(200, "ticdc/health-ok.json")])
+            .route(
+                "GET",
+                CF,
+                vec![
+                    reply(200, "ticdc/changefeed-normal-behind.json"),
+                    reply(200, "ticdc/changefeed-failed-gc-ttl.json"),
+                    reply(200, "ticdc/changefeed-normal.json"),
+                ],
+            )
+            .route("DELETE", CF, vec![reply(200, "ticdc/empty.json")])
+            .route(
+                "POST",
+                CREATE,
+                vec![reply(200, "ticdc/changefeed-created.json")],
+            );
+        let result = run_with(&server, policy, Duration::from_secs(10)).await;
+        match policy {
+            IfUnrecoverable::Recreate => {
+                let (action, info) = result.unwrap();
+                assert_eq!(action, EnsureAction::Recreated);
+                assert_eq!(info.state, "normal");
+                assert_eq!(server.requests_to("DELETE", CF).len(), 1);
+                assert_eq!(server.requests_to("POST", CREATE).len(), 1);
+            }
+            IfUnrecoverable::Fail => {
+                let err = result.unwrap_err();
+                assert_eq!(exit_code(&err), 3);
+                assert!(
+                    format!("{err:#}").contains("CDC:ErrGCTTLExceeded"),
+                    "{err:#}"
+                );
+                assert!(server.requests_to("DELETE", CF).is_empty());
+            }
+        }
     }
 }
 
