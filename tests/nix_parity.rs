@@ -163,6 +163,36 @@ fn nix_service_logs_inputs_equal_the_tested_filebeat_yml() {
     assert_eq!(c["type"], "filestream");
     assert_eq!(c["id"], "stack-containers");
     assert_eq!(c["parsers"][0]["container"]["format"], "docker");
+    // docker/compose.yaml mounts what the container input reads: the log directory and the
+    // socket add_docker_metadata asks, both read-only, and tells smoke its service name.
+    let compose = yaml("docker/compose.yaml");
+    let mounts: Vec<&str> = compose["services"]["filebeat"]["volumes"]
+        .as_array()
+        .expect("filebeat volumes")
+        .iter()
+        .map(|v| v.as_str().expect("short volume syntax"))
+        .collect();
+    let log_dir = c["paths"][0]
+        .as_str()
+        .expect("path")
+        .trim_end_matches("/*/*.log");
+    assert!(
+        mounts.contains(&format!("{log_dir}:{log_dir}:ro").as_str()),
+        "{mounts:?}"
+    );
+    let socket = procs
+        .iter()
+        .find_map(|p| p["add_docker_metadata"]["host"].as_str())
+        .expect("add_docker_metadata host")
+        .trim_start_matches("unix://");
+    assert!(
+        mounts.contains(&format!("{socket}:{socket}:ro").as_str()),
+        "{mounts:?}"
+    );
+    assert_eq!(
+        compose["services"]["smoke"]["environment"]["CDCMON_LOGS_SERVICE"],
+        "smoke"
+    );
     // The template the oneshot/job loads is the file for that pattern.
     let tmpl: Value = serde_json::from_str(
         &std::fs::read_to_string(root().join("monitoring/elasticsearch/stack-logs-template.json"))
