@@ -232,6 +232,7 @@ fn journal_event(entry: &Value) -> Value {
             }
         }
     }
+    ecs_enrichment(&mut ev);
     put(&mut ev, "event.kind", json!("event"));
     put(&mut ev, "event.created", json!("2026-11-30T01:02:04.000Z"));
     // What every Filebeat event carries besides (libbeat pipeline): input type, agent, ecs, host.
@@ -241,6 +242,33 @@ fn journal_event(entry: &Value) -> Value {
     put(&mut ev, "ecs.version", json!("8.0.0"));
     put(&mut ev, "host.name", json!("stack"));
     ev
+}
+
+/// beats `pkg/journalfield/conv.go` `withECSEnrichment` for prefix `journald` (no audit login
+/// uid and no `OBJECT_*` fields in the fixtures): `user.id`/`user.group.id` from the uid/gid as
+/// strings, `process.pid`, and `process.command_line` with its `process.args` split by
+/// `cmdlineRegexp`. (`setProcessFields` reads `journald.name`/`journald.executable`, which the
+/// conversion never writes, so no `process.name`; `_CAP_EFFECTIVE=0` expands to nothing.)
+fn ecs_enrichment(ev: &mut Value) {
+    if let Some(uid) = get(ev, "journald.uid").and_then(Value::as_i64) {
+        put(ev, "user.id", json!(uid.to_string()));
+        if let Some(gid) = get(ev, "journald.gid").and_then(Value::as_i64) {
+            put(ev, "user.group.id", json!(gid.to_string()));
+        }
+    }
+    if let Some(pid) = get(ev, "journald.pid").cloned() {
+        put(ev, "process.pid", pid);
+    }
+    if let Some(cmdline) = get(ev, "journald.process.command_line")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+    {
+        let re = regex::Regex::new(r#""(\\"|[^"])*?"|[^\s]+"#).unwrap();
+        let args: Vec<&str> = re.find_iter(&cmdline).map(|m| m.as_str()).collect();
+        put(ev, "process.command_line", json!(cmdline));
+        put(ev, "process.args_count", json!(args.len()));
+        put(ev, "process.args", json!(args));
+    }
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -562,6 +590,13 @@ fn journal_entries_become_documents_with_unit_level_host_and_message() {
             Some(&json!(rfc3339_from_micros(us))),
             "{ctx}"
         );
+        // ECS enrichment of the journal's process fields.
+        let pid: i64 = entry["_PID"].as_str().unwrap().parse().unwrap();
+        assert_eq!(get(doc, "process.pid"), Some(&json!(pid)), "{ctx}");
+        assert_eq!(get(doc, "user.id"), Some(&entry["_UID"]), "{ctx}");
+        if let Some(cmdline) = entry.get("_CMDLINE") {
+            assert_eq!(get(doc, "process.args"), Some(&json!([cmdline])), "{ctx}");
+        }
         // PingCAP lines keep their time and source; nothing failed to parse by surprise.
         if let Some(src) = get(doc, "pingcap.source") {
             assert!(
@@ -669,7 +704,11 @@ fn documents_fit_the_logs_template() {
     assert_eq!(dynamic["mapping"]["type"], "keyword");
     let mut seen = BTreeSet::new();
     for doc in documents() {
-        for (path, value) in leaves(&doc) {
+        for (path, value) in leaves(&doc).into_iter().flat_map(|(p, v)| match v {
+            // An array is indexed as its elements.
+            Value::Array(items) => items.into_iter().map(|i| (p.clone(), i)).collect(),
+            other => vec![(p, other)],
+        }) {
             seen.insert(path.clone());
             let Some(m) = mapping_of(&tmpl, &path) else {
                 assert!(
@@ -840,5 +879,37 @@ fn logs_panels_use_only_template_fields() {
     for f in &fields {
         let m = mapping_of(&tmpl, f).unwrap_or_else(|| panic!("{f} is not in the logs template"));
         assert_ne!(m["type"], "flattened", "{f}");
+    }
+}
+
+/// The recorded Elasticsearch answer `cdcmon smoke`'s check is tested against
+/// (tests/fixtures/http/elasticsearch/search-logs-marker.json) holds exactly the document this
+/// pipeline makes of the smoke's journal line: same fields, same values apart from the marker.
+#[test]
+fn smoke_fixture_holds_the_document_of_the_smoke_line() {
+    let entries = entries();
+    let i = entries
+        .iter()
+        .position(|e| e["_SYSTEMD_UNIT"] == "cdcmon-smoke.service")
+        .expect("a cdcmon-smoke fixture");
+    let ours = leaves(&documents()[i]);
+    let answer =
+        read_json(&root().join("tests/fixtures/http/elasticsearch/search-logs-marker.json"));
+    let hit = &answer["hits"]["hits"][0];
+    assert!(hit["_index"].as_str().unwrap().starts_with("stack-logs-"));
+    let theirs = leaves(&hit["_source"]);
+    let paths = |l: &[(String, Value)]| l.iter().map(|(p, _)| p.clone()).collect::<BTreeSet<_>>();
+    assert_eq!(paths(&ours), paths(&theirs));
+    let marker = |v: &Value| {
+        v.as_str()
+            .map(|s| s.replace("1796000523456123", "900000000000123"))
+            .map_or(v.clone(), Value::from)
+    };
+    let theirs: std::collections::BTreeMap<String, Value> = theirs.into_iter().collect();
+    for (p, a) in &ours {
+        if p == "@timestamp" || p.starts_with("journald.custom") {
+            continue;
+        }
+        assert_eq!(marker(a), theirs[p], "{p}");
     }
 }
