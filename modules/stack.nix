@@ -96,6 +96,8 @@ in
     ./tidb.nix
     ./ticdc.nix
     ./cdcmon.nix
+    # Service logs (issue 14): the stack units' journal -> stack-logs-* (second Filebeat input).
+    ./stack-logs.nix
   ];
 
   options.services.cdcmon-stack = {

@@ -165,6 +165,125 @@ async fn elasticsearch_marker_of_another_run_does_not_count() {
     );
 }
 
+fn log_expectation(service: &str) -> elasticsearch::LogExpectation {
+    elasticsearch::LogExpectation {
+        marker: elasticsearch::log_marker(MARKER),
+        service: service.to_owned(),
+        level: "INFO".to_owned(),
+    }
+}
+
+/// Issue 14: the smoke's start line is found in stack-logs-* by its marker, and the document
+/// says which service wrote it at which level.
+#[tokio::test]
+async fn service_log_line_is_found_with_its_service_and_level() {
+    let s = FixtureServer::start().await;
+    s.route(
+        "POST",
+        "/stack-logs-*/_search",
+        vec![
+            // Filebeat has not shipped the line yet on the first look.
+            reply(200, "elasticsearch/search-empty.json"),
+            reply(200, "elasticsearch/search-logs-marker.json"),
+        ],
+    );
+    let msg = elasticsearch::wait_for_log_line(
+        &http(),
+        &s.url(),
+        "stack-logs-*",
+        &log_expectation("cdcmon-smoke"),
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        msg,
+        "Elasticsearch stack-logs-* holds the smoke's start line (service.name cdcmon-smoke, \
+         log.level INFO) in stack-logs-2026.11.30"
+    );
+    let searches = s.requests_to("POST", "/stack-logs-*/_search");
+    assert_eq!(searches.len(), 2);
+    let body: serde_json::Value = serde_json::from_str(&searches[0].body).unwrap();
+    assert_eq!(
+        body["query"]["match_phrase"]["message"],
+        "cdcmon-smoke-900000000000123"
+    );
+}
+
+#[tokio::test]
+async fn service_log_line_with_the_wrong_service_fails_at_once() {
+    let s = FixtureServer::start().await;
+    s.route(
+        "POST",
+        "/stack-logs-*/_search",
+        vec![reply(200, "elasticsearch/search-logs-marker.json")],
+    );
+    // Compose names the service `smoke`; a NixOS document says cdcmon-smoke.
+    let err = elasticsearch::wait_for_log_line(
+        &http(),
+        &s.url(),
+        "stack-logs-*",
+        &log_expectation("smoke"),
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap_err();
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("with service.name Some(\"cdcmon-smoke\") and log.level Some(\"INFO\"), expected \"smoke\""),
+        "{text}"
+    );
+    assert_eq!(s.requests_to("POST", "/stack-logs-*/_search").len(), 1);
+
+    let s = FixtureServer::start().await;
+    s.route(
+        "POST",
+        "/stack-logs-*/_search",
+        vec![reply(
+            200,
+            "elasticsearch/search-logs-marker-no-service.json",
+        )],
+    );
+    let err = elasticsearch::wait_for_log_line(
+        &http(),
+        &s.url(),
+        "stack-logs-*",
+        &log_expectation("cdcmon-smoke"),
+        SHORT,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("with service.name None"),
+        "{err:#}"
+    );
+}
+
+#[tokio::test]
+async fn service_log_line_missing_names_the_marker_and_the_skip() {
+    let s = FixtureServer::start().await;
+    s.route(
+        "POST",
+        "/stack-logs-*/_search",
+        vec![reply(200, "elasticsearch/search-empty.json")],
+    );
+    let err = elasticsearch::wait_for_log_line(
+        &http(),
+        &s.url(),
+        "stack-logs-*",
+        &log_expectation("cdcmon-smoke"),
+        SHORT,
+    )
+    .await
+    .unwrap_err();
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("no document in stack-logs-* holds the smoke's start line \"cdcmon-smoke-900000000000123\""),
+        "{text}"
+    );
+    assert!(text.contains("--skip logs"), "{text}");
+}
+
 #[tokio::test]
 async fn grafana_health_dashboard_and_datasources_pass() {
     let s = FixtureServer::start().await;

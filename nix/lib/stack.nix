@@ -244,6 +244,8 @@ rec {
       cdcmon = unit "always" [ "cdcmon-kafka-topic" ] [ ];
       elasticsearch = unit "always" [ ] [ ];
       cdcmon-es-template = unit "on-failure" [ "elasticsearch" ] [ ];
+      # The stack-logs-* index template (issue 14); modules/stack.nix orders Filebeat after it.
+      cdcmon-logs-template = unit "on-failure" [ "elasticsearch" ] [ ];
       filebeat = unit "always" [ "cdcmon-es-template" ] [ ];
       prometheus = unit "always" [ ] [ ];
       grafana = unit "on-failure" [ ] [ "cdcmon-secrets" ];
@@ -482,5 +484,200 @@ rec {
     grafana = "http://127.0.0.1:${str ports.grafana}";
     elasticsearch = "http://127.0.0.1:${str ports.elasticsearch}";
     cdcmon = "http://127.0.0.1:${str ports.cdcmon}/metrics";
+  };
+
+  # ---- Service logs (issue 14): every stack service's log beside the events -----------------
+  # A separate daily index family, never cdc-events-*: each logs input carries its own `index`
+  # (Filebeat's per-input index, elastic/beats filebeat/channel/connector.go
+  # `add_formatted_index`), which wins over output.elasticsearch.index. Its template
+  # (monitoring/elasticsearch/stack-logs-template.json) makes the same choices as the event
+  # log's: composable, ILM off, 1 shard, 0 replicas.
+  logsIndexPrefix = "stack-logs";
+  logsIndexPattern = "${logsIndexPrefix}-*";
+  logsTemplateName = logsIndexPrefix;
+  logsIndex = "${logsIndexPrefix}-%{+yyyy.MM.dd}";
+
+  # The systemd units whose journal is shipped: every unit of the dependency graph plus the
+  # smoke oneshot (its start line is what `cdcmon smoke` looks for), sorted.
+  journalUnits = map (n: "${n}.service") (
+    builtins.sort builtins.lessThan (builtins.attrNames units ++ [ "cdcmon-smoke" ])
+  );
+
+  # Processors shared by the journal and the container inputs: keep the raw line, parse
+  # PingCAP's unified log format (tikv/rfcs text/0018-unified-log-format.md:
+  # `[date_time] [LEVEL] [source_file:line] [message] [key=value]...`, the message JSON-quoted
+  # when it holds a space, quote, `=` or bracket, else bare). Dissect semantics (elastic/beats
+  # libbeat/processors/dissect/dissect.go `extract`): each delimiter is the first occurrence
+  # after the previous one, text after the last delimiter is ignored, a failure leaves the event
+  # as it was (ignore_failure) tagged `log.flags: dissect_parsing_error`.
+  # tests/monitoring_stacklogs.rs models exactly this and checks it on PingCAP's own samples.
+  pingcapHeaderRegexp = ''^\[\d{4}/\d\d/\d\d \d\d:\d\d:\d\d\.\d{3} [+-]\d\d:\d\d\] \[[A-Z]+\] \[[^\]]*\] \['';
+  logLineProcessors = [
+    {
+      copy_fields = {
+        fields = [
+          {
+            from = "message";
+            to = "event.original";
+          }
+        ];
+        ignore_missing = true;
+        fail_on_error = false;
+      };
+    }
+  ];
+  pingcapProcessors = [
+    {
+      dissect = {
+        when.regexp.message = "${pingcapHeaderRegexp}\"";
+        tokenizer = ''[%{pingcap.time}] [%{log.level}] [%{pingcap.source}] ["%{message}"]'';
+        target_prefix = "";
+        overwrite_keys = true;
+        ignore_failure = true;
+      };
+    }
+    {
+      dissect = {
+        when.regexp.message = "${pingcapHeaderRegexp}[^\"]";
+        tokenizer = "[%{pingcap.time}] [%{log.level}] [%{pingcap.source}] [%{message}]";
+        target_prefix = "";
+        overwrite_keys = true;
+        ignore_failure = true;
+      };
+    }
+  ];
+  # journald priority (systemd.journal-fields(7): 0 emerg ... 7 debug) -> PingCAP level names,
+  # for every line that did not carry its own level.
+  priorityLevels = [
+    {
+      level = "FATAL";
+      gte = 0;
+      lte = 2;
+    }
+    {
+      level = "ERROR";
+      gte = 3;
+      lte = 3;
+    }
+    {
+      level = "WARN";
+      gte = 4;
+      lte = 4;
+    }
+    {
+      level = "INFO";
+      gte = 5;
+      lte = 6;
+    }
+    {
+      level = "DEBUG";
+      gte = 7;
+      lte = 7;
+    }
+  ];
+  noLevel.not.has_fields = [ "log.level" ];
+  # service.name from a unit field: `tidb-pd.service` -> `tidb-pd`; only while none is set.
+  unitToService = field: {
+    dissect = {
+      when."and" = [
+        { has_fields = [ field ]; }
+        noService
+      ];
+      inherit field;
+      tokenizer = "%{service.name}.service";
+      target_prefix = "";
+      ignore_failure = true;
+    };
+  };
+  noService.not.has_fields = [ "service.name" ];
+
+  # Filebeat 8.x journald input (it runs `journalctl --utc --output=json --follow --unit U ...`:
+  # elastic/beats filebeat/input/journald/pkg/journalctl/reader.go); same as the second input
+  # of monitoring/filebeat/filebeat.yml (tests/nix_parity.rs).
+  journaldInput = {
+    type = "journald";
+    id = "stack-journal";
+    enabled = true;
+    index = logsIndex;
+    units = journalUnits;
+    processors =
+      logLineProcessors
+      # service.name: the unit PID 1 speaks about (UNIT=: "Failed with result ..."; mapped to
+      # journald.unit by beats' journalfield/default.go, to journald.custom.unit by versions
+      # without that entry), else the unit that wrote the line (_SYSTEMD_UNIT).
+      ++ map unitToService [
+        "journald.unit"
+        "journald.custom.unit"
+        "systemd.unit"
+      ]
+      ++ pingcapProcessors
+      ++ map (p: {
+        add_fields = {
+          when."and" = [
+            noLevel
+            {
+              range."log.syslog.priority" = {
+                inherit (p) gte lte;
+              };
+            }
+          ];
+          target = "log";
+          fields.level = p.level;
+        };
+      }) priorityLevels;
+  };
+
+  # Docker Compose: the containers' json-file logs (docker/compose.yaml mounts
+  # /var/lib/docker/containers and the Docker socket read-only into the Filebeat container;
+  # docs/docker.md). Only containers of the compose project `cdcmon`; service.name is the
+  # compose service (add_docker_metadata's dedotted label); a line without its own level is INFO
+  # (a container's stdout/stderr carries no priority).
+  containerLogsInput = {
+    type = "filestream";
+    id = "stack-containers";
+    enabled = true;
+    index = logsIndex;
+    paths = [ "/var/lib/docker/containers/*/*.log" ];
+    parsers = [
+      {
+        container = {
+          stream = "all";
+          format = "docker";
+        };
+      }
+    ];
+    processors = [
+      { add_docker_metadata.host = "unix:///var/run/docker.sock"; }
+      {
+        drop_event.when.not.equals."container.labels.com_docker_compose_project" = "cdcmon";
+      }
+      {
+        copy_fields = {
+          fields = [
+            {
+              from = "container.labels.com_docker_compose_service";
+              to = "service.name";
+            }
+            {
+              from = "host.name";
+              to = "host.hostname";
+            }
+          ];
+          ignore_missing = true;
+          fail_on_error = false;
+        };
+      }
+    ]
+    ++ logLineProcessors
+    ++ pingcapProcessors
+    ++ [
+      {
+        add_fields = {
+          when = noLevel;
+          target = "log";
+          fields.level = "INFO";
+        };
+      }
+    ];
   };
 }
