@@ -304,7 +304,21 @@ impl ConsumerContext for Context {
                 };
                 let mut sink = pipeline::lock(&self.shared.sink);
                 let mut owned = self.lock_assignment();
+                let before = owned.partitions();
                 owned.set(&partitions);
+                // No revoke callback ran for what we lost: drop its offsets (a later commit
+                // would rewind the member that owns them now) and its lag series, as
+                // pre_rebalance does for a revoke.
+                let dropped = sink.retain_owned(&partitions);
+                for p in before.iter().chain(&dropped) {
+                    if !partitions.contains(p) {
+                        let _ = self
+                            .shared
+                            .metrics
+                            .consumer_lag
+                            .remove_label_values(&[&p.to_string()]);
+                    }
+                }
                 self.apply_assignment(&owned, &mut sink);
             }
         }

@@ -40,6 +40,25 @@ impl Sink {
         }
     }
 
+    /// Forget the offsets of every partition not in `owned` (pending and awaiting sync) and
+    /// return those partitions, sorted. After a rebalance error librdkafka has unassigned
+    /// partitions without a revoke callback; committing their stale offsets later would rewind
+    /// the member that owns them now (duplicates for it).
+    pub fn retain_owned(&mut self, owned: &[i32]) -> Vec<i32> {
+        let mut dropped: Vec<i32> = self
+            .pending
+            .keys()
+            .chain(self.syncing.keys())
+            .filter(|p| !owned.contains(p))
+            .copied()
+            .collect();
+        dropped.sort_unstable();
+        dropped.dedup();
+        self.pending.retain(|p, _| owned.contains(p));
+        self.syncing.retain(|p, _| owned.contains(p));
+        dropped
+    }
+
     /// Export what the watermark state says now (after a watermark, new data or a rebalance).
     pub fn publish_watermark(&self, metrics: &Metrics) {
         metrics.set_watermark(self.watermarks.min());
@@ -210,4 +229,27 @@ pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eventlog::LogOptions;
+
+    #[test]
+    fn retain_owned_forgets_offsets_of_partitions_no_longer_owned() {
+        let log = EventLog::open("-", LogOptions::default()).expect("stdout event log");
+        let mut sink = Sink::new(log);
+        sink.pending.extend([(0, 10), (1, 20), (2, 30)]);
+        sink.syncing.extend([(1, 19), (3, 40)]);
+
+        let dropped = sink.retain_owned(&[0, 2]);
+
+        assert_eq!(dropped, vec![1, 3]);
+        assert_eq!(sink.pending, HashMap::from([(0, 10), (2, 30)]));
+        assert!(sink.syncing.is_empty(), "left: {:?}", sink.syncing);
+        // Losing everything (an eager rebalance error) leaves nothing to commit.
+        assert_eq!(sink.retain_owned(&[]), vec![0, 2]);
+        assert!(sink.pending.is_empty());
+    }
 }

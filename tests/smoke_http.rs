@@ -524,20 +524,25 @@ async fn grafana_queries_find_the_marked_rows_and_the_pie_series() {
     let to: i64 = body["to"].as_str().unwrap().parse().unwrap();
     assert!(to - from >= 3_600_000, "{body}");
 
+    // The pie lacks `delete` at first (no counter query then); the second look finds every op
+    // and asks the raw counters through the same datasource, 2 above the baseline per op.
     s.route(
         "POST",
         DS_QUERY,
         vec![
             reply(200, "grafana/ds-query-prom-pie-no-delete.json"),
             reply(200, "grafana/ds-query-prom-pie.json"),
+            reply(200, "grafana/ds-query-prom-ops-total.json"),
         ],
     );
+    let before = baseline();
     let msg = grafana::wait_for_pie(
         &c,
         &s.url(),
         &auth(),
         DASHBOARD_UID,
         &e,
+        Some(&before),
         Duration::from_secs(10),
     )
     .await
@@ -547,12 +552,90 @@ async fn grafana_queries_find_the_marked_rows_and_the_pie_series() {
         "{msg}"
     );
     assert!(msg.contains("delete 2.0, insert 14.6, update 2.0"), "{msg}");
+    assert!(
+        msg.contains(
+            r#"sum by (op) (cdc_events_total{db="app"}) rose by delete 2, insert 2, update 2"#
+        ),
+        "{msg}"
+    );
     let reqs = s.requests_to("POST", DS_QUERY);
-    let body: serde_json::Value = serde_json::from_str(&reqs.last().unwrap().body).unwrap();
-    let q = &body["queries"][0];
+    // ES 2 + pie without delete + pie + raw counters.
+    assert_eq!(reqs.len(), 5);
+    let pie: serde_json::Value = serde_json::from_str(&reqs[3].body).unwrap();
+    let q = &pie["queries"][0];
     assert_eq!(q["datasource"]["uid"], "prometheus");
     assert_eq!(q["expr"], "sum by (op) (increase(cdc_events_total[1h]))");
     assert_eq!(q["instant"], true);
+    let raw: serde_json::Value = serde_json::from_str(&reqs[4].body).unwrap();
+    let q = &raw["queries"][0];
+    assert_eq!(q["refId"], "A");
+    assert_eq!(q["datasource"]["uid"], "prometheus");
+    assert_eq!(q["expr"], r#"sum by (op) (cdc_events_total{db="app"})"#);
+    assert_eq!(q["instant"], true);
+}
+
+/// The smoke's Prometheus baseline by `(table, op)`: 2 below `ds-query-prom-ops-total.json`
+/// for every op once summed over the tables (`items` has no row of the change).
+fn baseline() -> cdcmon::smoke::checks::RowCounts {
+    [
+        (("users", "insert"), 14.0),
+        (("orders", "insert"), 13.0),
+        (("items", "insert"), 2.0),
+        (("users", "update"), 5.0),
+        (("orders", "update"), 5.0),
+        (("users", "delete"), 4.0),
+        (("orders", "delete"), 4.0),
+    ]
+    .into_iter()
+    .map(|((t, o), n)| ((t.to_owned(), o.to_owned()), n))
+    .collect()
+}
+
+/// The pie's three series exist from a table's first row event on, long before this run: the
+/// raw counters through Grafana must have risen by the change for every op, or the check fails.
+#[tokio::test]
+async fn grafana_pie_with_counters_not_risen_by_the_change_fails() {
+    let s = FixtureServer::start().await;
+    dashboard_route(&s);
+    s.route(
+        "POST",
+        DS_QUERY,
+        vec![
+            reply(200, "grafana/ds-query-prom-pie.json"),
+            reply(200, "grafana/ds-query-prom-ops-total.json"),
+        ],
+    );
+    let e = Expectation::for_marker(MARKER);
+    // One delete more in the baseline: the counters rose by only 1 delete.
+    let mut before = baseline();
+    before.insert(("users".to_owned(), "delete".to_owned()), 5.0);
+    let err = format!(
+        "{:#}",
+        grafana::wait_for_pie(
+            &http(),
+            &s.url(),
+            &auth(),
+            DASHBOARD_UID,
+            &e,
+            Some(&before),
+            SHORT
+        )
+        .await
+        .unwrap_err()
+    );
+    assert!(
+        err.contains(r#"shows sum by (op) (cdc_events_total{db="app"}) rising by only delete 1, insert 2, update 2"#),
+        "{err}"
+    );
+    assert!(
+        err.contains("the change adds delete 2, insert 2, update 2"),
+        "{err}"
+    );
+    // Without a baseline (--skip prometheus) the pie alone passes, and says so.
+    let msg = grafana::wait_for_pie(&http(), &s.url(), &auth(), DASHBOARD_UID, &e, None, SHORT)
+        .await
+        .unwrap();
+    assert!(msg.contains("raw counters not compared"), "{msg}");
 }
 
 #[tokio::test]
@@ -602,9 +685,17 @@ async fn grafana_pie_without_an_operation_fails() {
     let e = Expectation::for_marker(MARKER);
     let err = format!(
         "{:#}",
-        grafana::wait_for_pie(&http(), &s.url(), &auth(), DASHBOARD_UID, &e, SHORT)
-            .await
-            .unwrap_err()
+        grafana::wait_for_pie(
+            &http(),
+            &s.url(),
+            &auth(),
+            DASHBOARD_UID,
+            &e,
+            Some(&baseline()),
+            SHORT
+        )
+        .await
+        .unwrap_err()
     );
     assert!(err.contains("has no series for: delete"), "{err}");
 }

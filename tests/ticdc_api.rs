@@ -563,3 +563,37 @@ async fn binary_exits_3_for_a_changefeed_lost_to_gc() {
     assert_eq!(lines.len(), 1, "{stderr}");
     assert!(lines[0].contains("CDC:ErrGCTTLExceeded"), "{stderr}");
 }
+
+/// A real server always sends `upstream_id` (tiflow release-8.5 `cdc/api/v2/model.go`
+/// `ChangeFeedInfo.UpstreamID uint64 json:"upstream_id,omitempty"`, the PD cluster ID, never 0),
+/// so every recorded changefeed carries one and the client must read past it.
+#[test]
+fn every_changefeed_fixture_carries_an_upstream_id_the_client_reads_past() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/http/ticdc");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).expect("read the ticdc fixture dir") {
+        let path = entry.expect("fixture dir entry").path();
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let text = std::fs::read_to_string(&path).expect("read fixture");
+        let value: serde_json::Value = serde_json::from_str(&text).expect("fixture is JSON");
+        // Changefeed answers only (error templates, `{}` and the TSO have no `id`).
+        if !name.starts_with("changefeed-") || value.get("id").is_none() {
+            continue;
+        }
+        let upstream = value.get("upstream_id").and_then(serde_json::Value::as_u64);
+        assert!(
+            upstream.is_some_and(|id| id != 0),
+            "{name}: upstream_id missing or not a non-zero uint64: {:?}",
+            value.get("upstream_id")
+        );
+        let info: cdcmon::ticdc_api::ChangefeedInfo =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(info.id, "app-cdc", "{name}");
+        checked += 1;
+    }
+    assert!(checked >= 9, "only {checked} changefeed fixtures found");
+}

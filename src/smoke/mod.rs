@@ -650,7 +650,8 @@ async fn pipeline_checks(
                 .context("no dashboard uid (the dashboard check did not run)")?;
             let url = &args.grafana_url;
             unit(if pie {
-                grafana::wait_for_pie(http, url, &auth, &uid, e, pt).await
+                let b = before.prometheus_rows.as_ref();
+                grafana::wait_for_pie(http, url, &auth, &uid, e, b, pt).await
             } else {
                 grafana::wait_for_marked_rows(http, url, &auth, &uid, e, pt).await
             })
