@@ -62,7 +62,16 @@ fn watermark_waits_for_every_partition_that_carries_data() {
         &[simple_watermark(0, 5_000), open_protocol("insert-1", 1)],
     );
     consumer.wait_messages(2.0, Duration::from_secs(60));
-    std::thread::sleep(Duration::from_millis(300));
+    // Which partitions hold the minimum back also comes from librdkafka's statistics (a drained
+    // partition does not): wait for that state instead of sleeping a fixed time, which a loaded
+    // machine overran.
+    wait_until(Duration::from_secs(30), "one partition waiting", || {
+        metric(
+            &consumer.metrics(),
+            "cdcmon_watermark_partitions_waiting",
+            &[],
+        ) == Some(1.0)
+    });
     let m = consumer.metrics();
     assert_eq!(
         metric(&m, "cdc_watermark_timestamp_seconds", &[]),
@@ -76,7 +85,11 @@ fn watermark_waits_for_every_partition_that_carries_data() {
 
     produce(&brokers, &[simple_watermark(1, 3_000)]);
     consumer.wait_messages(3.0, Duration::from_secs(60));
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until(
+        Duration::from_secs(30),
+        "the minimum over both partitions",
+        || metric(&consumer.metrics(), "cdc_watermark_timestamp_seconds", &[]).is_some(),
+    );
     let m = consumer.metrics();
     assert_eq!(
         metric(&m, "cdc_watermark_timestamp_seconds", &[]),
