@@ -721,8 +721,26 @@ impl EventLog {
                 );
             }
             let path: Arc<Path> = Arc::from(Path::new(path));
+            let created = std::fs::symlink_metadata(&path).is_err();
             let (file, bytes, started) = open_file(&*fs, &path)
                 .map_err(|e| anyhow::anyhow!("cannot open event log {}: {e}", path.display()))?;
+            if created {
+                // A new file's name is durable only once its directory is synced: "Calling
+                // fsync() does not necessarily ensure that the entry in the directory containing
+                // the file has also reached disk. For that an explicit fsync() on a file
+                // descriptor for the directory is also needed" (fsync(2)). Without it, lines
+                // fdatasync'ed into the new file and committed could vanish with its entry in
+                // a power failure (first start, or a restart after a crash between a rotation's
+                // rename of PATH and its directory sync).
+                let dir = parent_dir(&path);
+                fs.sync_dir(&dir).map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot sync directory {} after creating event log {}: {e}",
+                        dir.display(),
+                        path.display()
+                    )
+                })?;
+            }
             Destination::File(FileLog {
                 path,
                 fs,
@@ -1857,6 +1875,38 @@ mod tests {
         assert_eq!(lines[..2], ["{\"whole\":1}", "{\"torn\":"]);
         let v: serde_json::Value = serde_json::from_str(lines[2]).unwrap();
         assert_eq!(v["kafka"]["offset"], 3);
+    }
+
+    /// fsync(2): a new file's directory entry needs a directory sync. Creating the log syncs
+    /// its directory before any line can be committed; reopening an existing file does not.
+    #[test]
+    fn creating_the_log_syncs_its_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.ndjson");
+        let (log, faults) = faulty_log(&path, Faulty::default(), Rotation::default());
+        drop(log);
+        assert_eq!(
+            *faults.ops.lock().unwrap(),
+            ["open events.ndjson", "sync_dir"]
+        );
+        let (_log, faults) = faulty_log(&path, Faulty::default(), Rotation::default());
+        assert_eq!(*faults.ops.lock().unwrap(), ["open events.ndjson"]);
+        // A directory that cannot be synced is an error at start, not a silent risk.
+        let other = dir.path().join("other.ndjson");
+        let faults = Arc::new(Faulty {
+            crash_at: Some(2),
+            ..Faulty::default()
+        });
+        let err = EventLog::open_with(
+            other.to_str().unwrap(),
+            LogOptions::default(),
+            Rotation::default(),
+            Arc::new(FaultyFs(faults)),
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(err.contains("cannot sync directory"), "{err}");
     }
 
     #[test]
