@@ -723,6 +723,7 @@ impl EventLog {
                 );
             }
             let path: Arc<Path> = Arc::from(Path::new(path));
+            let created = std::fs::symlink_metadata(&path).is_err();
             let (file, bytes, started) = open_file(&*fs, &path)
                 .map_err(|e| anyhow::anyhow!("cannot open event log {}: {e}", path.display()))?;
             // A character device or pipe (`/dev/null`, a FIFO to another process): fdatasync
@@ -740,6 +741,23 @@ impl EventLog {
                      rotated: set --event-log-max-bytes and --event-log-max-age-secs to 0",
                     path.display()
                 );
+            }
+            if created {
+                // A new file's name is durable only once its directory is synced: "Calling
+                // fsync() does not necessarily ensure that the entry in the directory containing
+                // the file has also reached disk. For that an explicit fsync() on a file
+                // descriptor for the directory is also needed" (fsync(2)). Without it, lines
+                // fdatasync'ed into the new file and committed could vanish with its entry in
+                // a power failure (first start, or a restart after a crash between a rotation's
+                // rename of PATH and its directory sync).
+                let dir = parent_dir(&path);
+                fs.sync_dir(&dir).map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot sync directory {} after creating event log {}: {e}",
+                        dir.display(),
+                        path.display()
+                    )
+                })?;
             }
             Destination::File(FileLog {
                 regular,
@@ -860,12 +878,13 @@ impl EventLog {
         Ok(true)
     }
 
-    /// logrotate-style: `PATH.keep-1` → `PATH.keep` … `PATH` → `PATH.1`, a fresh `PATH`, then
-    /// the directory synced. Only at a message boundary (the whole buffer written first) and
+    /// logrotate-style: `PATH.keep` → `PATH.keep+1` … `PATH` → `PATH.1`, a fresh `PATH`, the
+    /// files above `keep` deleted, then the directory synced. Only at a message boundary (the whole buffer written first) and
     /// only after the old file's lines are on disk, so every committed offset's line stays
     /// durable under whatever name. A crash part-way leaves each file under its old or its new
-    /// name (renames go from the oldest down, each into a free or expiring slot): nothing
-    /// uncommitted is lost, at worst a number is skipped (`docs/event-log.md`).
+    /// name (renames go from the oldest down, each into a free slot): nothing uncommitted is
+    /// lost, at worst a number is skipped or a file above `keep` is left for the next
+    /// rotation to delete (`docs/event-log.md`).
     fn rotate(&mut self) -> io::Result<()> {
         self.write_out()?;
         let Destination::File(f) = &mut self.dest else {
@@ -878,11 +897,17 @@ impl EventLog {
         let keep = f.rotation.keep;
         let dir = parent_dir(&f.path);
         // Only the numbers that exist (a directory listing, not `keep` renames to try), from
-        // the highest down: each goes into a slot just vacated or one that expires.
+        // the highest down, each one up into a slot that is free (its file already moved up):
+        // no rename replaces a file. The expired ones (now above `keep`) are deleted only after
+        // the new file exists. Deleting first (a rename onto `.keep`) freed an inode that the
+        // new file could get at once (ext4 hands out the lowest free inode of the group);
+        // Filebeat's `file_identity.native` then sees, at its next scan, the old `.keep`
+        // "renamed" to the new file and resumes at the old file's offset, skipping the new
+        // file's first lines whenever it has already grown past that offset (elastic/beats
+        // filebeat/input/filestream fswatch.go `watch`: a path whose id moved is a rename;
+        // input.go `openFile` restarts from 0 only when the file is smaller than the offset).
         for n in rotated_numbers(&f.path, &dir)? {
-            if n < keep {
-                rename_if_exists(&*f.fs, &numbered(&f.path, n), &numbered(&f.path, n + 1))?;
-            }
+            rename_if_exists(&*f.fs, &numbered(&f.path, n), &numbered(&f.path, n + 1))?;
         }
         rename_if_exists(&*f.fs, &f.path, &numbered(&f.path, 1))?;
         let (new_file, bytes, _) = open_file(&*f.fs, &f.path)?;
@@ -1523,7 +1548,9 @@ mod tests {
             }))
         }
         fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-            self.op(format!("rename {} {}", name(from), name(to)))?;
+            // A rename onto an existing file deletes that file: say so, tests forbid it.
+            let replaces = if to.exists() { " (replaces)" } else { "" };
+            self.op(format!("rename {} {}{replaces}", name(from), name(to)))?;
             std::fs::rename(from, to)
         }
         fn remove_file(&self, path: &Path) -> io::Result<()> {
@@ -1730,7 +1757,7 @@ mod tests {
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
         assert!(std::fs::metadata(numbered(&path, 1)).unwrap().len() >= 1000);
         assert_eq!(faults.syncs.load(std::sync::atomic::Ordering::SeqCst), 1);
-        // Left by an earlier, larger keep: deleted at the next rotation, never renamed.
+        // Left by an earlier, larger keep: deleted at the next rotation.
         std::fs::write(numbered(&path, 9), b"{}\n").unwrap();
         for _ in 0..3 {
             write_until_rotated(&mut log);
@@ -1741,19 +1768,20 @@ mod tests {
         );
         let ops = faults.ops.lock().unwrap().clone();
         assert!(
-            ops.contains(&"remove events.ndjson.9".to_owned()),
+            ops.contains(&"remove events.ndjson.10".to_owned()),
             "{ops:?}"
         );
-        assert!(
-            !ops.iter()
-                .any(|op| op.starts_with("rename events.ndjson.9"))
-        );
+        // No file is deleted before the new one exists, by a rename onto it or otherwise: the
+        // new file must not get the inode of a file Filebeat knows (see `rotate`).
+        assert!(!ops.iter().any(|op| op.ends_with("(replaces)")), "{ops:?}");
         assert_eq!(
-            &ops[ops.len() - 4..],
+            &ops[ops.len() - 6..],
             [
+                "rename events.ndjson.2 events.ndjson.3",
                 "rename events.ndjson.1 events.ndjson.2",
                 "rename events.ndjson events.ndjson.1",
                 "open events.ndjson",
+                "remove events.ndjson.3",
                 "sync_dir"
             ]
         );
@@ -1877,6 +1905,38 @@ mod tests {
         assert_eq!(lines[..2], ["{\"whole\":1}", "{\"torn\":"]);
         let v: serde_json::Value = serde_json::from_str(lines[2]).unwrap();
         assert_eq!(v["kafka"]["offset"], 3);
+    }
+
+    /// fsync(2): a new file's directory entry needs a directory sync. Creating the log syncs
+    /// its directory before any line can be committed; reopening an existing file does not.
+    #[test]
+    fn creating_the_log_syncs_its_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.ndjson");
+        let (log, faults) = faulty_log(&path, Faulty::default(), Rotation::default());
+        drop(log);
+        assert_eq!(
+            *faults.ops.lock().unwrap(),
+            ["open events.ndjson", "sync_dir"]
+        );
+        let (_log, faults) = faulty_log(&path, Faulty::default(), Rotation::default());
+        assert_eq!(*faults.ops.lock().unwrap(), ["open events.ndjson"]);
+        // A directory that cannot be synced is an error at start, not a silent risk.
+        let other = dir.path().join("other.ndjson");
+        let faults = Arc::new(Faulty {
+            crash_at: Some(2),
+            ..Faulty::default()
+        });
+        let err = EventLog::open_with(
+            other.to_str().unwrap(),
+            LogOptions::default(),
+            Rotation::default(),
+            Arc::new(FaultyFs(faults)),
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(err.contains("cannot sync directory"), "{err}");
     }
 
     #[test]

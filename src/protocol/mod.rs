@@ -16,7 +16,9 @@ use crate::event::{ChangeEvent, Protocol};
 ///
 /// Strictness is kept where it matters: the input must be a JSON object (no array form),
 /// every value, including an overwritten one, must have the declared type, and syntax errors
-/// stay errors. Keys and values are borrowed from the input like the derived structs
+/// stay errors. `null` leaves an earlier value in place, as Go does for a plain field; a member
+/// that is only ever `null` counts as absent (Go would read its zero value: stricter, not
+/// laxer). Keys and values are borrowed from the input like the derived structs
 /// (`CowStr` copies only a key with escapes). Exact-case member names: Go also matches names
 /// case-insensitively, but no TiCDC encoder writes a member in another case.
 macro_rules! last_wins_struct {
@@ -48,8 +50,16 @@ macro_rules! last_wins_struct {
                             map.next_key::<$crate::protocol::json::CowStr<'de>>()?
                         {
                             match key.as_str() {
-                                // Last wins: a later member replaces an earlier one.
-                                $( $json => $field = map.next_value()?, )*
+                                // Last wins: a later member replaces an earlier one. A
+                                // `null` replaces nothing: Go leaves a plain (non-pointer)
+                                // field as it was ("unmarshaling a JSON null into any other
+                                // Go value has no effect", encoding/json `Unmarshal`), and
+                                // every key member is one (TC `open/message.go` `messageKey`).
+                                $( $json => {
+                                    if let Some(v) = map.next_value::<Option<$ty>>()? {
+                                        $field = Some(v);
+                                    }
+                                } )*
                                 _ => {
                                     map.next_value::<serde::de::IgnoredAny>()?;
                                 }

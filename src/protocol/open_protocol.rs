@@ -538,6 +538,21 @@ mod tests {
             (evs[0].commit_ts, &*evs[0].db, evs[0].partial),
             (Some(2), "b", true)
         );
+        // A later `null` changes nothing, as in Go (a plain field keeps its value): the
+        // claim-check location and the type survive it.
+        let (k, v) = frame(&[(
+            br#"{"ts":3,"t":1,"t":null,"ccl":"s3://b/d.json","ccl":null,"ts":null}"#,
+            br#"{"u":{"id":{"t":3,"f":11,"v":5}}}"#,
+        )]);
+        let evs = dec(&k, &v).unwrap();
+        assert_eq!(
+            (
+                evs[0].commit_ts,
+                evs[0].partial,
+                evs[0].claim_check_location.as_deref()
+            ),
+            (Some(3), true, Some("s3://b/d.json"))
+        );
     }
 
     #[test]
@@ -562,11 +577,8 @@ mod tests {
             (br#"{"ts":1,"t":1,,"t":1}"#, DecodeErrorReason::InvalidJson),
             // Not an object: the array form serde's derive accepts is refused.
             (br#"[1,"s","t",1]"#, DecodeErrorReason::MissingField),
-            // A later null erases: `t` is then missing.
-            (
-                br#"{"ts":1,"t":1,"t":null}"#,
-                DecodeErrorReason::MissingField,
-            ),
+            // A member that is only ever null is absent (Go would take 0: we stay stricter).
+            (br#"{"ts":1,"t":null}"#, DecodeErrorReason::MissingField),
         ];
         for (key, reason) in cases {
             let (k, v) = frame(&[(key, value)]);

@@ -69,8 +69,11 @@ pub fn row(r: &RowChange, now_ms: u64) -> Vec<u8> {
         .str("sql", "")
         .raw("sqlType", &sql_types)
         .raw("mysqlType", &mysql_types)
-        .raw("data", &data)
+        // `old` before `data`, as TiCDC's hand-written DML writer puts them (TF
+        // `canal_json_row_event_encoder.go`, TC `canal_json_encoder.go` `newJSONMessageForDML`);
+        // DDL and watermarks are `json.Marshal` of `JSONMessage`, field order `data`, `old`.
         .raw("old", &old)
+        .raw("data", &data)
         .raw("_tidb", &format!(r#"{{"commitTs":{}}}"#, r.commit_ts))
         .finish()
         .into_bytes()
@@ -175,6 +178,11 @@ mod tests {
             assert_eq!(e.keys.len(), 1);
             assert_eq!(e.keys[0].value.get(), format!("\"{}\"", r.id()));
             assert_eq!(e.old_values.is_empty(), r.op != RowOp::Update);
+            // Member order as TiCDC writes a DML message: `old`, then `data`, then `_tidb`.
+            let text = String::from_utf8(bytes).unwrap();
+            let at = |m: &str| text.find(m).unwrap_or_else(|| panic!("{m} in {text}"));
+            assert!(at(",\"old\":") < at(",\"data\":"), "{text}");
+            assert!(at(",\"data\":") < at(",\"_tidb\":"), "{text}");
         }
     }
 

@@ -7,7 +7,7 @@
 //! in UTC, VARCHAR a string.
 
 use super::{Obj, json_str};
-use crate::demo::generator::{DdlChange, RowChange, SqlType, Table, Value};
+use crate::demo::generator::{DdlChange, DdlKind, RowChange, SqlType, Table, Value};
 use crate::event::RowOp;
 
 /// `source.name` and `source.cluster_id`: TiCDC's cluster id (its default is `default`).
@@ -74,12 +74,18 @@ pub fn row(r: &RowChange, now_ms: u64) -> Vec<u8> {
         ),
         RowOp::Delete => ("d", cols, "null".to_owned()),
     };
-    p.raw("before", &before)
-        .raw("after", &after)
-        .str("op", op)
-        .raw("source", &source(Table::DB, r.table.name(), r.commit_ts))
+    // Member order of TC `codec.go` `EncodeValue` (TF's is the same): `source`, `ts_ms`,
+    // `transaction`, `op`, then insert `before` (null) `after`, delete `after` (null) `before`,
+    // update `before` `after`.
+    p.raw("source", &source(Table::DB, r.table.name(), r.commit_ts))
         .num("ts_ms", now_ms)
-        .null("transaction");
+        .null("transaction")
+        .str("op", op);
+    if r.op == RowOp::Delete {
+        p.raw("after", &after).raw("before", &before);
+    } else {
+        p.raw("before", &before).raw("after", &after);
+    }
     envelope(&p.finish())
 }
 
@@ -87,12 +93,24 @@ pub fn ddl_key() -> Vec<u8> {
     envelope(&Obj::new().str("databaseName", Table::DB).finish())
 }
 
-fn jdbc_type(ty: SqlType) -> (i32, &'static str, String) {
+/// (jdbcType, typeName, typeExpression). TC `debezium/helper.go` `getExpressionAndName`
+/// returns the bare type name for VARCHAR and DECIMAL (no length or scale).
+fn jdbc_type(ty: SqlType) -> (i32, &'static str, &'static str) {
     match ty {
-        SqlType::BigInt => (-5, "BIGINT", "BIGINT".into()),
-        SqlType::Varchar(n) => (12, "VARCHAR", format!("VARCHAR({n})")),
-        SqlType::Decimal => (3, "DECIMAL", "DECIMAL(12,2)".into()),
-        SqlType::Timestamp => (2014, "TIMESTAMP", "TIMESTAMP".into()),
+        SqlType::BigInt => (-5, "BIGINT", "BIGINT"),
+        SqlType::Varchar(_) => (12, "VARCHAR", "VARCHAR"),
+        SqlType::Decimal => (3, "DECIMAL", "DECIMAL"),
+        SqlType::Timestamp => (2014, "TIMESTAMP", "TIMESTAMP"),
+    }
+}
+
+/// `defaultValueExpression` as TC `codec.go` `EncodeDDLEvent` writes the schema's defaults
+/// (`CURRENT_TIMESTAMP` becomes `1970-01-01 00:00:00`; `sql/schema.sql`).
+fn default_expression(table: Table, column: &str) -> String {
+    match (table, column) {
+        (_, "created_at") => json_str("1970-01-01 00:00:00"),
+        (Table::Orders, "status") => json_str("new"),
+        _ => "null".into(),
     }
 }
 
@@ -104,10 +122,13 @@ fn table_change(d: &DdlChange) -> String {
         .enumerate()
         .map(|(i, c)| {
             let (jdbc, name, expr) = jdbc_type(c.ty);
+            // TC `helper.go` `getLen`/`getScale`: BIGINT at its default width has no length,
+            // TIMESTAMP's length is its fractional digits (0).
             let (length, scale) = match c.ty {
                 SqlType::Varchar(n) => (n.to_string(), "null".to_owned()),
                 SqlType::Decimal => ("12".into(), "2".into()),
-                _ => ("0".into(), "null".into()),
+                SqlType::Timestamp => ("0".into(), "null".into()),
+                SqlType::BigInt => ("null".into(), "null".into()),
             };
             let charset = match c.ty {
                 SqlType::Varchar(_) => json_str("utf8mb4"),
@@ -118,10 +139,13 @@ fn table_change(d: &DdlChange) -> String {
                 .num("jdbcType", jdbc)
                 .null("nativeType")
                 .null("comment")
-                .null("defaultValueExpression")
+                .raw(
+                    "defaultValueExpression",
+                    &default_expression(d.table, c.name),
+                )
                 .null("enumValues")
                 .str("typeName", name)
-                .str("typeExpression", &expr)
+                .str("typeExpression", expr)
                 .raw("charsetName", &charset)
                 .raw("length", &length)
                 .raw("scale", &scale)
@@ -138,8 +162,13 @@ fn table_change(d: &DdlChange) -> String {
         .raw("columns", &format!("[{}]", cols.join(",")))
         .null("comment")
         .finish();
+    // TC `codec.go` `EncodeDDLEvent`: add index and table comment are ALTER, drop index DROP.
+    let change_type = match d.kind {
+        DdlKind::DropIndex => "DROP",
+        DdlKind::AddIndex | DdlKind::TableComment => "ALTER",
+    };
     let change = Obj::new()
-        .str("type", "ALTER")
+        .str("type", change_type)
         .str("id", &format!("\"{}\".\"{}\"", Table::DB, d.table.name()))
         .raw("table", &table)
         .finish();
@@ -163,11 +192,12 @@ pub fn watermark_key() -> Vec<u8> {
 }
 
 pub fn watermark(ts: u64, now_ms: u64) -> Vec<u8> {
+    // TC `codec.go` `EncodeCheckpointEvent`: `source`, `ts_ms`, `transaction`, `op`.
     let p = Obj::new()
         .raw("source", &source("", "", ts))
-        .str("op", "m")
         .num("ts_ms", now_ms)
         .null("transaction")
+        .str("op", "m")
         .finish();
     envelope(&p)
 }
@@ -233,6 +263,26 @@ mod tests {
             );
             assert_eq!(e.keys.len(), 1);
             assert_eq!(e.keys[0].value.get(), r.id().to_string().as_str());
+            // Member order as TC `codec.go` `EncodeValue` writes the payload.
+            let text = String::from_utf8(v).unwrap();
+            let at = |m: &str| text.find(m).unwrap_or_else(|| panic!("{m} in {text}"));
+            let order: &[&str] = match r.op {
+                RowOp::Delete => &[
+                    "\"source\":",
+                    "\"transaction\":",
+                    "\"op\":",
+                    "\"after\":",
+                    "\"before\":",
+                ],
+                _ => &[
+                    "\"source\":",
+                    "\"transaction\":",
+                    "\"op\":",
+                    "\"before\":",
+                    "\"after\":",
+                ],
+            };
+            assert!(order.windows(2).all(|w| at(w[0]) < at(w[1])), "{text}");
         }
     }
 
@@ -253,6 +303,16 @@ mod tests {
             let e = &d.decode(Some(&k), Some(&v)).unwrap().into_strict().unwrap()[0];
             assert_eq!((e.kind, e.commit_ts), (EventKind::Ddl, Some(x.commit_ts)));
             assert_eq!(&*e.table, x.table.name());
+            let change = &value["payload"]["tableChanges"][0];
+            let want = if x.kind == DdlKind::DropIndex {
+                "DROP"
+            } else {
+                "ALTER"
+            };
+            assert_eq!(change["type"], want, "{}", x.query);
+            for c in change["table"]["columns"].as_array().unwrap() {
+                assert!(!c["typeExpression"].as_str().unwrap().contains('('), "{c}");
+            }
             assert_eq!(
                 e.ddl.as_ref().map(|d| d.ddl_type.to_string()),
                 Some(x.kind.canal_type().to_owned()),

@@ -75,10 +75,28 @@ fn table_schema(s: &TableSchema) -> String {
         .finish()
 }
 
+/// The `location` of TIMESTAMP values: TiCDC's `--tz` (the demo's timestamps are UTC).
+const TIME_ZONE: &str = "UTC";
+
 fn columns(table: Table, row: &[Value]) -> String {
     let mut o = Obj::new();
     for (c, v) in table.columns().iter().zip(row) {
-        o.str(c.name, &v.to_sql_string());
+        match v {
+            // TIMESTAMP is an object in simple's JSON, in both architectures (TC
+            // `simple/message.go` `encodeValue`, TF `encodeValue`: `{"location","value"}`).
+            Value::Timestamp(t) => {
+                o.raw(
+                    c.name,
+                    &Obj::new()
+                        .str("location", TIME_ZONE)
+                        .str("value", t)
+                        .finish(),
+                );
+            }
+            other => {
+                o.str(c.name, &other.to_sql_string());
+            }
+        }
     }
     o.finish()
 }
@@ -205,6 +223,15 @@ mod tests {
             );
             assert_eq!(e.keys.len(), 1, "key learned from BOOTSTRAP");
             assert_eq!(e.keys[0].value.get(), format!("\"{}\"", r.id()));
+            // TIMESTAMP columns are `{"location","value"}` objects, as TiCDC writes them.
+            let row = if r.op == RowOp::Delete {
+                &v["old"]
+            } else {
+                &v["data"]
+            };
+            let created = &row["created_at"];
+            assert_eq!(created["location"], "UTC", "{created}");
+            assert!(created["value"].is_string(), "{created}");
         }
     }
 
