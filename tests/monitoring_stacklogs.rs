@@ -550,8 +550,38 @@ const EXPECTED: &[(&str, &str, &str, &str)] = &[
     (
         "prometheus.service",
         "prometheus",
-        "INFO",
+        // Its own logfmt level, not journald's priority 6 (nix/lib/stack.nix `levelWords`).
+        "WARN",
         "time=2026-11-30T01:02:03.456Z level=WARN source=manager.go:163 msg=\"Error sending alert\" component=notifier",
+    ),
+    // The other services' formats keep their line as message and take the level from it:
+    // cdcmon's tracing-subscriber JSON (CDCMON_LOG_FORMAT=json, the module's default) ...
+    (
+        "cdcmon.service",
+        "cdcmon",
+        "ERROR",
+        r#"{"timestamp":"2026-11-30T01:02:03.466123Z","level":"ERROR","fields":{"message":"event log write failed; retrying","error":"No space left on device (os error 28)"},"target":"cdcmon::sink"}"#,
+    ),
+    // ... Grafana's logfmt (lower-case level) ...
+    (
+        "grafana.service",
+        "grafana",
+        "ERROR",
+        r#"logger=context userId=1 orgId=1 uname=admin t=2026-11-30T01:02:03.467123Z level=error msg="Request Completed" method=POST path=/api/ds/query status=500"#,
+    ),
+    // ... Kafka's log4j `[%d] %p %m (%c)%n` ...
+    (
+        "apache-kafka.service",
+        "apache-kafka",
+        "WARN",
+        "[2026-11-30 01:02:03,468] WARN [SocketServer listenerType=BROKER, nodeId=1] Unexpected error from /127.0.0.1 (channelId=127.0.0.1:9092-127.0.0.1:51234-0); closing connection (org.apache.kafka.common.network.Selector)",
+    ),
+    // ... and Elasticsearch's log4j `[%d{ISO8601}][%-5p][%c{1.}]` (its DiskThresholdMonitor).
+    (
+        "elasticsearch.service",
+        "elasticsearch",
+        "WARN",
+        "[2026-11-30T01:02:03,469][WARN ][o.e.c.r.a.DiskThresholdMonitor] [stack] high disk watermark [90%] exceeded on [stack][/var/lib/elasticsearch/data] free: 1gb[9.5%], shards will be relocated away from this node",
     ),
 ];
 
