@@ -668,6 +668,13 @@ rec {
       ++ map unitToService [
         "journald.unit"
         "journald.custom.unit"
+        # `journalctl --unit U` also matches a coredump of U (COREDUMP_UNIT=, written by
+        # systemd-coredump@…) and root daemons' messages about U (OBJECT_SYSTEMD_UNIT=):
+        # systemd src/shared/logs-show.c add_matches_for_unit. Those lines are U's, not the
+        # writer's (a TiKV crash is tidb-tikv's). beats journalfield: journald.coredump.unit,
+        # journald.object.systemd.unit.
+        "journald.coredump.unit"
+        "journald.object.systemd.unit"
         "systemd.unit"
       ]
       ++ pingcapProcessors
