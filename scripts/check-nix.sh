@@ -278,4 +278,16 @@ else
   fi
 fi
 
+
+# The VM test's Python (tests/nixos/smoke.nix testScript) compiles: it only runs under KVM, so a
+# quoting slip in its shell-in-Python-in-Nix strings would otherwise show only in that run.
+if script=$(nix-instantiate --eval --strict --json -E '(import ./tests/nixos/smoke.nix { pkgs = { testers.runNixOSTest = x: x; }; self = { nixosModules.default = { }; }; }).testScript { nodes.machine.systemd.services.cdcmon-smoke.serviceConfig.TimeoutStartSec = "15min"; }' 2>"$tmp/smoke-script.err") &&
+  jq -r . <<<"$script" | python3 -c 'import sys; compile(sys.stdin.read(), "testScript", "exec")' 2>"$tmp/smoke-script.err"; then
+  echo "check-nix: tests/nixos/smoke.nix testScript is valid Python"
+else
+  echo "check-nix: tests/nixos/smoke.nix testScript does not evaluate or compile:" >&2
+  cat "$tmp/smoke-script.err" >&2
+  fail=1
+fi
+
 exit "$fail"

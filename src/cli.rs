@@ -212,12 +212,25 @@ pub fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("invalid --log filter {filter:?}: {e}"))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi_colours(std::io::IsTerminal::is_terminal(
+            &std::io::stderr(),
+        )));
     let result = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
     result.map_err(|e| anyhow::anyhow!("cannot install the log subscriber: {e}"))
+}
+
+/// Colours only for a person at a terminal. tracing-subscriber colours by default (unless
+/// `NO_COLOR`), also into a pipe: under systemd or Docker the escape codes would land in the
+/// journal / json-file log, make journalctl store the line as bytes, and reach the service-log
+/// index as `\x1b[2m…` around the timestamp and level, where Filebeat's level-word processor
+/// (nix/lib/stack.nix `levelWords`) cannot read the level. `NO_COLOR` (no-color.org) is still
+/// honoured at a terminal.
+fn ansi_colours(stderr_is_terminal: bool) -> bool {
+    stderr_is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 #[cfg(test)]

@@ -163,6 +163,12 @@ const JOURNAL_FIELDS: &[(&str, &[&str], bool)] = &[
     ("_TRANSPORT", &["systemd.transport"], false),
     ("_UID", &["journald.uid"], true),
     ("UNIT", &["journald.unit"], false),
+    ("COREDUMP_UNIT", &["journald.coredump.unit"], false),
+    (
+        "OBJECT_SYSTEMD_UNIT",
+        &["journald.object.systemd.unit"],
+        false,
+    ),
 ];
 /// Dropped by default.go (kept in the registry cursor instead).
 const JOURNAL_DROPPED: &[&str] = &["__MONOTONIC_TIMESTAMP", "__CURSOR"];
@@ -550,8 +556,47 @@ const EXPECTED: &[(&str, &str, &str, &str)] = &[
     (
         "prometheus.service",
         "prometheus",
-        "INFO",
+        // Its own logfmt level, not journald's priority 6 (nix/lib/stack.nix `levelWords`).
+        "WARN",
         "time=2026-11-30T01:02:03.456Z level=WARN source=manager.go:163 msg=\"Error sending alert\" component=notifier",
+    ),
+    // The other services' formats keep their line as message and take the level from it:
+    // cdcmon's tracing-subscriber JSON (CDCMON_LOG_FORMAT=json, the module's default) ...
+    (
+        "cdcmon.service",
+        "cdcmon",
+        "ERROR",
+        r#"{"timestamp":"2026-11-30T01:02:03.466123Z","level":"ERROR","fields":{"message":"event log write failed; retrying","error":"No space left on device (os error 28)"},"target":"cdcmon::sink"}"#,
+    ),
+    // ... Grafana's logfmt (lower-case level) ...
+    (
+        "grafana.service",
+        "grafana",
+        "ERROR",
+        r#"logger=context userId=1 orgId=1 uname=admin t=2026-11-30T01:02:03.467123Z level=error msg="Request Completed" method=POST path=/api/ds/query status=500"#,
+    ),
+    // ... Kafka's log4j `[%d] %p %m (%c)%n` ...
+    (
+        "apache-kafka.service",
+        "apache-kafka",
+        "WARN",
+        "[2026-11-30 01:02:03,468] WARN [SocketServer listenerType=BROKER, nodeId=1] Unexpected error from /127.0.0.1 (channelId=127.0.0.1:9092-127.0.0.1:51234-0); closing connection (org.apache.kafka.common.network.Selector)",
+    ),
+    // ... and Elasticsearch's log4j `[%d{ISO8601}][%-5p][%c{1.}]` (its DiskThresholdMonitor).
+    (
+        "elasticsearch.service",
+        "elasticsearch",
+        "WARN",
+        "[2026-11-30T01:02:03,469][WARN ][o.e.c.r.a.DiskThresholdMonitor] [stack] high disk watermark [90%] exceeded on [stack][/var/lib/elasticsearch/data] free: 1gb[9.5%], shards will be relocated away from this node",
+    ),
+    // A TiKV crash: systemd-coredump@… writes it (priority 2, the field set of beats'
+    // pkg/journalctl/testdata/coredump.json), `journalctl --unit tidb-tikv.service` matches it
+    // by COREDUMP_UNIT=, and it is tidb-tikv's, not systemd-coredump's.
+    (
+        "systemd-coredump@0-3732-0.service",
+        "tidb-tikv",
+        "FATAL",
+        "Process 2001 (tikv-server) of user 61234 dumped core.\n\nStack trace of thread 2001:\n#0  0x00007f27c56a8e44 n/a (libc.so.6 + 0x94e44)\n#1  0x00007f27c5650a30 raise (libc.so.6 + 0x3ca30)\n#2  0x00007f27c56384c3 abort (libc.so.6 + 0x244c3)\nELF object binary architecture: AMD x86-64\n",
     ),
 ];
 
@@ -809,11 +854,41 @@ fn journal_input_is_separate_from_the_event_log() {
     ] {
         assert!(units.contains(&u), "{u} is not shipped");
     }
-    // The fixtures' units are all covered (init.scope lines arrive through --unit's UNIT=).
-    for e in entries() {
-        let unit = e["_SYSTEMD_UNIT"].as_str().unwrap();
-        let about = e["UNIT"].as_str().unwrap_or(unit);
-        assert!(units.contains(&about), "{about} not in units");
+    // Every fixture is one `journalctl --unit U` returns for a shipped U (systemd
+    // src/shared/logs-show.c add_matches_for_unit: _SYSTEMD_UNIT=U; or a coredump,
+    // MESSAGE_ID=fc2e22bc… _UID=0 COREDUMP_UNIT=U; or PID 1 about U, _PID=1 UNIT=U; or a root
+    // daemon about U, _UID=0 OBJECT_SYSTEMD_UNIT=U), and its service.name is that U.
+    let docs = documents();
+    for (e, doc) in entries().iter().zip(&docs) {
+        let field = |k: &str| e[k].as_str();
+        let matched = [
+            field("_SYSTEMD_UNIT"),
+            (field("MESSAGE_ID") == Some("fc2e22bc6ee647b6b90729ab34a250b1")
+                && field("_UID") == Some("0"))
+            .then(|| field("COREDUMP_UNIT"))
+            .flatten(),
+            (field("_PID") == Some("1"))
+                .then(|| field("UNIT"))
+                .flatten(),
+            (field("_UID") == Some("0"))
+                .then(|| field("OBJECT_SYSTEMD_UNIT"))
+                .flatten(),
+        ]
+        .into_iter()
+        .flatten()
+        .find(|u| units.contains(u))
+        .unwrap_or_else(|| {
+            panic!(
+                "journalctl --unit returns no shipped unit for {}",
+                e["MESSAGE"]
+            )
+        });
+        assert_eq!(
+            get(doc, "service.name").and_then(Value::as_str),
+            matched.strip_suffix(".service"),
+            "fixture {}",
+            e["MESSAGE"]
+        );
     }
 }
 

@@ -107,7 +107,7 @@ fn nix_service_logs_inputs_equal_the_tested_filebeat_yml() {
         "{{ journald = {STACK}.journaldInput; containers = {STACK}.containerLogsInput; \
          graph = builtins.attrNames {STACK}.units; pattern = {STACK}.logsIndexPattern; \
          template = {STACK}.logsTemplateName; line = {STACK}.logLineProcessors; \
-         pingcap = {STACK}.pingcapProcessors; }}"
+         pingcap = {STACK}.pingcapProcessors; levels = {STACK}.levelWordProcessors; }}"
     )) else {
         return;
     };
@@ -150,6 +150,7 @@ fn nix_service_logs_inputs_equal_the_tested_filebeat_yml() {
         .expect("line")
         .iter()
         .chain(nix["pingcap"].as_array().expect("pingcap"))
+        .chain(nix["levels"].as_array().expect("levels"))
     {
         assert!(procs.contains(p), "container input lacks {p}");
         assert!(
@@ -159,6 +160,18 @@ fn nix_service_logs_inputs_equal_the_tested_filebeat_yml() {
                 .contains(p),
             "journald input lacks {p}"
         );
+    }
+    // A container line's own level word wins over the INFO default (the default only fills in
+    // a missing log.level, so it must come after every level-word processor).
+    let default_info = procs
+        .iter()
+        .position(|p| {
+            p["add_fields"]["when"] == serde_json::json!({"not": {"has_fields": ["log.level"]}})
+        })
+        .expect("the container input's INFO default");
+    for p in nix["levels"].as_array().expect("levels") {
+        let at = procs.iter().position(|q| q == p).expect("level processor");
+        assert!(at < default_info, "{p} comes after the INFO default");
     }
     assert_eq!(c["type"], "filestream");
     assert_eq!(c["id"], "stack-containers");

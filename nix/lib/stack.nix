@@ -576,6 +576,66 @@ rec {
     }
   ];
   noLevel.not.has_fields = [ "log.level" ];
+
+  # The level word of the other services' own formats, for a line PingCAP's format did not
+  # match. journald gives every stdout/stderr line the unit's SyslogLevel= (info), so without
+  # this Prometheus' `level=WARN`, Grafana's `level=error`, cdcmon's own WARN/ERROR, Kafka's and
+  # Elasticsearch's log4j WARN/ERROR would all be INFO and missing from the warnings/errors
+  # panel. Formats (each regexp alternative, in order):
+  #   logfmt `level=<word>` (Prometheus 3 log/slog `level=WARN`, Grafana `level=error`,
+  #     case-insensitive);
+  #   tracing-subscriber JSON `{"timestamp":"…","level":"WARN",…}` (cdcmon, CDCMON_LOG_FORMAT=json);
+  #   tracing-subscriber text `2026-11-30T01:02:03.456789Z  WARN target: …` (cdcmon text, no ANSI:
+  #     src/cli.rs init_logging);
+  #   Kafka's log4j `[2026-11-30 01:02:03,456] WARN … (logger)` (`[%d] %p %m (%c)%n`);
+  #   Elasticsearch's log4j `[2026-11-30T01:02:03,456][WARN ][logger] …` (`[%d{ISO8601}][%-5p]`).
+  # tests/monitoring_stacklogs.rs replays a line of each format.
+  levelWords = [
+    {
+      level = "FATAL";
+      logfmt = "fatal|crit|critical|panic|emerg|alert";
+      upper = "FATAL";
+    }
+    {
+      level = "ERROR";
+      logfmt = "error|eror|err";
+      upper = "ERROR";
+    }
+    {
+      level = "WARN";
+      logfmt = "warn|warning";
+      upper = "WARN";
+    }
+    {
+      level = "INFO";
+      logfmt = "info|notice";
+      upper = "INFO";
+    }
+    {
+      level = "DEBUG";
+      logfmt = "debug|dbug|trace";
+      upper = "DEBUG|TRACE";
+    }
+  ];
+  levelWordRegexp =
+    w:
+    builtins.concatStringsSep "|" [
+      ''(^|\s)level="?(?i:${w.logfmt})"?(\s|$)''
+      ''^\{"timestamp":"[^"]*","level":"(${w.upper})"''
+      ''^\d{4}-\d\d-\d\dT[0-9:.]+Z +(${w.upper}) ''
+      ''^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}\] (${w.upper}) ''
+      ''^\[\d{4}-\d\d-\d\dT[0-9:.,]+\]\[(${w.upper}) *\]''
+    ];
+  levelWordProcessors = map (w: {
+    add_fields = {
+      when."and" = [
+        noLevel
+        { regexp.message = levelWordRegexp w; }
+      ];
+      target = "log";
+      fields.level = w.level;
+    };
+  }) levelWords;
   # service.name from a unit field: `tidb-pd.service` -> `tidb-pd`; only while none is set.
   unitToService = field: {
     dissect = {
@@ -608,9 +668,17 @@ rec {
       ++ map unitToService [
         "journald.unit"
         "journald.custom.unit"
+        # `journalctl --unit U` also matches a coredump of U (COREDUMP_UNIT=, written by
+        # systemd-coredump@…) and root daemons' messages about U (OBJECT_SYSTEMD_UNIT=):
+        # systemd src/shared/logs-show.c add_matches_for_unit. Those lines are U's, not the
+        # writer's (a TiKV crash is tidb-tikv's). beats journalfield: journald.coredump.unit,
+        # journald.object.systemd.unit.
+        "journald.coredump.unit"
+        "journald.object.systemd.unit"
         "systemd.unit"
       ]
       ++ pingcapProcessors
+      ++ levelWordProcessors
       ++ map (p: {
         add_fields = {
           when."and" = [
@@ -670,6 +738,7 @@ rec {
     ]
     ++ logLineProcessors
     ++ pingcapProcessors
+    ++ levelWordProcessors
     ++ [
       {
         add_fields = {
