@@ -21,7 +21,9 @@
         "x86_64-linux"
         "aarch64-linux"
       ];
-      # Elasticsearch 8 is the only unfree package we use (Elastic License 2.0); allow exactly it.
+      # Elasticsearch is the only package we use that may be unfree: elasticsearch8 was Elastic
+      # License 2.0 only; the newest stored nixpkgs elasticsearch8 (8.19.16) is
+      # `OR [ agpl3Only elastic20 sspl ]`. Allow exactly pname "elasticsearch" either way.
       pkgsFor = lib.genAttrs systems (
         system:
         import nixpkgs {
@@ -52,25 +54,40 @@
       vmName = system: if system == "x86_64-linux" then "stack" else "stack-${system}";
 
       # Point the modules' package options at this flake's packages (they default to
-      # pkgs.cdcmon / pkgs.ticdc, which nixpkgs does not have).
-      withPackages =
-        module:
-        { lib, pkgs, ... }:
-        let
-          b = builds.${pkgs.stdenv.hostPlatform.system};
-        in
-        {
-          imports = [ module ];
-          config = lib.mkMerge [
-            (lib.optionalAttrs (module == ./modules/cdcmon.nix || module == ./modules/stack.nix) {
-              services.cdcmon.package = lib.mkDefault b.rust.package;
-            })
-            (lib.optionalAttrs (module == ./modules/ticdc.nix || module == ./modules/stack.nix) {
-              services.ticdc.package = lib.mkDefault b.ticdc;
-              services.ticdc.changefeedTool = lib.mkDefault b.rust.package;
-            })
-          ];
-        };
+      # pkgs.cdcmon / pkgs.ticdc, which nixpkgs does not have). One small module per option
+      # group, each with a fixed `key`: the module system imports a keyed module once however
+      # often it is reached, so a deployment that imports several of our modules (default +
+      # ticdc, or default and its alias stack) defines each package option once. Without the
+      # key each wrapper is a new anonymous module and the second `mkDefault` definition of a
+      # `types.package` option fails ("defined multiple times": nixpkgs lib/types.nix,
+      # `package.merge` uses `mergeOneOption`). Guarded by nix/tests/flake-guards.nix.
+      packageDefaults = {
+        cdcmon =
+          { lib, pkgs, ... }:
+          let
+            b = builds.${pkgs.stdenv.hostPlatform.system};
+          in
+          {
+            key = "cdcmon-flake#package-defaults-cdcmon";
+            config.services.cdcmon.package = lib.mkDefault b.rust.package;
+          };
+        ticdc =
+          { lib, pkgs, ... }:
+          let
+            b = builds.${pkgs.stdenv.hostPlatform.system};
+          in
+          {
+            key = "cdcmon-flake#package-defaults-ticdc";
+            config.services.ticdc = {
+              package = lib.mkDefault b.ticdc;
+              changefeedTool = lib.mkDefault b.rust.package;
+            };
+          };
+      };
+      withPackages = name: module: defaults: {
+        key = "cdcmon-flake#nixosModules-${name}";
+        imports = [ module ] ++ map (d: packageDefaults.${d}) defaults;
+      };
     in
     {
       packages = eachSystem (
@@ -87,11 +104,14 @@
       );
 
       nixosModules = {
-        default = withPackages ./modules/stack.nix;
+        default = withPackages "stack" ./modules/stack.nix [
+          "cdcmon"
+          "ticdc"
+        ];
         stack = self.nixosModules.default;
         tidb-cluster = ./modules/tidb.nix;
-        ticdc = withPackages ./modules/ticdc.nix;
-        cdcmon = withPackages ./modules/cdcmon.nix;
+        ticdc = withPackages "ticdc" ./modules/ticdc.nix [ "ticdc" ];
+        cdcmon = withPackages "cdcmon" ./modules/cdcmon.nix [ "cdcmon" ];
       };
 
       # `stack` on x86_64-linux, `stack-aarch64-linux` on ARM hosts.

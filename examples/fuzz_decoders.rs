@@ -19,7 +19,8 @@ use std::time::Instant;
 use cdcmon::eventlog::{KafkaPosition, LogOptions, render_line};
 use cdcmon::protocol::compression::compress;
 use cdcmon::protocol::{
-    Compression, Decoder, ProtocolChoice, canal_json, debezium, detect, open_protocol, simple,
+    Compression, Decoded, Decoder, ProtocolChoice, canal_json, debezium, detect, open_protocol,
+    simple,
 };
 
 /// What the fuzzer drives.
@@ -88,12 +89,16 @@ fn read(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
 }
 
+/// Fixture files of one protocol: classic (`<prefix>…`) and new architecture (`tc-<prefix>…`).
 fn names(prefix: &str, suffix: &str) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(fixtures_dir())
         .expect("fixtures dir")
         .filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| n.starts_with(prefix) && n.ends_with(suffix))
+        .filter(|n| {
+            let n = n.strip_prefix("tc-").unwrap_or(n);
+            n.starts_with(prefix) && n.ends_with(suffix)
+        })
         .collect();
     v.sort();
     v
@@ -302,6 +307,20 @@ const JSON_TOKENS: &[&str] = &[
     "\"type\":\"BOOTSTRAP\"",
     "\"version\":1",
     "\"payload\":null",
+    // New-architecture shapes (issue 15): duplicated members (last wins), claim-check and
+    // partition members, canal `_tidb.rowkey`, debezium `start_ts`, DDL and watermark.
+    "\"ohk\":true,\"ohk\":false",
+    "\"ccl\":\"s3://b/x.json\"",
+    "\"ptn\":112",
+    "\"ts\":1,\"ts\":2",
+    "\"rowkey\":\"dIA=\"",
+    "\"watermarkTs\":3",
+    "\"es\":0",
+    "\"type\":\"ERASE\"",
+    "\"start_ts\":1",
+    "\"op\":\"m\"",
+    "\"ddl\":\"DROP TABLE t\"",
+    "\"handleKeyOnly\":true",
 ];
 
 /// Byte offsets of the u64 length fields of an open-protocol key (after the version) or value.
@@ -443,33 +462,44 @@ pub fn mutate(rng: &mut Rng, corpus: &[Input], target: Target) -> Input {
 
 /// Decode with `target` and render every event; `Ok(true)` decoded, `Ok(false)` rejected,
 /// `Err` an invalid event-log line (a bug, like a panic).
-fn execute(
+fn execute<'a>(
     target: Target,
-    input: &Input,
+    input: &'a Input,
     simple_cache: &mut simple::SchemaCache,
     decoders: &mut [Decoder; 4],
     compressed_pick: usize,
 ) -> Result<bool, String> {
     let key = input.key.as_deref();
     let value = input.value.as_deref();
-    let events = match target {
-        Target::CanalJson => canal_json::decode(value.unwrap_or_default()).map(|e| vec![e]),
-        Target::OpenProtocol => open_protocol::decode(key, value, Compression::None),
-        Target::Debezium => debezium::decode(key, value.unwrap_or_default()).map(|e| vec![e]),
-        Target::Simple => simple_cache
-            .decode(value.unwrap_or_default())
-            .map(|e| vec![e]),
+    let one = |e| (vec![e], Vec::new());
+    let parts = |d: Decoded<'a>| (d.events, d.errors);
+    let decoded = match target {
+        Target::CanalJson => canal_json::decode(value.unwrap_or_default()).map(one),
+        Target::OpenProtocol => open_protocol::decode(key, value, Compression::None).map(parts),
+        Target::Debezium => debezium::decode(key, value.unwrap_or_default()).map(one),
+        Target::Simple => simple_cache.decode(value.unwrap_or_default()).map(one),
         Target::Auto => {
             // detect() must agree with the decoder never panicking either.
             let _ = detect::detect(key, value.unwrap_or_default());
-            decoders[0].decode(key, value)
+            decoders[0].decode(key, value).map(parts)
         }
-        Target::Compressed => decoders[1 + compressed_pick % 2].decode(key, value),
-        Target::Avro => decoders[3].decode(key, value),
+        Target::Compressed => decoders[1 + compressed_pick % 2]
+            .decode(key, value)
+            .map(parts),
+        Target::Avro => decoders[3].decode(key, value).map(parts),
     };
-    let Ok(events) = events else {
+    let Ok((events, errors)) = decoded else {
         return Ok(false);
     };
+    // Per-event errors (open-protocol batches only) stay bounded like message errors.
+    for e in &errors {
+        if e.detail.chars().count() > 241 {
+            return Err(format!("unbounded error detail: {e}"));
+        }
+    }
+    if events.is_empty() {
+        return Ok(false);
+    }
     let opts = LogOptions::new(compressed_pick % 3 == 0, &["id".into(), "token".into()]);
     let pos = KafkaPosition {
         topic: "app_cdc",

@@ -59,19 +59,31 @@ let
       "${str ports.grafana}" = "Grafana: admin/admin (no adminPasswordFile)";
     };
   grafanaCfg = config.services.grafana;
+  grafanaDb = grafanaCfg.settings.database;
   # Grafana sets admin_password only when it first creates the admin user (issue 16.6); later
   # starts reset it to the credential with Grafana's own CLI (grafana/grafana
-  # pkg/cmd/grafana-cli/commands/reset_password_command.go: `admin reset-admin-password
-  # --password-from-stdin`, user id 1). On the very first start there is no database yet and
-  # the server creates the user with the configured password itself. `--homepath` is the
-  # nixpkgs unit's own (`grafana server -homepath dataDir`, whose preStart links conf/ there),
-  # so the CLI opens the same sqlite file.
+  # pkg/cmd/grafana-cli/commands/commands.go: `admin reset-admin-password --password-from-stdin`,
+  # `--user-id` default 1). On the very first start there is no database yet and the server
+  # creates the user with the configured password itself.
+  # The nixpkgs unit passes its generated config.ini to the server only (`grafana server
+  # -homepath dataDir -config <store path>`; nixos/modules/services/monitoring/grafana.nix @
+  # 88c82ee3), and that file is not an option we can read. With `--homepath` alone the CLI
+  # loads conf/defaults.ini (linked there by the unit's preStart), whose database is
+  # `data/grafana.db` under the home path: the server's only while `settings.database.path`
+  # keeps its default. So the CLI is pointed at the server's database explicitly through
+  # Grafana's GF_<SECTION>_<KEY> environment overrides, and the existence check reads the same
+  # option. Only sqlite3 is handled: for another database the CLI would need its credentials.
   grafanaResetAdminPassword = pkgs.writeShellScript "grafana-reset-admin-password" ''
     set -eu
-    if [ ! -e ${grafanaCfg.dataDir}/data/grafana.db ]; then
+    if [ ${lib.escapeShellArg grafanaDb.type} != sqlite3 ]; then
+      echo "grafana: WARNING: database type ${grafanaDb.type}: adminPasswordFile is applied only when Grafana creates the admin user; reset it by hand after changing it" >&2
+      exit 0
+    fi
+    if [ ! -e ${lib.escapeShellArg grafanaDb.path} ]; then
       echo "grafana: first start, the server creates admin with the configured password"
       exit 0
     fi
+    export GF_DATABASE_TYPE=sqlite3 GF_DATABASE_PATH=${lib.escapeShellArg grafanaDb.path}
     if ! ${getExe' grafanaCfg.package "grafana"} cli --homepath ${grafanaCfg.dataDir} \
         admin reset-admin-password --password-from-stdin < "$CREDENTIALS_DIRECTORY/admin-password"; then
       echo "grafana: WARNING: could not apply adminPasswordFile; the stored admin password is unchanged" >&2
@@ -84,6 +96,8 @@ in
     ./tidb.nix
     ./ticdc.nix
     ./cdcmon.nix
+    # Service logs (issue 14): the stack units' journal -> stack-logs-* (second Filebeat input).
+    ./stack-logs.nix
   ];
 
   options.services.cdcmon-stack = {
@@ -150,9 +164,10 @@ in
     elasticsearch = {
       package = mkPackageOption pkgs "elasticsearch8" {
         extraDescription = ''
-          Elasticsearch 8 is unfree (Elastic License 2.0): allow it with
-          `nixpkgs.config.allowUnfreePredicate` (the flake's pkgs allow exactly pname
-          "elasticsearch"). It pairs with filebeat8 (same major); see docs/nix.md.
+          Elasticsearch 8's licence differs between nixpkgs revisions (Elastic License 2.0,
+          unfree; newer revisions `OR [ agpl3Only elastic20 sspl ]`): the flake's pkgs allow
+          exactly pname "elasticsearch" either way. It pairs with filebeat8 (same major); see
+          docs/nix.md.
         '';
       };
       indexTemplate = mkOption {
@@ -272,12 +287,22 @@ in
       listenAddress = mkDefault cfg.listenAddress;
       port = ports.elasticsearch;
       tcp_port = ports.elasticsearchTransport;
-      single_node = true;
+      # Not `single_node = true`: for every ES >= 7 the nixpkgs module then also writes
+      # `gateway.auto_import_dangling_indices: true` (nixos/modules/services/search/
+      # elasticsearch.nix, newest stored copy), a setting Elastic's 8.0 breaking changes list as
+      # removed with "an error on startup". Single-node discovery goes into extraConf instead.
+      single_node = false;
       # Plain HTTP without auth inside a throwaway VM (ES 8 enables TLS+auth by default);
-      # no ML node (native controller, memory) for a log index.
+      # no ML node (native controller, memory) for a log index. The module writes
+      # `network.host: <listenAddress>`, which also binds the transport port (9300) unless
+      # `transport.host` says otherwise ("Defaults to the address given by network.host",
+      # Elasticsearch networking settings): a single node has no peers, so it stays on loopback
+      # when nix/vm.nix widens the HTTP port.
       extraConf = ''
+        discovery.type: single-node
         xpack.security.enabled: false
         xpack.ml.enabled: false
+        transport.host: 127.0.0.1
       '';
       extraJavaOptions = [
         "-Xms1g"
@@ -392,7 +417,8 @@ in
             RemainAfterExit = true;
             DynamicUser = true;
             Restart = stack.units.cdcmon-kafka-topic.restart;
-            TimeoutStartSec = "5min";
+            # Outlives the retry loop (nix/lib/stack.nix oneshotTimeoutSecs).
+            TimeoutStartSec = "${str (stack.oneshotTimeoutSecs stack.kafkaTopicAttemptSecs)}s";
           };
           script = stack.retryScript {
             command = lib.escapeShellArgs [

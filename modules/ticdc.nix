@@ -167,13 +167,16 @@ in
           ];
           stopOn = 3;
         };
+        # The attempt length the start-job timeout is computed from (nix/lib/stack.nix).
+        environment.CDCMON_WAIT_TIMEOUT_SECS = toString stack.changefeedWaitSecs;
         serviceConfig = helpers.hardening // stack.restartBackoff // {
           Type = "oneshot";
           RemainAfterExit = true;
           Restart = "on-failure";
           RestartMode = "direct";
           RestartPreventExitStatus = 3;
-          TimeoutStartSec = "5min";
+          # Outlives the retry loop (a 5 min timeout killed it in its second 180 s attempt).
+          TimeoutStartSec = "${toString (stack.oneshotTimeoutSecs stack.changefeedAttemptSecs)}s";
         };
       }
     ) cfg.changefeeds;

@@ -167,6 +167,12 @@ in
         "-advertise-address=${cfg.tidb.advertiseAddress}"
         "-P=${str ports.tidb}"
         "-status=${str ports.tidbStatus}"
+        # The status port (metrics, /status, but also /mvcc/*, /schema, /settings: row data and
+        # live config, unauthenticated) binds every interface unless told otherwise (pingcap/tidb
+        # cmd/tidb-server/main.go: `statusHost = fset.String(nmStatusHost, <wildcard>, ...)`,
+        # nmStatusHost = "status-host"). Only Prometheus and the readiness probe on this machine
+        # read it, so it stays on loopback even when `host` is widened.
+        "-status-host=${loopback}"
         "-store=tikv"
         "-path=${loopback}:${str ports.pdClient}"
         "-config=${toml.generate "tidb.toml" cfg.tidb.settings}"

@@ -116,13 +116,27 @@ let
       api = stack.esTemplateApi (builtins.fromJSON (builtins.readFile tplFile));
     in
     pkgs.writeShellScript "es-template" ''
-      exec ${getExe pkgs.curl} -sS --fail --retry 60 --retry-delay 2 --retry-connrefused --retry-all-errors \
+      set -e
+      ${getExe pkgs.curl} -sS --fail --retry 60 --retry-delay 2 --retry-connrefused --retry-all-errors \
         -X PUT -H 'Content-Type: application/json' --data-binary @${tplFile} \
         http://127.0.0.1:${str ports.elasticsearch}/${api}/${stack.esTemplateName}
+      # Service logs (issue 14): the stack-logs-* template, before Filebeat starts.
+      exec ${getExe pkgs.curl} -sS --fail --retry 60 --retry-delay 2 --retry-connrefused --retry-all-errors \
+        -X PUT -H 'Content-Type: application/json' --data-binary @${logsTemplateFile} \
+        http://127.0.0.1:${str ports.elasticsearch}/${logsTemplateApi}/${stack.logsTemplateName}
     '';
 
+  # The service-logs template (issue 14), PUT by the same job after the event-log one.
+  logsTemplateFile = ../monitoring/elasticsearch/stack-logs-template.json;
+  logsTemplateApi = stack.esTemplateApi (builtins.fromJSON (builtins.readFile logsTemplateFile));
+
   filebeatYml = json.generate "filebeat.yml" {
-    filebeat.inputs = [ (stack.filebeatInput { }) ];
+    filebeat.inputs = [
+      (stack.filebeatInput { })
+      # Service logs (issue 14): the containers' json-file logs -> stack-logs-*; needs the
+      # mounts docker/compose.yaml gives the filebeat service (docs/docker.md "Service logs").
+      stack.containerLogsInput
+    ];
     output.elasticsearch = stack.filebeatOutput { };
     setup = stack.filebeatSetup;
   };

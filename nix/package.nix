@@ -11,8 +11,10 @@
 }:
 let
   root = ../.;
-  # Cargo sources plus the non-Rust files the tests read. Nix, docs and docker files are left
-  # out so editing them does not rebuild Rust.
+  # Cargo sources plus the non-Rust files the tests read (scripts/check-nix.sh fails when a
+  # file the tests open is missing here: nix/tests/crane-src.nix). Nix files, docs and the rest
+  # of docker/ are left out so editing them does not rebuild Rust; docker/compose.yaml is in
+  # because tests/compose.rs reads it.
   src = lib.fileset.toSource {
     inherit root;
     fileset = lib.fileset.unions [
@@ -20,6 +22,7 @@ let
       (lib.fileset.maybeMissing ../tests/fixtures)
       (lib.fileset.maybeMissing ../monitoring)
       (lib.fileset.maybeMissing ../sql)
+      (lib.fileset.maybeMissing ../docker/compose.yaml)
     ];
   };
 

@@ -50,8 +50,11 @@ stdenv.mkDerivation {
   '';
 
   doInstallCheck = true;
+  # runHook: stdenv's default installCheckPhase runs the pre/post hooks; an override must too.
   installCheckPhase = ''
+    runHook preInstallCheck
     $out/bin/cdc version
+    runHook postInstallCheck
   '';
 
   passthru = {

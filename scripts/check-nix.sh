@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Static checks of the Nix side that run without nixpkgs, a store cache or network
-# (docs/nix.md "What is verified where"). Needs only nix-instantiate (Debian: nix-bin).
+# (docs/nix.md "What is verified where"). Needs nix-instantiate (Debian: nix-bin), jq and
+# shellcheck.
 # It installs nothing.
 #   1. every tracked or untracked (not ignored) *.nix file parses;
 #   2. nix/tests/eval-*.nix evaluate (they throw on a wrong value); eval-lock.nix checks that
@@ -10,7 +11,11 @@
 #      known-bad files: the pre-fix nix/ticdc.nix from git history, and each fixed file with its
 #      fix undone (mutations of the current files, so this tracks later edits);
 #   5. a missing TiCDC pin fails with the command that makes it, and that command's script
-#      (nix/ticdc-source.nix pinScript), run with a fake `nix`, writes pins the flake accepts.
+#      (nix/ticdc-source.nix pinScript), run with a fake `nix`, writes pins the flake accepts;
+#   6. every app's writeShellApplication script passes `bash -n` and shellcheck, as its
+#      build-time checkPhase requires (with a negative test);
+#   7. every repository file the tests open is in nix/package.nix's crane source
+#      (nix/tests/crane-src.nix), or checks.nextest would not find it in the sandbox.
 # docs/nix.md "Defects and guards" maps each defect to the step that catches it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -57,6 +62,54 @@ if [ -e docker/compose.yaml ]; then
     echo "check-nix: docker/compose.yaml images are tagged ${version}"
   fi
 fi
+
+# Every repository file the tests, benches and examples open must be in the crane source of
+# nix/package.nix: checks.nextest runs in the Nix sandbox, where anything else is missing.
+# Read paths: repository-relative string literals (joined onto CARGO_MANIFEST_DIR) and
+# include_str!/include_bytes! targets; *.rs and *.toml are in crane's commonCargoSources.
+crane_src_missing() {
+  local entries=$1 p e ok
+  while IFS= read -r p; do
+    [ -n "$p" ] || continue
+    case $p in *.rs | *.toml | Cargo.lock) continue ;; esac
+    ok=0
+    while IFS= read -r e; do
+      if [ "$p" = "$e" ] || [ "${p#"$e"/}" != "$p" ]; then ok=1; fi
+    done <<<"$entries"
+    [ "$ok" = 1 ] || echo "$p"
+  done < <(
+    grep -rhoE '"(tests|monitoring|sql|docker|docs|nix|modules|scripts|benches|examples)/[^" ]*"' \
+      --include='*.rs' src tests benches examples 2>/dev/null | tr -d '"'
+    grep -roE 'include_(str|bytes)!\("[^"]+"' --include='*.rs' src tests benches examples 2>/dev/null |
+      while IFS= read -r hit; do
+        f=${hit%%:*}
+        inc=${hit#*\"}
+        realpath -m --relative-to=. "$(dirname "$f")/${inc%\"}"
+      done
+  ) | sort -u
+}
+if ! crane_entries=$(nix-instantiate --eval --strict --json nix/tests/crane-src.nix 2>"$PWD/.crane-src.err" | jq -r '.[]'); then
+  echo "check-nix: cannot evaluate nix/tests/crane-src.nix:" >&2
+  cat .crane-src.err >&2
+  fail=1
+else
+  missing=$(crane_src_missing "$crane_entries")
+  if [ -n "$missing" ]; then
+    echo "check-nix: files the tests read are not in nix/package.nix's crane source (checks.nextest would not find them):" >&2
+    printf '  %s\n' $missing >&2
+    fail=1
+  else
+    echo "check-nix: every file the tests read is in the crane source of nix/package.nix ($(printf '%s\n' "$crane_entries" | wc -l) fileset entries)"
+  fi
+  # Negative test: without monitoring/ in the source, the monitoring tests' files are missing.
+  if [ -z "$(crane_src_missing "$(grep -vx monitoring <<<"$crane_entries")")" ]; then
+    echo "check-nix: negative test 'crane source without monitoring/': NOT detected" >&2
+    fail=1
+  else
+    echo "check-nix: negative test 'crane source without monitoring/': detected"
+  fi
+fi
+rm -f .crane-src.err
 
 tmp=$(mktemp -d)
 mutants=()
@@ -122,6 +175,15 @@ expect_rejected "nix/vm.nix with grub left enabled" 'boot.loader.grub.enable = m
 mutant modules/tidb.nix tidb-advertise '/"-advertise-address=/d'
 expect_rejected "modules/tidb.nix without -advertise-address" 'tidb-server gets -advertise-address' \
   "{ \"modules/tidb.nix\" = $m; }"
+# Re-audit (issue 9, reviewer): nixosModules wrappers without a fixed key are imported once per
+# reference, so default + ticdc defined services.ticdc.package twice (types.package: unique).
+mutant flake.nix flake-key '/^            key = "cdcmon-flake#package-defaults-ticdc";$/d'
+expect_rejected "flake.nix with an unkeyed package-defaults module" 'defined more than once: ["services.ticdc.changefeedTool","services.ticdc.package"]' \
+  "{ \"flake.nix\" = $m; }"
+# Re-audit: `nix flake check` rejects an app with attributes other than type/program/meta.
+mutant flake.nix flake-app-attr 's/^            meta.description = "Prefetch/            name = "pin-ticdc";\n&/'
+expect_rejected "flake.nix with an extra attribute on an app" 'apps.x86_64-linux.pin-ticdc' \
+  "{ \"flake.nix\" = $m; }"
 # Defect 7 (smoke step timeout).
 mutant tests/nixos/smoke.nix smoke-timeout 's/, timeout=\${p smokeStepTimeout}//'
 expect_rejected "tests/nixos/smoke.nix with the driver's default timeout" 'smoke step timeout' \
@@ -154,6 +216,47 @@ FAKE
 chmod +x "$tmp/bin/nix"
 nix-instantiate --eval --strict --json -E '(import ./nix/ticdc-source.nix).pinScript' 2>/dev/null |
   jq -r . >"$tmp/pin-ticdc.sh"
+# writeShellApplication runs shellcheck (and `bash -n`) on its text at build time, so a
+# shellcheck finding fails `nix run .#pin-ticdc` / `nix run .#stack` before they start. Check
+# every app's script here the same way: flake.nix evaluated with getExe returning the text.
+# shellcheck_apps FLAKE-FILE LABEL: 0 if every app script of that flake.nix passes.
+shellcheck_apps() {
+  local flake=$1 label=$2 apps app ok=0
+  if ! apps=$(nix-instantiate --eval --strict --json -E \
+    "(import ./nix/tests/flake-stub.nix { flakeFile = $flake; scriptTexts = true; }).outputs.apps.x86_64-linux" \
+    2>"$tmp/apps.err"); then
+    echo "check-nix: $label: cannot evaluate the apps' scripts:" >&2
+    cat "$tmp/apps.err" >&2
+    return 1
+  fi
+  for app in $(jq -r 'keys[]' <<<"$apps"); do
+    # writeShellApplication's preamble (errexit, nounset, pipefail), then the text.
+    { printf '#!/usr/bin/env bash\nset -o errexit\nset -o nounset\nset -o pipefail\n'
+      jq -r --arg a "$app" '.[$a].program' <<<"$apps"; } >"$tmp/app-$app.sh"
+    if bash -n "$tmp/app-$app.sh" 2>/dev/null && shellcheck "$tmp/app-$app.sh" >"$tmp/app-$app.sc" 2>&1; then
+      echo "check-nix: $label: apps.$app script passes shellcheck"
+    else
+      echo "check-nix: $label: apps.$app script fails shellcheck (writeShellApplication would not build):" >&2
+      cat "$tmp/app-$app.sc" >&2
+      ok=1
+    fi
+  done
+  return "$ok"
+}
+if ! command -v shellcheck >/dev/null 2>&1; then
+  echo "check-nix: shellcheck not found (install shellcheck): cannot check the apps' scripts" >&2
+  fail=1
+else
+  shellcheck_apps ./flake.nix flake.nix || fail=1
+  mutant flake.nix app-sc 's/exec ${lib.getExe vm} "\$@"/exec ${lib.getExe vm} $@/'
+  if shellcheck_apps "$m" "negative test (unquoted \$@ in the stack app)" >/dev/null 2>&1; then
+    echo "check-nix: negative test 'unquoted \$@ in the stack app': shellcheck ACCEPTED it" >&2
+    fail=1
+  else
+    echo "check-nix: negative test 'unquoted \$@ in the stack app': rejected by shellcheck"
+  fi
+fi
+
 if ! (cd "$tmp/pin" && FAKE_NIX_LOG="$tmp/urls" PATH="$tmp/bin:$PATH" \
   bash -o errexit -o nounset -o pipefail "$tmp/pin-ticdc.sh" >/dev/null 2>"$tmp/pin.err"); then
   echo "check-nix: the pin-ticdc script failed:" >&2
@@ -173,6 +276,18 @@ else
   else
     echo "check-nix: pin-ticdc prefetches both arches and writes pins the flake accepts"
   fi
+fi
+
+
+# The VM test's Python (tests/nixos/smoke.nix testScript) compiles: it only runs under KVM, so a
+# quoting slip in its shell-in-Python-in-Nix strings would otherwise show only in that run.
+if script=$(nix-instantiate --eval --strict --json -E '(import ./tests/nixos/smoke.nix { pkgs = { testers.runNixOSTest = x: x; }; self = { nixosModules.default = { }; }; }).testScript { nodes.machine.systemd.services.cdcmon-smoke.serviceConfig.TimeoutStartSec = "15min"; }' 2>"$tmp/smoke-script.err") &&
+  jq -r . <<<"$script" | python3 -c 'import sys; compile(sys.stdin.read(), "testScript", "exec")' 2>"$tmp/smoke-script.err"; then
+  echo "check-nix: tests/nixos/smoke.nix testScript is valid Python"
+else
+  echo "check-nix: tests/nixos/smoke.nix testScript does not evaluate or compile:" >&2
+  cat "$tmp/smoke-script.err" >&2
+  fail=1
 fi
 
 exit "$fail"

@@ -41,6 +41,9 @@ pub enum Command {
     /// TiCDC changefeed management.
     #[command(subcommand)]
     Changefeed(ChangefeedCommand),
+    /// The consumer side on any machine: an in-process mock Kafka with a generated TiCDC
+    /// stream, consumed by the real consume path.
+    Demo(crate::demo::DemoArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -81,6 +84,16 @@ pub struct ConsumeArgs {
     /// Event log destination: a file path (appended to), or `-` for stdout.
     #[arg(long, env = "CDCMON_EVENT_LOG", default_value = "-")]
     pub event_log: String,
+    /// Rotate the event log file once it holds this many bytes (checked every commit interval;
+    /// `events.ndjson` -> `events.ndjson.1` ...; 0 = never).
+    #[arg(long, env = "CDCMON_EVENT_LOG_MAX_BYTES", default_value_t = 0)]
+    pub event_log_max_bytes: u64,
+    /// Rotate the event log file once it is this many seconds old (0 = never).
+    #[arg(long, env = "CDCMON_EVENT_LOG_MAX_AGE_SECS", default_value_t = 0)]
+    pub event_log_max_age_secs: u64,
+    /// Rotated event log files kept (`.1` is the newest); older ones are deleted.
+    #[arg(long, env = "CDCMON_EVENT_LOG_KEEP", default_value_t = 5)]
+    pub event_log_keep: u32,
     /// Also log row values (off by default; redacted columns are masked even then).
     #[arg(long, env = "CDCMON_LOG_VALUES")]
     pub log_values: bool,
@@ -103,13 +116,29 @@ pub struct ConsumeArgs {
     /// ms; past it cdcmon exits 1 without the final commit (those events are read again).
     #[arg(long, env = "CDCMON_SHUTDOWN_TIMEOUT_MS", default_value_t = 8000)]
     pub shutdown_timeout_ms: u64,
-    /// Extra librdkafka consumer properties, `key=value`, comma-separated or repeated
-    /// (applied last, e.g. `security.protocol=ssl`).
-    #[arg(long = "kafka-option", env = "CDCMON_KAFKA_OPTIONS", value_delimiter = ',', value_parser = parse_key_value)]
-    pub kafka_options: Vec<(String, String)>,
+    /// Extra librdkafka consumer properties, `key=value`, applied last (e.g.
+    /// `security.protocol=ssl`). Repeat the flag for several; values may contain commas
+    /// (`debug=cgrp,topic`, `bootstrap.servers=a:9092,b:9092`). In one value (and in
+    /// CDCMON_KAFKA_OPTIONS) a `;` or newline directly followed by `name=` (a lower-case
+    /// property name) starts the next option: `debug=cgrp,topic;client.rack=r1`.
+    #[arg(long = "kafka-option", env = "CDCMON_KAFKA_OPTIONS", value_parser = parse_kafka_options)]
+    pub kafka_options: Vec<KafkaOptions>,
     /// Avro schema registry and row-checksum flags.
     #[command(flatten)]
     pub avro: crate::schema_registry::AvroArgs,
+}
+
+/// The librdkafka properties of one `--kafka-option` value (or of CDCMON_KAFKA_OPTIONS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaOptions(pub Vec<(String, String)>);
+
+impl ConsumeArgs {
+    /// Every `--kafka-option` property in order (a later one overrides an earlier one).
+    pub fn kafka_options(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.kafka_options
+            .iter()
+            .flat_map(|o| o.0.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    }
 }
 
 /// Flags of `cdcmon decode`.
@@ -131,6 +160,52 @@ pub struct DecodeArgs {
     pub avro: crate::schema_registry::AvroArgs,
 }
 
+/// Split `s` into `key=value` options at each `;` or newline that is directly followed
+/// (after blanks) by `name=`, where `name` looks like a librdkafka property: lower-case letters,
+/// digits, `_`, dot-separated (every librdkafka property is spelled so). Commas never split:
+/// librdkafka list values (`debug`, `bootstrap.servers`) use them. Everything else is part of
+/// the value, so the rule is unambiguous; a value that itself contains `;name=` cannot be given.
+fn parse_kafka_options(s: &str) -> Result<KafkaOptions, String> {
+    let mut options = Vec::new();
+    let mut start = 0;
+    for (i, c) in s.char_indices() {
+        if (c == ';' || c == '\n') && starts_with_property(&s[i + 1..]) {
+            push_option(&s[start..i], &mut options)?;
+            start = i + 1;
+        }
+    }
+    push_option(&s[start..], &mut options)?;
+    if options.is_empty() {
+        return Err(format!("expected key=value, got {s:?}"));
+    }
+    Ok(KafkaOptions(options))
+}
+
+/// Whether `rest` begins with `name=` (blanks allowed around the name).
+fn starts_with_property(rest: &str) -> bool {
+    let rest = rest.trim_start();
+    let Some((name, _)) = rest.split_once('=') else {
+        return false;
+    };
+    let name = name.trim_end();
+    !name.is_empty()
+        && name.split('.').all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        })
+}
+
+fn push_option(part: &str, options: &mut Vec<(String, String)>) -> Result<(), String> {
+    // Blank pieces (a trailing newline of an env file) hold nothing.
+    if part.trim().is_empty() {
+        return Ok(());
+    }
+    options.push(parse_key_value(part)?);
+    Ok(())
+}
+
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.trim().to_owned())),
@@ -144,12 +219,25 @@ pub fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("invalid --log filter {filter:?}: {e}"))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi_colours(std::io::IsTerminal::is_terminal(
+            &std::io::stderr(),
+        )));
     let result = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
     result.map_err(|e| anyhow::anyhow!("cannot install the log subscriber: {e}"))
+}
+
+/// Colours only for a person at a terminal. tracing-subscriber colours by default (unless
+/// `NO_COLOR`), also into a pipe: under systemd or Docker the escape codes would land in the
+/// journal / json-file log, make journalctl store the line as bytes, and reach the service-log
+/// index as `\x1b[2m…` around the timestamp and level, where Filebeat's level-word processor
+/// (nix/lib/stack.nix `levelWords`) cannot read the level. `NO_COLOR` (no-color.org) is still
+/// honoured at a terminal.
+fn ansi_colours(stderr_is_terminal: bool) -> bool {
+    stderr_is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 #[cfg(test)]
@@ -197,6 +285,80 @@ mod tests {
         assert_eq!(args.listen.port(), 9102);
         assert_eq!(args.protocol, ProtocolChoice::Auto);
         assert_eq!(args.redact, ["password", "secret", "token"]);
+        assert_eq!(
+            (
+                args.event_log_max_bytes,
+                args.event_log_max_age_secs,
+                args.event_log_keep
+            ),
+            (0, 0, 5),
+            "rotation is off unless asked for"
+        );
+    }
+
+    fn kafka_options_of(argv: &[&str]) -> Vec<(String, String)> {
+        let cli = Cli::try_parse_from(argv).unwrap();
+        let Command::Consume(args) = cli.command else {
+            panic!("not consume")
+        };
+        args.kafka_options()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+    }
+
+    fn kv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn kafka_option_values_keep_their_commas() {
+        assert_eq!(
+            kafka_options_of(&[
+                "cdcmon",
+                "consume",
+                "--kafka-option",
+                "debug=cgrp,topic",
+                "--kafka-option",
+                "bootstrap.servers=a:9092,b:9092",
+            ]),
+            kv(&[
+                ("debug", "cgrp,topic"),
+                ("bootstrap.servers", "a:9092,b:9092")
+            ])
+        );
+    }
+
+    #[test]
+    fn kafka_options_split_at_semicolons_and_newlines_before_a_name() {
+        let got = parse_kafka_options(
+            "debug=cgrp,topic; bootstrap.servers=a:9092,b:9092\nclient.rack = r1;\r\nfetch.wait.max.ms=50\n",
+        )
+        .unwrap();
+        assert_eq!(
+            got.0,
+            kv(&[
+                ("debug", "cgrp,topic"),
+                ("bootstrap.servers", "a:9092,b:9092"),
+                ("client.rack", "r1"),
+                ("fetch.wait.max.ms", "50"),
+            ])
+        );
+        // `;` not followed by a property name is part of the value.
+        let got = parse_kafka_options("sasl.kerberos.kinit.cmd=kinit -k; echo ok=1").unwrap();
+        assert_eq!(
+            got.0,
+            kv(&[("sasl.kerberos.kinit.cmd", "kinit -k; echo ok=1")])
+        );
+        assert!(
+            parse_kafka_options("debug=cgrp;topic").unwrap().0 == kv(&[("debug", "cgrp;topic")])
+        );
+        assert!(parse_kafka_options("").is_err());
+        assert!(parse_kafka_options("a=1;=2").unwrap().0 == kv(&[("a", "1;=2")]));
+        let err = parse_kafka_options("novalue").unwrap_err();
+        assert!(err.contains("novalue"), "{err}");
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! the messages whose lines it covered. On a partition revoke the rebalance callback does
 //! the same for the revoked partitions before they move, and on SIGTERM the loop stops fetching,
 //! flushes and commits synchronously. A crash therefore repeats at most one commit interval of
-//! events and never loses one.
+//! events and never loses one. A failed `fdatasync` of the event log is final: nothing more is
+//! committed and `consume` returns the error (the binary exits 1; a restart re-reads).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,8 +26,9 @@ use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
+use crate::assignment::{self, Assignment};
 use crate::cli::ConsumeArgs;
-use crate::eventlog::{EventLog, KafkaPosition, LogOptions};
+use crate::eventlog::{EventLog, KafkaPosition, LogFs, LogOptions, OsFs, Rotation, SyncFailure};
 use crate::http::{self, HttpState, Readiness};
 use crate::metrics::Metrics;
 use crate::pipeline::{self, Outcome, Pipeline, Sink};
@@ -59,7 +61,35 @@ pub async fn run(
     shutdown: CancellationToken,
     on_stop_overrun: StopOverrun,
 ) -> anyhow::Result<()> {
-    let metrics = Arc::new(Metrics::new()?);
+    run_with_log_fs(
+        args,
+        Arc::new(Metrics::new()?),
+        shutdown,
+        on_stop_overrun,
+        Arc::new(OsFs),
+    )
+    .await
+}
+
+/// [`run`] counting into `metrics`, which the caller keeps reading (`cdcmon demo`'s summary).
+pub async fn run_with_metrics(
+    args: ConsumeArgs,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+    on_stop_overrun: StopOverrun,
+) -> anyhow::Result<()> {
+    run_with_log_fs(args, metrics, shutdown, on_stop_overrun, Arc::new(OsFs)).await
+}
+
+/// [`run`] with the event log on `log_fs`: the daemon's is [`OsFs`]; tests pass one that fails
+/// writes or syncs on cue, to drive the real loop through disk failures.
+pub async fn run_with_log_fs(
+    args: ConsumeArgs,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+    on_stop_overrun: StopOverrun,
+    log_fs: Arc<dyn LogFs>,
+) -> anyhow::Result<()> {
     let readiness = Arc::new(Readiness::default());
     let listener = http::bind(args.listen).await?;
     tracing::info!(listen = %args.listen, "serving /metrics, /healthz, /readyz");
@@ -73,7 +103,7 @@ pub async fn run(
         http_stop.clone(),
     ));
 
-    let result = consume(&args, metrics, readiness, shutdown, on_stop_overrun).await;
+    let result = consume(&args, metrics, readiness, shutdown, on_stop_overrun, log_fs).await;
 
     http_stop.cancel();
     if let Err(err) = http_task.await {
@@ -90,6 +120,8 @@ struct Shared {
     sink: Arc<Mutex<Sink>>,
     /// The last async commit failed: commit again at the next tick even without new messages.
     commit_failed: AtomicBool,
+    /// The partitions of `topic` this member owns, from the rebalance callbacks.
+    assignment: Mutex<Assignment>,
 }
 
 struct Context {
@@ -128,6 +160,9 @@ impl ClientContext for Context {
         self.shared.readiness.broker_up.store(up, Ordering::Relaxed);
         self.update_ready_gauge();
         if let Some(topic) = stats.topics.get(&self.shared.topic) {
+            // Partitions whose position reached the broker's high watermark (nothing unread):
+            // the watermark minimum need not wait for them (src/watermark.rs).
+            let mut drained = Vec::new();
             for p in topic.partitions.values() {
                 // -1 is librdkafka's internal UA partition; only partitions we fetch count.
                 if p.partition < 0 || !p.desired || p.hi_offset < 0 {
@@ -138,19 +173,62 @@ impl ClientContext for Context {
                 } else if p.committed_offset >= 0 {
                     p.committed_offset
                 } else {
+                    // No position yet: drained only if the partition holds no message at all.
+                    drained.push((p.partition, p.lo_offset == p.hi_offset));
                     continue;
                 };
+                drained.push((p.partition, position >= p.hi_offset));
                 self.shared
                     .metrics
                     .consumer_lag
                     .with_label_values(&[&p.partition.to_string()])
                     .set((p.hi_offset - position).max(0));
             }
+            let mut sink = pipeline::lock(&self.shared.sink);
+            let mut changed = false;
+            for (partition, is_drained) in drained {
+                changed |= sink.watermarks.drained(partition, is_drained);
+            }
+            if changed {
+                sink.publish_watermark(&self.shared.metrics);
+            }
         }
     }
 }
 
 impl Context {
+    /// The partitions of our topic in a rebalance callback's list.
+    fn topic_partitions(&self, tpl: &TopicPartitionList) -> Vec<i32> {
+        tpl.elements()
+            .iter()
+            .filter(|e| e.topic() == self.shared.topic)
+            .map(|e| e.partition())
+            .collect()
+    }
+
+    fn lock_assignment(&self) -> std::sync::MutexGuard<'_, Assignment> {
+        self.shared
+            .assignment
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Readiness, `cdcmon_kafka_assigned_partitions` and the watermark minimum follow the real
+    /// assignment after every rebalance callback.
+    fn apply_assignment(&self, owned: &Assignment, sink: &mut Sink) {
+        sink.watermarks.set_assigned(&owned.partitions());
+        sink.publish_watermark(&self.shared.metrics);
+        self.shared
+            .readiness
+            .partitions_assigned
+            .store(!owned.is_empty(), Ordering::Relaxed);
+        self.shared
+            .metrics
+            .assigned_partitions
+            .set(owned.len() as i64);
+        self.update_ready_gauge();
+    }
+
     fn update_ready_gauge(&self) {
         let ready = self.shared.readiness.is_ready();
         self.shared.metrics.ready.set(i64::from(ready));
@@ -162,13 +240,13 @@ impl ConsumerContext for Context {
         let Rebalance::Revoke(revoked) = rebalance else {
             return;
         };
-        let partitions: Vec<i32> = revoked
-            .elements()
-            .iter()
-            .filter(|e| e.topic() == self.shared.topic)
-            .map(|e| e.partition())
-            .collect();
-        tracing::info!(?partitions, "partitions revoked: committing their offsets");
+        let protocol = assignment::Protocol::from(consumer.rebalance_protocol());
+        let partitions = self.topic_partitions(revoked);
+        tracing::info!(
+            ?partitions,
+            ?protocol,
+            "partitions revoked: committing their offsets"
+        );
         // Commit what we logged for the revoked partitions before another member takes them.
         let mut sink = pipeline::lock(&self.shared.sink);
         if let Err(err) = sink.event_log.flush_durable() {
@@ -184,39 +262,65 @@ impl ConsumerContext for Context {
         for p in &partitions {
             sink.pending.remove(p);
             sink.syncing.remove(p);
-            sink.watermarks.remove(p);
             let _ = self
                 .shared
                 .metrics
                 .consumer_lag
                 .remove_label_values(&[&p.to_string()]);
         }
-        drop(sink);
-        self.shared
-            .readiness
-            .partitions_assigned
-            .store(false, Ordering::Relaxed);
-        self.shared.metrics.assigned_partitions.set(0);
-        self.update_ready_gauge();
+        // Under cooperative rebalancing only the listed partitions go; the rest stay ours.
+        let mut owned = self.lock_assignment();
+        owned.revoke(protocol, &partitions);
+        self.apply_assignment(&owned, &mut sink);
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
-                let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-                tracing::info!(?partitions, "partitions assigned");
-                self.shared
-                    .readiness
-                    .partitions_assigned
-                    .store(!partitions.is_empty(), Ordering::Relaxed);
-                self.shared
-                    .metrics
-                    .assigned_partitions
-                    .set(partitions.len() as i64);
-                self.update_ready_gauge();
+                let protocol = assignment::Protocol::from(consumer.rebalance_protocol());
+                let partitions = self.topic_partitions(tpl);
+                let mut sink = pipeline::lock(&self.shared.sink);
+                let mut owned = self.lock_assignment();
+                owned.assign(protocol, &partitions);
+                tracing::info!(
+                    ?partitions,
+                    ?protocol,
+                    assignment = ?owned.partitions(),
+                    "partitions assigned"
+                );
+                self.apply_assignment(&owned, &mut sink);
             }
             Rebalance::Revoke(_) => {}
-            Rebalance::Error(err) => tracing::error!(error = %err, "rebalance error"),
+            Rebalance::Error(err) => {
+                // rdkafka has just unassigned (eager: everything; cooperative: a list we are
+                // not shown): take the assignment from librdkafka itself.
+                tracing::error!(error = %err, "rebalance error");
+                let partitions = match consumer.assignment() {
+                    Ok(tpl) => self.topic_partitions(&tpl),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "cannot read the assignment after a rebalance error");
+                        Vec::new()
+                    }
+                };
+                let mut sink = pipeline::lock(&self.shared.sink);
+                let mut owned = self.lock_assignment();
+                let before = owned.partitions();
+                owned.set(&partitions);
+                // No revoke callback ran for what we lost: drop its offsets (a later commit
+                // would rewind the member that owns them now) and its lag series, as
+                // pre_rebalance does for a revoke.
+                let dropped = sink.retain_owned(&partitions);
+                for p in before.iter().chain(&dropped) {
+                    if !partitions.contains(p) {
+                        let _ = self
+                            .shared
+                            .metrics
+                            .consumer_lag
+                            .remove_label_values(&[&p.to_string()]);
+                    }
+                }
+                self.apply_assignment(&owned, &mut sink);
+            }
         }
     }
 
@@ -270,7 +374,7 @@ fn consumer_config(args: &ConsumeArgs) -> ClientConfig {
         // With a small queue the thresholds are hit all the time: librdkafka then postpones the
         // partition's next fetch by this much (default 1000 ms, which cut throughput tenfold).
         .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS.to_string());
-    for (k, v) in &args.kafka_options {
+    for (k, v) in args.kafka_options() {
         cfg.set(k, v);
     }
     cfg
@@ -295,10 +399,19 @@ async fn consume(
     readiness: Arc<Readiness>,
     shutdown: CancellationToken,
     on_stop_overrun: StopOverrun,
+    log_fs: Arc<dyn LogFs>,
 ) -> anyhow::Result<()> {
-    let event_log = EventLog::open(
+    let rotation = Rotation {
+        max_bytes: args.event_log_max_bytes,
+        max_age: (args.event_log_max_age_secs > 0)
+            .then(|| Duration::from_secs(args.event_log_max_age_secs)),
+        keep: args.event_log_keep,
+    };
+    let event_log = EventLog::open_with(
         &args.event_log,
         LogOptions::new(args.log_values, &args.redact),
+        rotation,
+        log_fs,
     )?;
     let sink = Arc::new(Mutex::new(Sink::new(event_log)));
     let shared = Arc::new(Shared {
@@ -307,6 +420,7 @@ async fn consume(
         topic: args.topic.clone(),
         sink: sink.clone(),
         commit_failed: AtomicBool::new(false),
+        assignment: Mutex::new(Assignment::default()),
     });
     let consumer: StreamConsumer<Context> = consumer_config(args)
         .create_with_context(Context {
@@ -340,6 +454,8 @@ async fn consume(
     // and removed a waiter (two lock round trips) for every message.
     let cancelled = shutdown.cancelled();
     tokio::pin!(cancelled);
+    // A failed fdatasync: stop consuming, commit nothing more, exit non-zero (fsyncgate).
+    let mut sync_failed: Option<anyhow::Error> = None;
 
     loop {
         let message = tokio::select! {
@@ -347,12 +463,21 @@ async fn consume(
             _ = &mut cancelled => break,
             synced = wait_sync(&mut syncing), if syncing.is_some() => {
                 syncing = None;
-                finish_commit(&consumer, &shared, synced);
+                if let Err(err) = finish_commit(&consumer, &shared, synced) {
+                    sync_failed = Some(err);
+                    break;
+                }
                 continue;
             }
             _ = commit_tick.tick() => {
                 if syncing.is_none() {
-                    syncing = start_commit(&shared);
+                    match start_commit(&shared) {
+                        Ok(task) => syncing = task,
+                        Err(failure) => {
+                            sync_failed = Some(failure.into());
+                            break;
+                        }
+                    }
                 }
                 continue;
             }
@@ -424,26 +549,52 @@ async fn consume(
         }
     }
 
-    tracing::info!("stopping: flushing the event log and committing offsets");
-    // Bound the graceful stop: a hung disk sync or a synchronous commit to an unreachable broker
-    // must not outlive --shutdown-timeout-ms (systemd would SIGKILL later anyway).
+    // Bound the stop: a hung disk sync or a synchronous commit to an unreachable broker must not
+    // outlive --shutdown-timeout-ms (systemd would SIGKILL later anyway).
     let watchdog = ShutdownWatchdog::arm(
         Duration::from_millis(args.shutdown_timeout_ms),
         on_stop_overrun,
     );
-    if let Some(task) = syncing.take() {
-        // Its offsets are committed below with everything else, after a sync of its own.
-        let _ = task.await;
-        pipeline::lock(&shared.sink).dirty = true;
+    let result = match sync_failed {
+        Some(err) => Err(err),
+        None => {
+            tracing::info!("stopping: flushing the event log and committing offsets");
+            let in_flight = match syncing.take() {
+                // Its offsets are committed below with everything else, after a sync of its own
+                // (which the sync gate refuses if this one failed).
+                Some(task) => wait_sync(&mut Some(task)).await.map(|()| {
+                    pipeline::lock(&shared.sink).dirty = true;
+                }),
+                None => Ok(()),
+            };
+            in_flight.and_then(|()| commit_at_shutdown(&consumer, &shared))
+        }
+    };
+    if let Err(err) = &result {
+        report_sync_failure(&shared, err);
     }
-    commit_at_shutdown(&consumer, &shared);
     // Leave the group now so partitions move to other members without waiting for a timeout.
+    // After a sync failure the revoke this triggers commits nothing either: every sync of the
+    // event log now reports that failure.
     consumer.unsubscribe();
     // Closing the consumer and the dead-letter producer can block too: inside the bound.
     drop(consumer);
     drop(dead_letter);
     watchdog.disarm();
-    Ok(())
+    result
+}
+
+/// The one loud error line of a failed event-log sync: the file, the errno, what happens next.
+fn report_sync_failure(shared: &Shared, err: &anyhow::Error) {
+    shared.metrics.event_log_errors.inc();
+    let failure = err.downcast_ref::<SyncFailure>();
+    tracing::error!(
+        path = failure.map(|f| f.path.display().to_string()),
+        errno = failure.and_then(SyncFailure::errno),
+        error = %err,
+        "event log fdatasync failed: consuming stopped, offsets past the last successful sync \
+         are not committed; exiting non-zero so a restart reads them again"
+    );
 }
 
 /// The daemon's [`StopOverrun`]: nothing more can be made durable in time, so exit non-zero.
@@ -486,80 +637,101 @@ impl ShutdownWatchdog {
 }
 
 /// A background `fdatasync` of the event log.
-type SyncTask = tokio::task::JoinHandle<std::io::Result<()>>;
+type SyncTask = tokio::task::JoinHandle<Result<(), SyncFailure>>;
 
 /// Wait for the sync in flight (never resolves when there is none; the `select!` guards it).
-async fn wait_sync(task: &mut Option<SyncTask>) -> std::io::Result<()> {
+async fn wait_sync(task: &mut Option<SyncTask>) -> anyhow::Result<()> {
     match task {
         Some(task) => match task.await {
-            Ok(result) => result,
-            Err(join) => Err(std::io::Error::other(join)),
+            Ok(result) => result.map_err(anyhow::Error::from),
+            Err(join) => Err(anyhow::anyhow!("event log fdatasync task failed: {join}")),
         },
         None => std::future::pending().await,
     }
 }
 
-/// The periodic commit, first half: hand the buffered lines to the OS, note the offsets they
-/// cover, and start their `fdatasync` on a blocking thread. The loop keeps consuming meanwhile;
-/// [`finish_commit`] commits the noted offsets once the sync succeeded, so a committed offset
-/// still always means its events are on disk.
-fn start_commit(shared: &Shared) -> Option<SyncTask> {
+/// The periodic commit, first half: rotate the event log if it is due, hand the buffered lines
+/// to the OS, note the offsets they cover, and start their `fdatasync` on a blocking thread. The
+/// loop keeps consuming meanwhile; [`finish_commit`] commits the noted offsets once the sync
+/// succeeded, so a committed offset still always means its events are on disk. `Err`: a sync
+/// of the event log failed (here, in a rotation, or earlier in a revoke): stop.
+fn start_commit(shared: &Shared) -> Result<Option<SyncTask>, SyncFailure> {
     let mut sink = pipeline::lock(&shared.sink);
+    if let Some(failure) = sink.event_log.sync_failure() {
+        return Err(failure);
+    }
+    // Once per tick, not per message: rotation costs the hot path nothing but a byte count.
+    if let Err(err) = sink.event_log.rotate_if_due() {
+        if let Some(failure) = sink.event_log.sync_failure() {
+            return Err(failure);
+        }
+        // Renaming or opening failed: the current file stays in use, the next tick retries.
+        shared.metrics.event_log_errors.inc();
+        tracing::error!(error = %err, "event log rotation failed; writing on to the current file");
+    }
     let retry = shared.commit_failed.swap(false, Ordering::Relaxed);
     if !sink.dirty && !retry {
-        return None;
+        return Ok(None);
     }
-    let file = match sink.event_log.flush_to_os() {
-        Ok(file) => file,
+    let handle = match sink.event_log.flush_to_os() {
+        Ok(handle) => handle,
         Err(err) => {
+            // A write error (disk full, ...): nothing lost, the lines stay buffered and the
+            // next tick writes them (only their unwritten rest, so no line is doubled).
             shared.metrics.event_log_errors.inc();
-            tracing::error!(error = %err, "event log flush failed; offsets not committed");
-            return None;
+            tracing::error!(error = %err, "event log write failed; offsets not committed");
+            return Ok(None);
         }
     };
     sink.dirty = false;
     sink.syncing = sink.pending.clone();
     drop(sink);
-    Some(tokio::task::spawn_blocking(move || match file {
-        Some(file) => file.sync_data(),
+    Ok(Some(tokio::task::spawn_blocking(move || match handle {
+        Some(handle) => handle.sync(),
         None => Ok(()),
-    }))
+    })))
 }
 
-/// The periodic commit, second half: commit (async) what the finished sync made durable.
-fn finish_commit(consumer: &StreamConsumer<Context>, shared: &Shared, synced: std::io::Result<()>) {
+/// The periodic commit, second half: commit (async) what the finished sync made durable. A
+/// failed sync is final (fsyncgate, [`SyncFailure`]): nothing is committed, now or later.
+fn finish_commit(
+    consumer: &StreamConsumer<Context>,
+    shared: &Shared,
+    synced: anyhow::Result<()>,
+) -> anyhow::Result<()> {
     let offsets = {
         let mut sink = pipeline::lock(&shared.sink);
         let offsets = std::mem::take(&mut sink.syncing);
-        if let Err(err) = synced {
-            // Not durable: commit nothing; the next tick flushes and syncs again.
-            sink.dirty = true;
-            shared.metrics.event_log_errors.inc();
-            tracing::error!(error = %err, "event log fdatasync failed; offsets not committed");
-            return;
-        }
+        synced?;
         offsets
     };
     commit_offsets(consumer, &shared.topic, offsets, CommitMode::Async);
+    Ok(())
 }
 
-/// Make the event log durable, then commit every pending offset synchronously (shutdown).
-fn commit_at_shutdown(consumer: &StreamConsumer<Context>, shared: &Shared) {
+/// Make the event log durable, then commit every pending offset synchronously (shutdown). A
+/// write error commits nothing (the events are read again after the restart); a sync failure
+/// is returned, so the process exits non-zero.
+fn commit_at_shutdown(consumer: &StreamConsumer<Context>, shared: &Shared) -> anyhow::Result<()> {
     let offsets: Vec<(i32, i64)> = {
         let mut sink = pipeline::lock(&shared.sink);
         let retry = shared.commit_failed.swap(false, Ordering::Relaxed);
         if !sink.dirty && !retry {
-            return;
+            return Ok(());
         }
         if let Err(err) = sink.event_log.flush_durable() {
+            if let Some(failure) = sink.event_log.sync_failure() {
+                return Err(failure.into());
+            }
             shared.metrics.event_log_errors.inc();
-            tracing::error!(error = %err, "event log flush failed; offsets not committed");
-            return;
+            tracing::error!(error = %err, "event log write failed at shutdown; offsets not committed");
+            return Ok(());
         }
         sink.dirty = false;
         sink.pending.iter().map(|(p, next)| (*p, *next)).collect()
     };
     commit_offsets(consumer, &shared.topic, offsets, CommitMode::Sync);
+    Ok(())
 }
 
 /// Commit the next offset to read per partition of `topic`. Never fatal: a failure is recorded
@@ -739,7 +911,9 @@ mod tests {
             "cdcmon",
             "consume",
             "--kafka-option",
-            "auto.offset.reset=latest,fetch.wait.max.ms=50",
+            "auto.offset.reset=latest;fetch.wait.max.ms=50",
+            "--kafka-option",
+            "debug=cgrp,topic",
         ])
         .unwrap();
         let crate::cli::Command::Consume(args) = cli.command else {
@@ -748,6 +922,7 @@ mod tests {
         let cfg = consumer_config(&args);
         assert_eq!(cfg.get("auto.offset.reset"), Some("latest"));
         assert_eq!(cfg.get("fetch.wait.max.ms"), Some("50"));
+        assert_eq!(cfg.get("debug"), Some("cgrp,topic"));
         assert_eq!(cfg.get("enable.auto.commit"), Some("false"));
     }
 }

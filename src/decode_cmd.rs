@@ -22,22 +22,48 @@ pub fn run(args: &DecodeArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         .avro
         .apply(Decoder::new(args.protocol, args.compression))?;
     let registry = args.avro.registry()?;
-    let events = crate::schema_registry::decode_fetching(
+    let decoded = crate::schema_registry::decode_fetching(
         &mut decoder,
         registry.as_deref(),
         key.as_deref(),
         Some(&value),
     )
     .map_err(|e| anyhow::anyhow!("cannot decode {}: {e}", display_name(&args.value)))?;
+    // The good events of a partly bad open-protocol batch are printed, as the consume path
+    // keeps them; the bad ones make the command fail (one line, every error named).
     let mut line = Vec::with_capacity(512);
-    for ev in &events {
+    for ev in &decoded.events {
         line.clear();
         write_event_json(ev, &mut line);
         line.push(b'\n');
         out.write_all(&line).context("cannot write to stdout")?;
     }
     out.flush().context("cannot write to stdout")?;
-    Ok(())
+    if decoded.errors.is_empty() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "cannot decode {}: {} of {} events undecodable: {}",
+        display_name(&args.value),
+        decoded.errors.len(),
+        decoded.errors.len() + decoded.events.len(),
+        summarize(&decoded.errors)
+    )
+}
+
+/// The first few errors on one line, then how many more.
+fn summarize(errors: &[crate::protocol::DecodeError]) -> String {
+    const SHOWN: usize = 5;
+    let mut s = errors
+        .iter()
+        .take(SHOWN)
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ");
+    if errors.len() > SHOWN {
+        s.push_str(&format!("; and {} more", errors.len() - SHOWN));
+    }
+    s
 }
 
 fn display_name(path: &Path) -> String {

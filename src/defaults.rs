@@ -16,5 +16,7 @@ pub const PROMETHEUS_URL: &str = "http://127.0.0.1:9090";
 pub const ELASTICSEARCH_URL: &str = "http://127.0.0.1:9200";
 /// The index pattern Filebeat's daily `cdc-events-YYYY.MM.DD` indices match.
 pub const ELASTICSEARCH_INDEX: &str = "cdc-events-*";
+/// The stack services' logs (issue 14): daily `stack-logs-YYYY.MM.DD` indices.
+pub const LOGS_INDEX: &str = "stack-logs-*";
 pub const GRAFANA_URL: &str = "http://127.0.0.1:3000";
 pub const CDCMON_URL: &str = "http://127.0.0.1:9102";

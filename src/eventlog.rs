@@ -1,16 +1,19 @@
 //! The ndjson event log: one line per row or DDL event, shaped for Filebeat's ndjson parser and
 //! the `cdc-events-*` index (format: `docs/event-log.md`).
 //!
-//! Lines are rendered by hand into a reused buffer (no intermediate `serde_json::Value`), and
-//! written through a large `BufWriter`. Durability is decided by the consumer: it calls
-//! [`EventLog::flush_durable`] before committing offsets, so a committed offset always means the
-//! events before it are in the file.
+//! Lines are rendered by hand (no intermediate `serde_json::Value`) straight into one 256 KiB
+//! buffer, a message's lines all at once, and written in large appends. Durability is decided by
+//! the consumer: it syncs ([`EventLog::flush_to_os`] + [`DurableHandle::sync`], or
+//! [`EventLog::flush_durable`]) before committing offsets, so a committed offset always means the
+//! events before it are on disk; a failed sync ends that for good ([`SyncFailure`]). Size/age
+//! rotation ([`Rotation`]) runs between messages, after a sync of the old file.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::ops::Range;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
 
@@ -495,18 +498,199 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-enum Destination {
-    Stdout(BufWriter<io::Stdout>),
-    File(BufWriter<File>),
+/// The file under the event log: what the writer needs from it. The daemon uses
+/// [`std::fs::File`]; tests wrap one to inject write and sync failures into the real consume
+/// loop (`tests/event_log_durability.rs`).
+pub trait LogFile: Send + Sync {
+    /// One `write(2)` at the end of the file (opened for append); may write less than `buf`.
+    fn write(&self, buf: &[u8]) -> io::Result<usize>;
+    /// `fdatasync(2)`.
+    fn sync_data(&self) -> io::Result<()>;
+    /// The underlying file, for its metadata and the torn-tail check at open.
+    fn file(&self) -> &File;
 }
 
-/// The event-log writer: buffered appends, explicit durable flush.
+impl LogFile for File {
+    fn write(&self, buf: &[u8]) -> io::Result<usize> {
+        Write::write(&mut &*self, buf)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        File::sync_data(self)
+    }
+    fn file(&self) -> &File {
+        self
+    }
+}
+
+/// The file-system operations of the event log and its rotation. [`OsFs`] in the daemon; tests
+/// wrap it to fail or "crash" at a chosen step.
+pub trait LogFs: Send + Sync {
+    /// Open (create if absent) `path` for appending.
+    fn open_append(&self, path: &Path) -> io::Result<Arc<dyn LogFile>>;
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// `fsync(2)` of a directory, so renames and new entries in it survive a crash.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+}
+
+/// The real file system.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OsFs;
+
+impl LogFs for OsFs {
+    fn open_append(&self, path: &Path) -> io::Result<Arc<dyn LogFile>> {
+        // Readable too: opening checks the last byte for a torn line.
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(path)?;
+        Ok(Arc::new(file))
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        File::open(dir)?.sync_all()
+    }
+}
+
+/// When the event log is rotated (`--event-log-max-bytes`, `--event-log-max-age-secs`,
+/// `--event-log-keep`; `docs/event-log.md`).
+#[derive(Debug, Clone, Copy)]
+pub struct Rotation {
+    /// Rotate once the file holds this many bytes; 0 = never.
+    pub max_bytes: u64,
+    /// Rotate once the file is this old (and not empty); `None` = never.
+    pub max_age: Option<Duration>,
+    /// Rotated files kept: `PATH.1` (newest) … `PATH.keep`.
+    pub keep: u32,
+}
+
+impl Default for Rotation {
+    fn default() -> Self {
+        Rotation {
+            max_bytes: 0,
+            max_age: None,
+            keep: 5,
+        }
+    }
+}
+
+impl Rotation {
+    pub fn enabled(&self) -> bool {
+        self.max_bytes > 0 || self.max_age.is_some()
+    }
+}
+
+/// A failed `fdatasync` of the event log (or of its directory after a rotation). Linux reports a
+/// writeback error once and may have dropped the unwritten pages: a later sync can succeed
+/// without those lines ever reaching the disk ("fsyncgate"). So a failure is final for this
+/// process: every later sync reports it again and nothing past the last good sync is committed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "fdatasync of event log {path} failed: {source}; lines written since the last successful \
+     sync may not be on disk, so no offset past it is committed (exiting: a restart reads them \
+     again)"
+)]
+pub struct SyncFailure {
+    pub path: PathBuf,
+    #[source]
+    pub source: Arc<io::Error>,
+}
+
+impl SyncFailure {
+    /// The errno of the failed sync, when the OS gave one.
+    pub fn errno(&self) -> Option<i32> {
+        self.source.raw_os_error()
+    }
+}
+
+/// Serializes every sync of the event log and remembers the first failure for good. Two syncs
+/// must not overlap: the kernel reports a writeback error to only one of two concurrent
+/// `fdatasync`s of the same open file, and the other would then commit.
+#[derive(Default)]
+struct SyncGate {
+    failure: Mutex<Option<SyncFailure>>,
+}
+
+impl SyncGate {
+    fn lock(&self) -> MutexGuard<'_, Option<SyncFailure>> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Run `sync` unless a sync already failed; record its failure.
+    fn sync(&self, path: &Path, sync: impl FnOnce() -> io::Result<()>) -> Result<(), SyncFailure> {
+        let mut failure = self.lock();
+        if let Some(f) = &*failure {
+            return Err(f.clone());
+        }
+        sync().map_err(|e| {
+            let f = SyncFailure {
+                path: path.to_owned(),
+                source: Arc::new(e),
+            };
+            *failure = Some(f.clone());
+            f
+        })
+    }
+
+    fn failure(&self) -> Option<SyncFailure> {
+        self.lock().clone()
+    }
+}
+
+/// What [`EventLog::flush_to_os`] hands out: a sync of the file the flushed lines are in, which
+/// can run off the consume loop.
+pub struct DurableHandle {
+    file: Arc<dyn LogFile>,
+    path: Arc<Path>,
+    gate: Arc<SyncGate>,
+}
+
+impl DurableHandle {
+    /// `fdatasync` the file; once any sync of this log failed, always that failure.
+    pub fn sync(&self) -> Result<(), SyncFailure> {
+        self.gate.sync(&self.path, || self.file.sync_data())
+    }
+}
+
+enum Destination {
+    Stdout(io::Stdout),
+    File(FileLog),
+}
+
+/// The file destination: the open file, its size and age for rotation, the sync gate.
+struct FileLog {
+    path: Arc<Path>,
+    fs: Arc<dyn LogFs>,
+    file: Arc<dyn LogFile>,
+    /// A regular file (synced, rotatable); `false` for a device or pipe, never synced.
+    regular: bool,
+    /// Bytes in the current file (what was there at open plus what this process wrote).
+    bytes: u64,
+    /// When the current file was started (its birth time when the file system reports it).
+    started: Instant,
+    rotation: Rotation,
+    gate: Arc<SyncGate>,
+}
+
+/// The event-log writer: whole messages rendered into one buffer, written in large appends,
+/// explicit durable flush, rotation at commit time.
 pub struct EventLog {
     dest: Destination,
     opts: LogOptions,
-    line: Vec<u8>,
-    /// A second handle on the file (same open file description) for `fdatasync` off the loop.
-    sync_handle: Option<Arc<File>>,
+    /// Rendered lines not yet in the file: always whole messages, so a write failure never
+    /// leaves part of a message to be rendered again (issue 10.7).
+    buf: Vec<u8>,
+    /// How much of the front of `buf` a short write already put in the file; the next write
+    /// resumes there, which completes a line a short write tore.
+    written: usize,
     stamps: Stamps,
 }
 
@@ -514,79 +698,353 @@ pub struct EventLog {
 const BUFFER_BYTES: usize = 256 * 1024;
 
 impl EventLog {
-    /// `path` `-` means stdout; anything else is a file opened for append (created if absent).
+    /// `path` `-` means stdout; anything else is a file opened for append (created if absent),
+    /// never rotated.
     pub fn open(path: &str, opts: LogOptions) -> anyhow::Result<Self> {
-        let mut sync_handle = None;
+        Self::open_with(path, opts, Rotation::default(), Arc::new(OsFs))
+    }
+
+    /// [`EventLog::open`] with rotation, on the given file system. A file whose last line was
+    /// torn (a `kill -9` in the middle of a write) gets a newline first, so the fragment stays a
+    /// line of its own instead of corrupting the next one; its message was never committed and is
+    /// read and written again.
+    pub fn open_with(
+        path: &str,
+        opts: LogOptions,
+        rotation: Rotation,
+        fs: Arc<dyn LogFs>,
+    ) -> anyhow::Result<Self> {
         let dest = if path == "-" {
-            Destination::Stdout(BufWriter::with_capacity(BUFFER_BYTES, io::stdout()))
+            if rotation.enabled() {
+                anyhow::bail!(
+                    "--event-log-max-bytes/--event-log-max-age-secs rotate a file; the event \
+                     log is `-` (stdout), which cannot be rotated (set --event-log to a path, \
+                     or both limits to 0)"
+                );
+            }
+            Destination::Stdout(io::stdout())
         } else {
-            let path = Path::new(path);
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
+            if rotation.enabled() && rotation.keep == 0 {
+                anyhow::bail!(
+                    "--event-log-keep 0 with rotation would delete {path} as soon as it is \
+                     rotated, before Filebeat has read it; keep at least 1"
+                );
+            }
+            let path: Arc<Path> = Arc::from(Path::new(path));
+            let created = std::fs::symlink_metadata(&path).is_err();
+            let (file, bytes, started) = open_file(&*fs, &path)
                 .map_err(|e| anyhow::anyhow!("cannot open event log {}: {e}", path.display()))?;
-            let sync = file.try_clone().map_err(|e| {
-                anyhow::anyhow!("cannot duplicate event log handle {}: {e}", path.display())
-            })?;
-            sync_handle = Some(Arc::new(sync));
-            Destination::File(BufWriter::with_capacity(BUFFER_BYTES, file))
+            // A character device or pipe (`/dev/null`, a FIFO to another process): fdatasync
+            // fails there with EINVAL, which the sync gate would take as a lost write and stop
+            // the daemon on. Such a destination is a stream, like stdout: lines handed to the
+            // OS are as durable as it gets, and it cannot be rotated.
+            let regular = file
+                .file()
+                .metadata()
+                .map(|m| m.file_type().is_file())
+                .map_err(|e| anyhow::anyhow!("cannot stat event log {}: {e}", path.display()))?;
+            if !regular && rotation.enabled() {
+                anyhow::bail!(
+                    "event log {} is not a regular file (a device or pipe), which cannot be \
+                     rotated: set --event-log-max-bytes and --event-log-max-age-secs to 0",
+                    path.display()
+                );
+            }
+            if created {
+                // A new file's name is durable only once its directory is synced: "Calling
+                // fsync() does not necessarily ensure that the entry in the directory containing
+                // the file has also reached disk. For that an explicit fsync() on a file
+                // descriptor for the directory is also needed" (fsync(2)). Without it, lines
+                // fdatasync'ed into the new file and committed could vanish with its entry in
+                // a power failure (first start, or a restart after a crash between a rotation's
+                // rename of PATH and its directory sync).
+                let dir = parent_dir(&path);
+                fs.sync_dir(&dir).map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot sync directory {} after creating event log {}: {e}",
+                        dir.display(),
+                        path.display()
+                    )
+                })?;
+            }
+            Destination::File(FileLog {
+                regular,
+                path,
+                fs,
+                file,
+                bytes,
+                started,
+                rotation,
+                gate: Arc::new(SyncGate::default()),
+            })
         };
         Ok(EventLog {
             dest,
             opts,
-            line: Vec::with_capacity(1024),
-            sync_handle,
+            buf: Vec::with_capacity(BUFFER_BYTES + 64 * 1024),
+            written: 0,
             stamps: Stamps::default(),
         })
     }
 
-    /// Append one event's line (buffered). Only row and DDL events are logged.
-    pub fn write_event(
+    /// Append the lines of one message's events (only row and DDL events are logged), all or
+    /// nothing: if the buffer is full and cannot be written out, nothing of this message is
+    /// taken (`Err`) and the caller retries the whole message; otherwise all its lines are
+    /// buffered and the message needs no retry. No allocation once the buffer has grown.
+    pub fn write_message<'e, 'a: 'e>(
         &mut self,
-        ev: &ChangeEvent<'_>,
+        events: impl IntoIterator<Item = &'e ChangeEvent<'a>>,
         pos: &KafkaPosition<'_>,
         now_ms: i64,
     ) -> io::Result<()> {
-        if !is_logged(ev.kind) {
-            return Ok(());
+        if self.buf.len() >= BUFFER_BYTES {
+            self.write_out()?;
         }
-        self.line.clear();
-        render_line_with(
-            ev,
-            pos,
-            &self.opts,
-            now_ms,
-            &mut self.stamps,
-            &mut self.line,
-        );
-        match &mut self.dest {
-            Destination::Stdout(w) => w.write_all(&self.line),
-            Destination::File(w) => w.write_all(&self.line),
+        for ev in events.into_iter().filter(|ev| is_logged(ev.kind)) {
+            render_line_with(ev, pos, &self.opts, now_ms, &mut self.stamps, &mut self.buf);
         }
+        Ok(())
+    }
+
+    /// Write the whole buffer to the destination. A short write or an error keeps the unwritten
+    /// rest (and only it) for the next call.
+    fn write_out(&mut self) -> io::Result<()> {
+        while self.written < self.buf.len() {
+            let rest = &self.buf[self.written..];
+            let n = match &mut self.dest {
+                Destination::Stdout(out) => out.lock().write(rest),
+                Destination::File(f) => f.file.write(rest),
+            };
+            match n {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.written += n;
+                    if let Destination::File(f) = &mut self.dest {
+                        f.bytes += n as u64;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.buf.clear();
+        self.written = 0;
+        Ok(())
     }
 
     /// Hand buffered lines to the OS (no disk sync). Returns what to `fdatasync` to make them
-    /// durable: the file (a shared handle, so the sync can run off the consume loop), or `None`
-    /// for stdout, which has nothing to sync.
-    pub fn flush_to_os(&mut self) -> io::Result<Option<Arc<File>>> {
+    /// durable (a handle that can run off the consume loop), or `None` for stdout, which has
+    /// nothing to sync.
+    pub fn flush_to_os(&mut self) -> io::Result<Option<DurableHandle>> {
+        self.write_out()?;
         match &mut self.dest {
-            Destination::Stdout(w) => w.flush().map(|()| None),
-            Destination::File(w) => {
-                w.flush()?;
-                Ok(self.sync_handle.clone())
-            }
+            Destination::Stdout(out) => out.lock().flush().map(|()| None),
+            Destination::File(f) if !f.regular => Ok(None),
+            Destination::File(f) => Ok(Some(DurableHandle {
+                file: f.file.clone(),
+                path: f.path.clone(),
+                gate: f.gate.clone(),
+            })),
         }
     }
 
-    /// Flush buffered lines to the OS and, for a file, to disk (`fdatasync`).
+    /// Flush buffered lines to the OS and, for a file, to disk (`fdatasync`). After a failed
+    /// sync this always fails ([`EventLog::sync_failure`]).
     pub fn flush_durable(&mut self) -> io::Result<()> {
-        match &mut self.dest {
-            Destination::Stdout(w) => w.flush(),
-            Destination::File(w) => {
-                w.flush()?;
-                w.get_ref().sync_data()
+        match self.flush_to_os()? {
+            Some(handle) => handle.sync().map_err(io::Error::other),
+            None => Ok(()),
+        }
+    }
+
+    /// The sync failure that ended this log's durability, if one happened.
+    pub fn sync_failure(&self) -> Option<SyncFailure> {
+        match &self.dest {
+            Destination::File(f) => f.gate.failure(),
+            Destination::Stdout(_) => None,
+        }
+    }
+
+    /// Rotate if the file reached `max_bytes` or `max_age` (checked by the consumer once per
+    /// commit tick: a byte counter and a clock read, nothing per line). `Ok(true)`: rotated. An
+    /// error leaves the current file in use and the rotation due; when it was a failed sync,
+    /// [`EventLog::sync_failure`] says so and the caller must stop.
+    pub fn rotate_if_due(&mut self) -> io::Result<bool> {
+        let Destination::File(f) = &self.dest else {
+            return Ok(false);
+        };
+        let size = f.bytes + (self.buf.len() - self.written) as u64;
+        let by_size = f.rotation.max_bytes > 0 && size >= f.rotation.max_bytes;
+        let by_age = size > 0
+            && f.rotation
+                .max_age
+                .is_some_and(|age| f.started.elapsed() >= age);
+        if !(by_size || by_age) {
+            return Ok(false);
+        }
+        self.rotate()?;
+        Ok(true)
+    }
+
+    /// logrotate-style: `PATH.keep` → `PATH.keep+1` … `PATH` → `PATH.1`, a fresh `PATH`, the
+    /// files above `keep` deleted, then the directory synced. Only at a message boundary (the whole buffer written first) and
+    /// only after the old file's lines are on disk, so every committed offset's line stays
+    /// durable under whatever name. A crash part-way leaves each file under its old or its new
+    /// name (renames go from the oldest down, each into a free slot): nothing uncommitted is
+    /// lost, at worst a number is skipped or a file above `keep` is left for the next
+    /// rotation to delete (`docs/event-log.md`).
+    fn rotate(&mut self) -> io::Result<()> {
+        self.write_out()?;
+        let Destination::File(f) = &mut self.dest else {
+            return Ok(());
+        };
+        let file = f.file.clone();
+        f.gate
+            .sync(&f.path, || file.sync_data())
+            .map_err(io::Error::other)?;
+        let keep = f.rotation.keep;
+        let dir = parent_dir(&f.path);
+        // Only the numbers that exist (a directory listing, not `keep` renames to try), from
+        // the highest down, each one up into a slot that is free (its file already moved up):
+        // no rename replaces a file. The expired ones (now above `keep`) are deleted only after
+        // the new file exists. Deleting first (a rename onto `.keep`) freed an inode that the
+        // new file could get at once (ext4 hands out the lowest free inode of the group);
+        // Filebeat's `file_identity.native` then sees, at its next scan, the old `.keep`
+        // "renamed" to the new file and resumes at the old file's offset, skipping the new
+        // file's first lines whenever it has already grown past that offset (elastic/beats
+        // filebeat/input/filestream fswatch.go `watch`: a path whose id moved is a rename;
+        // input.go `openFile` restarts from 0 only when the file is smaller than the offset).
+        for n in rotated_numbers(&f.path, &dir)? {
+            rename_if_exists(&*f.fs, &numbered(&f.path, n), &numbered(&f.path, n + 1))?;
+        }
+        rename_if_exists(&*f.fs, &f.path, &numbered(&f.path, 1))?;
+        let (new_file, bytes, _) = open_file(&*f.fs, &f.path)?;
+        // From here on new lines go to the new file, whatever happens below.
+        f.file = new_file;
+        f.bytes = bytes;
+        f.started = Instant::now();
+        remove_beyond(&*f.fs, &f.path, &dir, keep);
+        let fs = f.fs.clone();
+        f.gate
+            .sync(&f.path, || fs.sync_dir(&dir))
+            .map_err(io::Error::other)?;
+        tracing::info!(path = %f.path.display(), keep, "event log rotated");
+        Ok(())
+    }
+}
+
+/// Open `path` for append; returns the file, its size and when it was started. A torn last line
+/// gets its newline (see [`EventLog::open_with`]).
+fn open_file(fs: &dyn LogFs, path: &Path) -> io::Result<(Arc<dyn LogFile>, u64, Instant)> {
+    let file = fs.open_append(path)?;
+    let meta = file.file().metadata()?;
+    let mut bytes = meta.len();
+    if bytes > 0 {
+        use std::os::unix::fs::FileExt;
+        let mut last = [0u8; 1];
+        file.file().read_exact_at(&mut last, bytes - 1)?;
+        if last[0] != b'\n' {
+            let fragment = torn_fragment_len(file.file(), bytes)?;
+            tracing::warn!(
+                path = %path.display(),
+                fragment_bytes = fragment,
+                "event log ends in a torn line (a crash mid-write); terminating it so the next \
+                 line starts clean (its events are uncommitted and will be written again)"
+            );
+            if file.write(b"\n")? != 1 {
+                return Err(io::ErrorKind::WriteZero.into());
             }
+            bytes += 1;
+        }
+    }
+    // The file's age counts from its birth where the file system reports one (statx), so a
+    // restart does not reset --event-log-max-age-secs; otherwise from now.
+    let now = Instant::now();
+    let started = meta
+        .created()
+        .ok()
+        .and_then(|born| std::time::SystemTime::now().duration_since(born).ok())
+        .and_then(|age| now.checked_sub(age))
+        .filter(|_| bytes > 0)
+        .unwrap_or(now);
+    Ok((file, bytes, started))
+}
+
+/// Bytes after the last newline of a file of `len` bytes (for the log line; reads at most 1 MiB).
+fn torn_fragment_len(file: &File, len: u64) -> io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let window = len.min(1 << 20);
+    let mut tail = vec![0u8; window as usize];
+    file.read_exact_at(&mut tail, len - window)?;
+    Ok(match tail.iter().rposition(|&b| b == b'\n') {
+        Some(i) => window - i as u64 - 1,
+        None => window,
+    })
+}
+
+/// `PATH.n`.
+pub fn numbered(path: &Path, n: u32) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{n}"));
+    PathBuf::from(name)
+}
+
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    }
+}
+
+fn rename_if_exists(fs: &dyn LogFs, from: &Path, to: &Path) -> io::Result<()> {
+    match fs.rename(from, to) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other.map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("rename {} -> {}: {e}", from.display(), to.display()),
+            )
+        }),
+    }
+}
+
+/// The n of every `PATH.n` in `dir`, highest first.
+fn rotated_numbers(path: &Path, dir: &Path) -> io::Result<Vec<u32>> {
+    let base = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    let mut numbers: Vec<u32> = std::fs::read_dir(dir)
+        .map_err(|e| io::Error::new(e.kind(), format!("list {}: {e}", dir.display())))?
+        .flatten()
+        .filter_map(|entry| {
+            entry
+                .file_name()
+                .to_str()?
+                .strip_prefix(base)?
+                .strip_prefix('.')?
+                .parse()
+                .ok()
+        })
+        .collect();
+    numbers.sort_unstable_by_key(|n| std::cmp::Reverse(*n));
+    Ok(numbers)
+}
+
+/// Delete `PATH.n` for every n > keep (left by a larger keep, or by a crash mid-rotation).
+/// Best effort: a file that cannot be deleted is logged and tried again at the next rotation.
+fn remove_beyond(fs: &dyn LogFs, path: &Path, dir: &Path, keep: u32) {
+    let numbers = match rotated_numbers(path, dir) {
+        Ok(numbers) => numbers,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot list rotated event logs");
+            return;
+        }
+    };
+    for n in numbers.into_iter().filter(|n| *n > keep) {
+        let old = numbered(path, n);
+        if let Err(err) = fs.remove_file(&old) {
+            tracing::warn!(path = %old.display(), error = %err, "cannot delete an expired rotated event log");
         }
     }
 }
@@ -872,9 +1330,8 @@ mod tests {
         let path_str = path.to_str().unwrap();
         for _ in 0..2 {
             let mut log = EventLog::open(path_str, LogOptions::default()).unwrap();
-            log.write_event(&row_event(), &POS, 0).unwrap();
             let wm = ChangeEvent::new(Protocol::CanalJson, EventKind::Watermark);
-            log.write_event(&wm, &POS, 0).unwrap();
+            log.write_message(&[row_event(), wm], &POS, 0).unwrap();
             log.flush_durable().unwrap();
         }
         let text = std::fs::read_to_string(&path).unwrap();
@@ -984,18 +1441,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("events.ndjson");
         let mut log = EventLog::open(path.to_str().unwrap(), LogOptions::default()).unwrap();
-        log.write_event(&row_event(), &POS, 0).unwrap();
+        log.write_message(&[row_event()], &POS, 0).unwrap();
         assert_eq!(std::fs::read(&path).unwrap().len(), 0, "still buffered");
         let handle = log
             .flush_to_os()
             .unwrap()
             .expect("a file has a sync handle");
-        handle.sync_data().unwrap();
+        handle.sync().unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 1);
         // Writing on goes to the same file; the handle stays valid.
-        log.write_event(&row_event(), &POS, 0).unwrap();
+        log.write_message(&[row_event()], &POS, 0).unwrap();
         log.flush_to_os().unwrap();
-        handle.sync_data().unwrap();
+        handle.sync().unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 2);
         let mut stdout = EventLog::open("-", LogOptions::default()).unwrap();
         assert!(stdout.flush_to_os().unwrap().is_none());
@@ -1019,6 +1476,541 @@ mod tests {
             write_rfc3339_ms(&mut fresh, ms);
             assert_eq!(cached, fresh, "{ms}");
         }
+    }
+
+    /// A [`LogFs`] over the real one that fails on cue: the `n`th write call (1-based) writes
+    /// only part of its buffer, write calls in `fail_writes` fail, the `fail_sync`th sync fails,
+    /// and from operation `crash_at` (open/rename/remove/sync_dir, 1-based) on, everything fails
+    /// as if the process had died there.
+    #[derive(Default)]
+    struct Faulty {
+        short_write: Option<usize>,
+        fail_writes: std::ops::Range<usize>,
+        fail_sync: Option<usize>,
+        crash_at: Option<usize>,
+        writes: std::sync::atomic::AtomicUsize,
+        syncs: std::sync::atomic::AtomicUsize,
+        ops: Mutex<Vec<String>>,
+    }
+
+    struct FaultyFile {
+        file: File,
+        fs: Arc<Faulty>,
+    }
+
+    fn count(n: &std::sync::atomic::AtomicUsize) -> usize {
+        n.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1
+    }
+
+    impl LogFile for FaultyFile {
+        fn write(&self, buf: &[u8]) -> io::Result<usize> {
+            let n = count(&self.fs.writes);
+            if self.fs.fail_writes.contains(&n) {
+                return Err(io::Error::from_raw_os_error(28)); // ENOSPC
+            }
+            if self.fs.short_write == Some(n) {
+                // Cut inside a line, not at its end.
+                return LogFile::write(&self.file, &buf[..buf.len() / 2 + 1]);
+            }
+            LogFile::write(&self.file, buf)
+        }
+        fn sync_data(&self) -> io::Result<()> {
+            if self.fs.fail_sync == Some(count(&self.fs.syncs)) {
+                return Err(io::Error::from_raw_os_error(5)); // EIO
+            }
+            self.file.sync_data()
+        }
+        fn file(&self) -> &File {
+            &self.file
+        }
+    }
+
+    struct FaultyFs(Arc<Faulty>);
+
+    impl FaultyFs {
+        fn op(&self, what: String) -> io::Result<()> {
+            let mut ops = self.0.ops.lock().unwrap();
+            ops.push(what);
+            if self.0.crash_at.is_some_and(|k| ops.len() >= k) {
+                return Err(io::Error::other("crashed here"));
+            }
+            Ok(())
+        }
+    }
+
+    fn name(p: &Path) -> String {
+        p.file_name().unwrap().to_string_lossy().into_owned()
+    }
+
+    impl LogFs for FaultyFs {
+        fn open_append(&self, path: &Path) -> io::Result<Arc<dyn LogFile>> {
+            self.op(format!("open {}", name(path)))?;
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .read(true)
+                .open(path)?;
+            Ok(Arc::new(FaultyFile {
+                file,
+                fs: self.0.clone(),
+            }))
+        }
+        fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+            // A rename onto an existing file deletes that file: say so, tests forbid it.
+            let replaces = if to.exists() { " (replaces)" } else { "" };
+            self.op(format!("rename {} {}{replaces}", name(from), name(to)))?;
+            std::fs::rename(from, to)
+        }
+        fn remove_file(&self, path: &Path) -> io::Result<()> {
+            self.op(format!("remove {}", name(path)))?;
+            std::fs::remove_file(path)
+        }
+        fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+            self.op("sync_dir".to_owned())?;
+            OsFs.sync_dir(dir)
+        }
+    }
+
+    /// A row event with key `id=<id>` at `offset`.
+    fn keyed(id: u64) -> ChangeEvent<'static> {
+        let mut ev = row_event();
+        ev.keys = vec![col("id", &id.to_string())];
+        ev
+    }
+
+    fn at(offset: i64) -> KafkaPosition<'static> {
+        KafkaPosition {
+            topic: "app_cdc",
+            partition: 0,
+            offset,
+        }
+    }
+
+    /// Every line of the log files in `dir` parsed (panics on a torn line), as (offset, id).
+    fn lines_in(dir: &Path) -> Vec<(i64, u64)> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+            for line in text.lines() {
+                let v: serde_json::Value = serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("torn line {line:?}: {e}"));
+                out.push((
+                    v["kafka"]["offset"].as_i64().unwrap(),
+                    v["cdc"]["keys"]["id"].as_u64().unwrap(),
+                ));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    fn faulty_log(path: &Path, faults: Faulty, rotation: Rotation) -> (EventLog, Arc<Faulty>) {
+        let faults = Arc::new(faults);
+        let log = EventLog::open_with(
+            path.to_str().unwrap(),
+            LogOptions::default(),
+            rotation,
+            Arc::new(FaultyFs(faults.clone())),
+        )
+        .unwrap();
+        (log, faults)
+    }
+
+    /// Issue 10.7: a short write, then errors, in the middle of a buffer of multi-event
+    /// messages: retried writes resume where the short write stopped, so every line is in the
+    /// file exactly once and whole.
+    #[test]
+    fn a_short_write_then_errors_neither_double_nor_tear_a_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.ndjson");
+        let faults = Faulty {
+            short_write: Some(1),
+            fail_writes: 2..4,
+            ..Faulty::default()
+        };
+        let (mut log, _) = faulty_log(&path, faults, Rotation::default());
+        let mut id = 0;
+        for offset in 0..10 {
+            let events: Vec<_> = (0..16)
+                .map(|_| {
+                    id += 1;
+                    keyed(id)
+                })
+                .collect();
+            log.write_message(&events, &at(offset), 0).unwrap();
+        }
+        assert!(log.flush_to_os().is_err(), "short write, then ENOSPC");
+        let torn = std::fs::read(&path).unwrap();
+        assert_ne!(torn.last(), Some(&b'\n'), "the short write tore a line");
+        assert!(log.flush_durable().is_err(), "ENOSPC again");
+        log.flush_durable().unwrap();
+        let got = lines_in(dir.path());
+        let want: Vec<(i64, u64)> = (0..160).map(|i| (i as i64 / 16, i as u64 + 1)).collect();
+        assert_eq!(got, want);
+    }
+
+    /// Issue 10.7, the other half: when the buffer is full and cannot be written, the next
+    /// message is refused whole (nothing of it rendered), and its retry logs it once.
+    #[test]
+    fn a_message_refused_on_a_full_buffer_is_taken_whole_on_retry() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.ndjson");
+        let faults = Faulty {
+            fail_writes: 1..3,
+            ..Faulty::default()
+        };
+        let (mut log, faults) = faulty_log(&path, faults, Rotation::default());
+        let mut offset = 0;
+        // Fill the buffer past its limit without any write.
+        while log.buf.len() < BUFFER_BYTES {
+            log.write_message(
+                &[keyed(offset as u64), keyed(offset as u64 + 1_000_000)],
+                &at(offset),
+                0,
+            )
+            .unwrap();
+            offset += 1;
+        }
+        assert_eq!(faults.writes.load(std::sync::atomic::Ordering::SeqCst), 0);
+        let message = [keyed(offset as u64), keyed(offset as u64 + 1_000_000)];
+        for _ in 0..2 {
+            let before = log.buf.len();
+            assert!(log.write_message(&message, &at(offset), 0).is_err());
+            assert_eq!(
+                log.buf.len(),
+                before,
+                "nothing of a refused message is kept"
+            );
+        }
+        log.write_message(&message, &at(offset), 0).unwrap();
+        log.flush_durable().unwrap();
+        let got = lines_in(dir.path());
+        assert_eq!(got.len() as i64, 2 * (offset + 1));
+        let mut dedup = got.clone();
+        dedup.dedup();
+        assert_eq!(dedup, got, "no line twice");
+        assert_eq!(got.iter().filter(|(o, _)| *o == offset).count(), 2);
+    }
+
+    /// Issue 10.6 (fsyncgate): once a sync failed, every later sync of the log fails with that
+    /// failure without asking the kernel again (which would say "fine"), through the
+    /// background handle and `flush_durable` alike.
+    #[test]
+    fn a_failed_sync_is_final() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.ndjson");
+        let faults = Faulty {
+            fail_sync: Some(2),
+            ..Faulty::default()
+        };
+        let (mut log, faults) = faulty_log(&path, faults, Rotation::default());
+        log.write_message(&[keyed(1)], &at(0), 0).unwrap();
+        let handle = log.flush_to_os().unwrap().unwrap();
+        handle.sync().unwrap();
+        assert!(log.sync_failure().is_none());
+        log.write_message(&[keyed(2)], &at(1), 0).unwrap();
+        log.flush_to_os().unwrap();
+        let failure = handle.sync().unwrap_err();
+        assert_eq!(failure.errno(), Some(5));
+        assert_eq!(failure.path, path);
+        let text = failure.to_string();
+        assert!(
+            text.contains(path.to_str().unwrap()) && text.contains("os error 5"),
+            "{text}"
+        );
+        // The kernel would report success now; the log must not ask it.
+        assert!(log.flush_durable().is_err());
+        assert!(handle.sync().is_err());
+        assert!(log.rotate().is_err(), "no rotation on an undurable file");
+        assert_eq!(faults.syncs.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert_eq!(log.sync_failure().unwrap().errno(), Some(5));
+    }
+
+    fn rotating(max_bytes: u64, keep: u32) -> Rotation {
+        Rotation {
+            max_bytes,
+            max_age: None,
+            keep,
+        }
+    }
+
+    fn file_names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Size rotation: logrotate numbering (`.1` newest), `keep` files kept, the directory
+    /// synced after the renames and the new file, the old file synced before.
+    #[test]
+    fn rotation_renames_keeps_and_syncs_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.ndjson");
+        let (mut log, faults) = faulty_log(&path, Faulty::default(), rotating(1000, 2));
+        assert!(!log.rotate_if_due().unwrap(), "empty: not due");
+        let mut offset = 0;
+        let mut write_until_rotated = |log: &mut EventLog| loop {
+            log.write_message(&[keyed(offset as u64)], &at(offset), 0)
+                .unwrap();
+            offset += 1;
+            if log.rotate_if_due().unwrap() {
+                return;
+            }
+        };
+        write_until_rotated(&mut log);
+        assert_eq!(file_names(dir.path()), ["events.ndjson", "events.ndjson.1"]);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+        assert!(std::fs::metadata(numbered(&path, 1)).unwrap().len() >= 1000);
+        assert_eq!(faults.syncs.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // Left by an earlier, larger keep: deleted at the next rotation.
+        std::fs::write(numbered(&path, 9), b"{}\n").unwrap();
+        for _ in 0..3 {
+            write_until_rotated(&mut log);
+        }
+        assert_eq!(
+            file_names(dir.path()),
+            ["events.ndjson", "events.ndjson.1", "events.ndjson.2"]
+        );
+        let ops = faults.ops.lock().unwrap().clone();
+        assert!(
+            ops.contains(&"remove events.ndjson.10".to_owned()),
+            "{ops:?}"
+        );
+        // No file is deleted before the new one exists, by a rename onto it or otherwise: the
+        // new file must not get the inode of a file Filebeat knows (see `rotate`).
+        assert!(!ops.iter().any(|op| op.ends_with("(replaces)")), "{ops:?}");
+        assert_eq!(
+            &ops[ops.len() - 6..],
+            [
+                "rename events.ndjson.2 events.ndjson.3",
+                "rename events.ndjson.1 events.ndjson.2",
+                "rename events.ndjson events.ndjson.1",
+                "open events.ndjson",
+                "remove events.ndjson.3",
+                "sync_dir"
+            ]
+        );
+        // .1 is newer than .2: its first offset follows .2's last.
+        let first = |n| {
+            let text = std::fs::read_to_string(numbered(&path, n)).unwrap();
+            let offs: Vec<i64> = text
+                .lines()
+                .map(|l| {
+                    serde_json::from_str::<serde_json::Value>(l).unwrap()["kafka"]["offset"]
+                        .as_i64()
+                        .unwrap()
+                })
+                .collect();
+            (offs[0], *offs.last().unwrap())
+        };
+        assert_eq!(first(2).1 + 1, first(1).0);
+        assert_eq!(
+            first(1).1 + 1,
+            offset,
+            "the new file is empty, .1 has the latest"
+        );
+    }
+
+    /// A crash (kill -9) at every step of a rotation, then a restart on the same directory that
+    /// writes on and rotates again: every line written and synced is still in some file, whole,
+    /// exactly once; numbering may skip (a half-done rename chain) but never reorders.
+    #[test]
+    fn a_crash_at_any_step_of_a_rotation_loses_nothing() {
+        // Steps of one rotation with keep 3 and files .1 .2 already there: rename .2 .3,
+        // rename .1 .2, rename base .1, open base, sync_dir.
+        for crash_at in 1..=5 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("events.ndjson");
+            let mut offset = 0i64;
+            let mut write = |log: &mut EventLog, n: i64| {
+                for _ in 0..n {
+                    log.write_message(&[keyed(offset as u64)], &at(offset), 0)
+                        .unwrap();
+                    offset += 1;
+                }
+            };
+            {
+                let (mut log, _) = faulty_log(&path, Faulty::default(), rotating(1, 3));
+                for _ in 0..2 {
+                    write(&mut log, 3);
+                    assert!(log.rotate_if_due().unwrap());
+                }
+                write(&mut log, 3);
+                log.flush_durable().unwrap();
+            }
+            // Reopened on a file system that "dies" at the given step (its op 1 is this open).
+            let faults = Faulty {
+                crash_at: Some(1 + crash_at),
+                ..Faulty::default()
+            };
+            let (mut log, faults) = faulty_log(&path, faults, rotating(1, 3));
+            assert!(log.rotate_if_due().is_err());
+            let ops = faults.ops.lock().unwrap().clone();
+            assert_eq!(ops.len(), 1 + crash_at, "{ops:?}");
+            drop(log); // the process dies here: nothing more happens
+            let before = lines_in(dir.path());
+            assert_eq!(
+                before.len(),
+                9,
+                "crash at step {crash_at}: {:?}",
+                file_names(dir.path())
+            );
+            // Restart: writes on, rotates again, all fine.
+            let (mut log, _) = faulty_log(&path, Faulty::default(), rotating(1, 10));
+            write(&mut log, 3);
+            assert!(log.rotate_if_due().unwrap());
+            write(&mut log, 3);
+            log.flush_durable().unwrap();
+            let after = lines_in(dir.path());
+            let want: Vec<(i64, u64)> = (0..15).map(|o| (o, o as u64)).collect();
+            assert_eq!(
+                after,
+                want,
+                "crash at step {crash_at}: {:?}",
+                file_names(dir.path())
+            );
+            // Higher number = older, whatever the gaps.
+            let mut last_first = i64::MAX;
+            for n in (1..=10)
+                .rev()
+                .map(|n| numbered(&path, n))
+                .chain([path.clone()])
+            {
+                let Ok(text) = std::fs::read_to_string(&n) else {
+                    continue;
+                };
+                if let Some(l) = text.lines().next() {
+                    let o =
+                        serde_json::from_str::<serde_json::Value>(l).unwrap()["kafka"]["offset"]
+                            .as_i64()
+                            .unwrap();
+                    assert!(
+                        last_first == i64::MAX || o > last_first,
+                        "{} out of order",
+                        n.display()
+                    );
+                    last_first = o;
+                }
+            }
+        }
+    }
+
+    /// A torn last line (kill -9 inside a write) is terminated at open, so the next line is not
+    /// glued to it.
+    #[test]
+    fn a_torn_tail_is_terminated_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.ndjson");
+        std::fs::write(&path, b"{\"whole\":1}\n{\"torn\":").unwrap();
+        let mut log = EventLog::open(path.to_str().unwrap(), LogOptions::default()).unwrap();
+        log.write_message(&[keyed(7)], &at(3), 0).unwrap();
+        log.flush_durable().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[..2], ["{\"whole\":1}", "{\"torn\":"]);
+        let v: serde_json::Value = serde_json::from_str(lines[2]).unwrap();
+        assert_eq!(v["kafka"]["offset"], 3);
+    }
+
+    /// fsync(2): a new file's directory entry needs a directory sync. Creating the log syncs
+    /// its directory before any line can be committed; reopening an existing file does not.
+    #[test]
+    fn creating_the_log_syncs_its_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.ndjson");
+        let (log, faults) = faulty_log(&path, Faulty::default(), Rotation::default());
+        drop(log);
+        assert_eq!(
+            *faults.ops.lock().unwrap(),
+            ["open events.ndjson", "sync_dir"]
+        );
+        let (_log, faults) = faulty_log(&path, Faulty::default(), Rotation::default());
+        assert_eq!(*faults.ops.lock().unwrap(), ["open events.ndjson"]);
+        // A directory that cannot be synced is an error at start, not a silent risk.
+        let other = dir.path().join("other.ndjson");
+        let faults = Arc::new(Faulty {
+            crash_at: Some(2),
+            ..Faulty::default()
+        });
+        let err = EventLog::open_with(
+            other.to_str().unwrap(),
+            LogOptions::default(),
+            Rotation::default(),
+            Arc::new(FaultyFs(faults)),
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(err.contains("cannot sync directory"), "{err}");
+    }
+
+    #[test]
+    fn age_rotation_skips_an_empty_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.ndjson");
+        let rotation = Rotation {
+            max_bytes: 0,
+            max_age: Some(Duration::from_millis(1)),
+            keep: 2,
+        };
+        let (mut log, _) = faulty_log(&path, Faulty::default(), rotation);
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(!log.rotate_if_due().unwrap(), "nothing to rotate");
+        log.write_message(&[keyed(1)], &at(0), 0).unwrap();
+        assert!(log.rotate_if_due().unwrap());
+        assert!(!log.rotate_if_due().unwrap(), "the new file is empty");
+        assert_eq!(file_names(dir.path()), ["events.ndjson", "events.ndjson.1"]);
+    }
+
+    #[test]
+    fn rotation_of_stdout_or_with_keep_0_is_refused() {
+        let err = EventLog::open_with("-", LogOptions::default(), rotating(10, 5), Arc::new(OsFs))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("stdout") && err.contains("--event-log-max-bytes"),
+            "{err}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.ndjson");
+        let err = EventLog::open_with(
+            path.to_str().unwrap(),
+            LogOptions::default(),
+            rotating(10, 0),
+            Arc::new(OsFs),
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(err.contains("--event-log-keep 0"), "{err}");
+        // Stdout without rotation is fine.
+        assert!(EventLog::open("-", LogOptions::default()).is_ok());
+    }
+
+    /// `--event-log /dev/null` (the demo docs' "no event log"): a device is a stream, not a
+    /// file to fdatasync (it fails with EINVAL there, which the sync gate would treat as a lost
+    /// write and stop the daemon on), and it cannot be rotated.
+    #[test]
+    fn a_device_is_written_but_never_synced_or_rotated() {
+        let mut log = EventLog::open("/dev/null", LogOptions::default()).unwrap();
+        log.write_message(&[row_event()], &POS, 0).unwrap();
+        assert!(log.flush_to_os().unwrap().is_none(), "nothing to fdatasync");
+        log.flush_durable().unwrap();
+        assert!(log.sync_failure().is_none());
+        let err = EventLog::open_with(
+            "/dev/null",
+            LogOptions::default(),
+            rotating(10, 5),
+            Arc::new(OsFs),
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(err.contains("not a regular file"), "{err}");
     }
 
     #[test]

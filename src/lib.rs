@@ -5,12 +5,14 @@
 //! DDL event. The other subcommands set up and verify the stack around it.
 //! Module map: `docs/architecture.md`.
 
+pub mod assignment;
 pub mod checksum;
 pub mod cli;
 pub mod consumer;
 pub mod db;
 pub mod decode_cmd;
 pub mod defaults;
+pub mod demo;
 pub mod event;
 pub mod eventlog;
 pub mod http;
@@ -21,3 +23,4 @@ pub mod schema_registry;
 pub mod shutdown;
 pub mod smoke;
 pub mod ticdc_api;
+pub mod watermark;

@@ -46,6 +46,11 @@ fn run(command: Command) -> anyhow::Result<()> {
             Command::Changefeed(ChangefeedCommand::Ensure(args)) => {
                 cdcmon::ticdc_api::run_ensure(args).await
             }
+            Command::Demo(args) => {
+                let shutdown = CancellationToken::new();
+                cdcmon::shutdown::cancel_on_signals(shutdown.clone())?;
+                cdcmon::demo::run(args, shutdown).await
+            }
         }
     })
 }

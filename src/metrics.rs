@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::event::RowOp;
@@ -27,7 +27,12 @@ pub struct Metrics {
     pub events: IntCounterVec,
     pub ddl_events: IntCounterVec,
     pub event_lag: Histogram,
-    pub watermark_seconds: Gauge,
+    /// `cdc_watermark_timestamp_seconds`: a vector without labels, so the series exists only
+    /// while a minimum watermark is known (`with_label_values(&[])`) and disappears (`reset`)
+    /// when it is not. Never 0 for "none received": that reads as 1970 (docs/monitoring.md).
+    pub watermark_seconds: GaugeVec,
+    pub watermark_partitions_waiting: IntGauge,
+    pub ddl_broadcast_copies: IntCounter,
     pub decode_errors: IntCounterVec,
     pub consumer_lag: IntGaugeVec,
     pub messages: IntCounter,
@@ -86,9 +91,30 @@ impl Metrics {
             )?,
             watermark_seconds: register(
                 r,
-                Gauge::new(
-                    "cdc_watermark_timestamp_seconds",
-                    "Minimum TiCDC watermark (resolved ts) across assigned partitions, unix seconds.",
+                GaugeVec::new(
+                    Opts::new(
+                        "cdc_watermark_timestamp_seconds",
+                        "Minimum TiCDC watermark (resolved ts) over the assigned partitions (but \
+                         drained ones that delivered nothing), unix seconds; absent until every \
+                         one of them sent a watermark.",
+                    ),
+                    &[],
+                )?,
+            )?,
+            watermark_partitions_waiting: register(
+                r,
+                IntGauge::new(
+                    "cdcmon_watermark_partitions_waiting",
+                    "Assigned partitions that delivered events of a protocol that sends \
+                     watermarks, but no watermark yet.",
+                )?,
+            )?,
+            ddl_broadcast_copies: register(
+                r,
+                IntCounter::new(
+                    "cdcmon_ddl_broadcast_copies_total",
+                    "Copies of broadcast DDL on partitions other than 0: skipped, counted once \
+                     from partition 0.",
                 )?,
             )?,
             decode_errors: register(
@@ -230,6 +256,17 @@ impl Metrics {
         out
     }
 
+    /// Export the minimum watermark (TSO), or remove the series when none is known.
+    pub fn set_watermark(&self, min_tso: Option<u64>) {
+        match min_tso {
+            Some(ts) => self
+                .watermark_seconds
+                .with_label_values::<&str>(&[])
+                .set(crate::event::tso_physical_ms(ts) as f64 / 1000.0),
+            None => self.watermark_seconds.reset(),
+        }
+    }
+
     pub fn decode_error(&self, reason: DecodeErrorReason) {
         self.decode_errors
             .with_label_values(&[reason.as_str()])
@@ -279,9 +316,14 @@ impl Hasher for FxHasher {
 
 type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
-/// Counter handles for one table: one per row op, and DDL types resolved on first use.
+/// Counter handles for one table. The three row-op series are created together on the table's
+/// first *row* event, so a table that only ever saw DDL has no `cdc_events_total` series (no
+/// series for what never happened: periodic DDL-only tables would grow cardinality without
+/// bound), while a table with rows has all three from then on: the first update or delete after
+/// an insert then starts from a scraped 0, which `increase()` (the dashboard's pie) needs to
+/// count it. DDL types are created on first use.
 struct TableCounters {
-    ops: [IntCounter; 3],
+    ops: Option<[IntCounter; 3]>,
     ddl: FxMap<Box<str>, IntCounter>,
 }
 
@@ -308,26 +350,23 @@ impl EventCounters {
         }
     }
 
-    fn table(&mut self, db: &str, table: &str) -> &mut TableCounters {
+    fn table_index(&mut self, db: &str, table: &str) -> usize {
         self.key.clear();
         self.key.push_str(db);
         self.key.push('\0');
         self.key.push_str(table);
-        let i = match self.index.get(self.key.as_str()) {
+        match self.index.get(self.key.as_str()) {
             Some(&i) => i,
             None => {
-                let ops =
-                    RowOp::ALL.map(|op| self.events.with_label_values(&[db, table, op.as_str()]));
                 self.tables.push(TableCounters {
-                    ops,
+                    ops: None,
                     ddl: FxMap::default(),
                 });
                 let i = self.tables.len() - 1;
                 self.index.insert(self.key.as_str().into(), i);
                 i
             }
-        };
-        &mut self.tables[i]
+        }
     }
 
     pub fn row(&mut self, db: &str, table: &str, op: RowOp) {
@@ -336,17 +375,23 @@ impl EventCounters {
             RowOp::Update => 1,
             RowOp::Delete => 2,
         };
-        self.table(db, table).ops[idx].inc();
+        let i = self.table_index(db, table);
+        // Disjoint fields: the handles are in `tables`, the family only read on a first row.
+        let events = &self.events;
+        let ops = self.tables[i].ops.get_or_insert_with(|| {
+            RowOp::ALL.map(|op| events.with_label_values(&[db, table, op.as_str()]))
+        });
+        ops[idx].inc();
     }
 
     pub fn ddl(&mut self, db: &str, table: &str, ddl_type: &str) {
-        let family = self.ddl_events.clone();
-        let t = self.table(db, table);
+        let i = self.table_index(db, table);
+        let t = &mut self.tables[i];
         if let Some(counter) = t.ddl.get(ddl_type) {
             counter.inc();
             return;
         }
-        let counter = family.with_label_values(&[db, table, ddl_type]);
+        let counter = self.ddl_events.with_label_values(&[db, table, ddl_type]);
         counter.inc();
         t.ddl.insert(ddl_type.into(), counter);
     }
@@ -372,7 +417,8 @@ mod tests {
             "cdc_events_total{db=\"app\",op=\"insert\",table=\"users\"} 1",
             "cdc_ddl_events_total{db=\"app\",table=\"users\",type=\"CREATE\"} 1",
             "cdc_event_lag_seconds_bucket",
-            "cdc_watermark_timestamp_seconds",
+            "cdcmon_watermark_partitions_waiting 0",
+            "cdcmon_ddl_broadcast_copies_total 0",
             "cdc_decode_errors_total{reason=\"invalid_json\"} 0",
             "cdc_kafka_consumer_lag_messages{partition=\"0\"} 3",
             "cdcmon_build_info{version=\"",
@@ -380,6 +426,44 @@ mod tests {
         ] {
             assert!(t.contains(name), "missing {name} in\n{t}");
         }
+    }
+
+    #[test]
+    fn ddl_only_table_has_no_row_series_and_a_rows_table_gets_all_ops() {
+        let m = Metrics::new().unwrap();
+        let mut c = EventCounters::new(&m);
+        c.ddl("app", "smoke_ddl", "CREATE");
+        c.row("app", "users", RowOp::Update);
+        let t = text(&m);
+        assert!(!t.contains("table=\"smoke_ddl\"} 0"), "{t}");
+        assert!(
+            !t.lines()
+                .any(|l| l.starts_with("cdc_events_total") && l.contains("smoke_ddl")),
+            "a DDL-only table must have no cdc_events_total series:\n{t}"
+        );
+        assert!(t.contains("cdc_events_total{db=\"app\",op=\"update\",table=\"users\"} 1"));
+        // The other ops of a table with rows start at a scraped 0 (for increase()).
+        assert!(t.contains("cdc_events_total{db=\"app\",op=\"insert\",table=\"users\"} 0"));
+        assert!(t.contains("cdc_events_total{db=\"app\",op=\"delete\",table=\"users\"} 0"));
+    }
+
+    #[test]
+    fn watermark_series_is_absent_until_known_and_removed_when_unknown() {
+        let m = Metrics::new().unwrap();
+        assert!(
+            !text(&m).contains("cdc_watermark_timestamp_seconds "),
+            "{}",
+            text(&m)
+        );
+        // 447984124732375041 >> 18 = 1708923815660 ms (simple fixture's watermark).
+        m.set_watermark(Some(447_984_124_732_375_041));
+        assert!(
+            text(&m).contains("cdc_watermark_timestamp_seconds 1708923815.66"),
+            "{}",
+            text(&m)
+        );
+        m.set_watermark(None);
+        assert!(!text(&m).contains("cdc_watermark_timestamp_seconds "));
     }
 
     #[test]

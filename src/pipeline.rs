@@ -7,10 +7,11 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::event::{ChangeEvent, EventKind, tso_physical_ms};
+use crate::event::{ChangeEvent, EventKind};
 use crate::eventlog::{EventLog, KafkaPosition};
 use crate::metrics::{EventCounters, Metrics};
 use crate::protocol::{DecodeError, Decoder};
+use crate::watermark::{WatermarkTracker, expects_watermarks, is_ddl_broadcast_copy};
 
 /// State the consume loop and the rebalance callback share.
 pub struct Sink {
@@ -20,8 +21,8 @@ pub struct Sink {
     pub pending: HashMap<i32, i64>,
     /// `pending` changed since the last commit.
     pub dirty: bool,
-    /// Highest watermark TSO seen per partition.
-    pub watermarks: HashMap<i32, u64>,
+    /// Watermark progress of the assigned partitions (`src/watermark.rs`).
+    pub watermarks: WatermarkTracker,
     /// Offsets whose lines were handed to the OS and await the `fdatasync` running off the loop;
     /// committed when it succeeds. A revoke drops its partitions from here (it commits them
     /// itself), so a late sync never commits a partition this member no longer owns.
@@ -34,15 +35,36 @@ impl Sink {
             event_log,
             pending: HashMap::new(),
             dirty: false,
-            watermarks: HashMap::new(),
+            watermarks: WatermarkTracker::new(),
             syncing: HashMap::new(),
         }
     }
 
-    /// The minimum watermark across partitions (TiCDC broadcasts watermarks to every partition;
-    /// the global resolved ts is the minimum, as in TiCDC's own consumer).
-    pub fn min_watermark(&self) -> Option<u64> {
-        self.watermarks.values().copied().min()
+    /// Forget the offsets of every partition not in `owned` (pending and awaiting sync) and
+    /// return those partitions, sorted. After a rebalance error librdkafka has unassigned
+    /// partitions without a revoke callback; committing their stale offsets later would rewind
+    /// the member that owns them now (duplicates for it).
+    pub fn retain_owned(&mut self, owned: &[i32]) -> Vec<i32> {
+        let mut dropped: Vec<i32> = self
+            .pending
+            .keys()
+            .chain(self.syncing.keys())
+            .filter(|p| !owned.contains(p))
+            .copied()
+            .collect();
+        dropped.sort_unstable();
+        dropped.dedup();
+        self.pending.retain(|p, _| owned.contains(p));
+        self.syncing.retain(|p, _| owned.contains(p));
+        dropped
+    }
+
+    /// Export what the watermark state says now (after a watermark, new data or a rebalance).
+    pub fn publish_watermark(&self, metrics: &Metrics) {
+        metrics.set_watermark(self.watermarks.min());
+        metrics
+            .watermark_partitions_waiting
+            .set(self.watermarks.waiting() as i64);
     }
 }
 
@@ -91,8 +113,12 @@ impl Pipeline {
         value: Option<&[u8]>,
         now_ms: i64,
     ) -> std::io::Result<Outcome> {
-        let events = match self.decoder.decode(key, value) {
-            Ok(events) => events,
+        // An open-protocol batch may decode partly: its good events are handled, each bad one
+        // is counted below (issue 10 point 5).
+        let (events, bad_events) = match self.decoder.decode(key, value) {
+            Ok(decoded) => (decoded.events, decoded.errors),
+            // Avro schema not cached: nothing logged or counted and the offset stays unmarked;
+            // the caller fetches the schema and processes the same message again.
             Err(err) if err.reason == crate::protocol::DecodeErrorReason::SchemaUnavailable => {
                 match self.decoder.avro().and_then(|a| a.missing_schema()) {
                     Some(id) => return Ok(Outcome::SchemaMissing(id)),
@@ -114,15 +140,34 @@ impl Pipeline {
         } = self;
         let mut sink = lock(sink);
         // Log first, count after: a failed write leaves the counters untouched, so a retry of
-        // the message does not double-count.
-        for ev in &events {
-            sink.event_log.write_event(ev, pos, now_ms)?;
-        }
+        // the message does not double-count. All of the message's lines go in one go: a failure
+        // takes none of them, so a retry never writes a line twice. A broadcast DDL copy is
+        // logged from partition 0 only (`is_ddl_broadcast_copy`), as it is counted.
+        sink.event_log.write_message(
+            events
+                .iter()
+                .filter(|ev| !is_ddl_broadcast_copy(ev, pos.partition)),
+            pos,
+            now_ms,
+        )?;
         for ev in &events {
             count(counters, metrics, ev, &mut sink, pos.partition, now_ms);
             if let Some(ck) = &ev.checksum {
                 crate::checksum::observe(metrics, ev, ck, pos, key);
             }
+        }
+        for err in &bad_events {
+            metrics.decode_error(err.reason);
+        }
+        if let Some(first) = bad_events.first() {
+            tracing::warn!(
+                partition = pos.partition,
+                offset = pos.offset,
+                bad_events = bad_events.len(),
+                good_events = events.len(),
+                error = %first,
+                "events of a batch could not be decoded; the others are kept"
+            );
         }
         mark_done(&mut sink, pos);
         Ok(Outcome::Processed {
@@ -160,6 +205,14 @@ fn count(
     now_ms: i64,
 ) {
     match ev.kind {
+        EventKind::Row | EventKind::Ddl => {
+            if sink.watermarks.data(partition, expects_watermarks(ev)) {
+                sink.publish_watermark(metrics);
+            }
+        }
+        EventKind::Watermark | EventKind::Bootstrap => {}
+    }
+    match ev.kind {
         EventKind::Row => {
             if let Some(op) = ev.op {
                 counters.row(&ev.db, &ev.table, op);
@@ -172,6 +225,10 @@ fn count(
                 }
             }
         }
+        EventKind::Ddl if is_ddl_broadcast_copy(ev, partition) => {
+            // Handled (its offset is committed), counted once from partition 0.
+            metrics.ddl_broadcast_copies.inc();
+        }
         EventKind::Ddl => {
             let ddl_type = ev.ddl.as_ref().map_or("QUERY", |d| &d.ddl_type);
             counters.ddl(&ev.db, &ev.table, ddl_type);
@@ -182,13 +239,8 @@ fn count(
         EventKind::Watermark => {
             metrics.watermarks.inc();
             if let Some(ts) = ev.commit_ts {
-                let slot = sink.watermarks.entry(partition).or_insert(ts);
-                *slot = (*slot).max(ts);
-                if let Some(min) = sink.min_watermark() {
-                    metrics
-                        .watermark_seconds
-                        .set(tso_physical_ms(min) as f64 / 1000.0);
-                }
+                sink.watermarks.watermark(partition, ts);
+                sink.publish_watermark(metrics);
             }
         }
         EventKind::Bootstrap => {}
@@ -206,4 +258,27 @@ pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eventlog::LogOptions;
+
+    #[test]
+    fn retain_owned_forgets_offsets_of_partitions_no_longer_owned() {
+        let log = EventLog::open("-", LogOptions::default()).expect("stdout event log");
+        let mut sink = Sink::new(log);
+        sink.pending.extend([(0, 10), (1, 20), (2, 30)]);
+        sink.syncing.extend([(1, 19), (3, 40)]);
+
+        let dropped = sink.retain_owned(&[0, 2]);
+
+        assert_eq!(dropped, vec![1, 3]);
+        assert_eq!(sink.pending, HashMap::from([(0, 10), (2, 30)]));
+        assert!(sink.syncing.is_empty(), "left: {:?}", sink.syncing);
+        // Losing everything (an eager rebalance error) leaves nothing to commit.
+        assert_eq!(sink.retain_owned(&[]), vec![0, 2]);
+        assert!(sink.pending.is_empty());
+    }
 }

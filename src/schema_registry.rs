@@ -217,8 +217,9 @@ impl Default for Backoff {
     }
 }
 
-/// What the wait reports while it waits (readiness, logs).
-pub trait WaitObserver {
+/// What the wait reports while it waits (readiness, logs). `Sync` so the consume future that
+/// holds one across an await stays `Send` (`cdcmon demo` spawns it on the runtime).
+pub trait WaitObserver: Sync {
     /// Attempt `attempt` failed transiently; the next try is in `retry_in`.
     fn failed(&self, err: &RegistryError, attempt: u32, retry_in: Duration);
     /// The schema is cached (after `attempts` tries).
@@ -350,12 +351,12 @@ pub fn decode_fetching<'a>(
     registry: Option<&dyn SchemaRegistry>,
     key: Option<&'a [u8]>,
     value: Option<&'a [u8]>,
-) -> anyhow::Result<Vec<crate::event::ChangeEvent<'a>>> {
+) -> anyhow::Result<crate::protocol::Decoded<'a>> {
     use crate::protocol::DecodeErrorReason;
     // A key and a value schema: two fetches at most, plus one decode that succeeds.
     for _ in 0..3 {
         match decoder.decode(key, value) {
-            Ok(events) => return Ok(events),
+            Ok(decoded) => return Ok(decoded),
             Err(e) if e.reason == DecodeErrorReason::SchemaUnavailable => {
                 let (Some(registry), Some(avro)) = (registry, decoder.avro()) else {
                     return Err(e.into());

@@ -123,7 +123,9 @@ fn parse_protocol(s: &str) -> Result<Protocol, String> {
 /// The stack's default sink URI for `protocol`.
 ///
 /// `enable-tidb-extension` only for canal-json (commitTs and watermarks) and debezium
-/// (watermarks); classic TiCDC logs a warning and ignores it for the others
+/// (watermarks in the new architecture, pingcap/ticdc `pkg/sink/codec/debezium/encoder.go`;
+/// classic TiCDC's debezium encoder sends none with or without it, tiflow
+/// `pkg/sink/codec/debezium/encoder.go`); classic TiCDC logs a warning and ignores it for the others
 /// (pingcap/tiflow `pkg/sink/codec/common/config.go` `Validate`).
 pub fn default_sink_uri(protocol: Protocol) -> String {
     let extension = match protocol {
@@ -570,6 +572,23 @@ impl TicdcClient {
         deadline: Duration,
         poll: Duration,
     ) -> anyhow::Result<ChangefeedInfo> {
+        match self
+            .wait_normal_or_failed(id, min_checkpoint, deadline, poll)
+            .await?
+        {
+            Settled::Normal(info) => Ok(info),
+            Settled::Failed(info) => Err(unrecoverable(id, &info, IfUnrecoverable::Fail).into()),
+        }
+    }
+
+    /// [`Self::wait_normal`], but a `failed` changefeed is handed back for the caller's policy.
+    async fn wait_normal_or_failed(
+        &self,
+        id: &str,
+        min_checkpoint: Option<u64>,
+        deadline: Duration,
+        poll: Duration,
+    ) -> anyhow::Result<Settled> {
         let start = Instant::now();
         loop {
             let last;
@@ -590,11 +609,9 @@ impl TicdcClient {
                                 "normal, waiting for the checkpoint to pass the start TSO"
                             );
                         }
-                        _ => return Ok(info),
+                        _ => return Ok(Settled::Normal(info)),
                     },
-                    "failed" => {
-                        return Err(unrecoverable(id, &info, IfUnrecoverable::Fail).into());
-                    }
+                    "failed" => return Ok(Settled::Failed(info)),
                     "error" | "stopped" | "removed" | "finished" => {
                         bail!("{}", describe_bad_state(id, &info));
                     }
@@ -622,6 +639,12 @@ impl TicdcClient {
             tokio::time::sleep(poll.min(deadline - elapsed)).await;
         }
     }
+}
+
+/// How a wait for `normal` ended, short of an error.
+enum Settled {
+    Normal(ChangefeedInfo),
+    Failed(ChangefeedInfo),
 }
 
 /// `changefeed X is failed: <message> (<code>)`.
@@ -708,24 +731,7 @@ pub async fn ensure(
         .with_context(|| format!("cannot look up changefeed {id}"))?
     {
         Some(info) if info.state == "failed" => {
-            if !(info.lost_to_gc() && policy == IfUnrecoverable::Recreate) {
-                return Err(unrecoverable(id, &info, policy).into());
-            }
-            tracing::error!(
-                changefeed = id,
-                error = ?info.error,
-                checkpoint_ts = info.checkpoint_ts,
-                checkpoint = %describe_tso(info.checkpoint_ts),
-                "RECREATING changefeed lost to GC (--if-unrecoverable recreate): every change to the replicated tables since its checkpoint is LOST and will never reach Kafka"
-            );
-            client
-                .delete_changefeed(id)
-                .await
-                .with_context(|| format!("cannot delete the failed changefeed {id}"))?;
-            match create(client, request).await? {
-                EnsureAction::Created => EnsureAction::Recreated,
-                other => other,
-            }
+            recreate_or_fail(client, request, &info, policy).await?
         }
         Some(info) => {
             tracing::info!(changefeed = id, state = %info.state, "changefeed exists; not recreating it");
@@ -743,9 +749,59 @@ pub async fn ensure(
         }
         None => create(client, request).await?,
     };
-    let left = deadline.saturating_sub(start.elapsed());
-    let info = client.wait_normal(id, Some(start_tso), left, poll).await?;
-    Ok((action, info))
+    let mut action = action;
+    // At most one recreation per run, however the create went (ours or a concurrent one).
+    let mut recreated = action == EnsureAction::Recreated;
+    loop {
+        let left = deadline.saturating_sub(start.elapsed());
+        match client
+            .wait_normal_or_failed(id, Some(start_tso), left, poll)
+            .await?
+        {
+            Settled::Normal(info) => return Ok((action, info)),
+            // Failed while we waited: after downtime TiCDC first reads the `normal` stored
+            // before it, and fails the changefeed for GC only at its next stale-checkpoint
+            // check (tiflow `cdc/owner/changefeed.go` `tick`; pingcap/ticdc
+            // `coordinator/coordinator.go` `checkStaleCheckpointTs`). The policy applies here
+            // too, once: a changefeed that fails again after being recreated goes to a person.
+            Settled::Failed(info) if !recreated => {
+                action = recreate_or_fail(client, request, &info, policy).await?;
+                recreated = true;
+            }
+            Settled::Failed(info) => {
+                return Err(unrecoverable(id, &info, IfUnrecoverable::Recreate).into());
+            }
+        }
+    }
+}
+
+/// A `failed` changefeed: under [`IfUnrecoverable::Recreate`] one lost to GC is deleted and
+/// created again from now; anything else is [`Unrecoverable`].
+async fn recreate_or_fail(
+    client: &TicdcClient,
+    request: &CreateChangefeed,
+    info: &ChangefeedInfo,
+    policy: IfUnrecoverable,
+) -> anyhow::Result<EnsureAction> {
+    let id = request.changefeed_id.as_str();
+    if !(info.lost_to_gc() && policy == IfUnrecoverable::Recreate) {
+        return Err(unrecoverable(id, info, policy).into());
+    }
+    tracing::error!(
+        changefeed = id,
+        error = ?info.error,
+        checkpoint_ts = info.checkpoint_ts,
+        checkpoint = %describe_tso(info.checkpoint_ts),
+        "RECREATING changefeed lost to GC (--if-unrecoverable recreate): every change to the replicated tables since its checkpoint is LOST and will never reach Kafka"
+    );
+    client
+        .delete_changefeed(id)
+        .await
+        .with_context(|| format!("cannot delete the failed changefeed {id}"))?;
+    Ok(match create(client, request).await? {
+        EnsureAction::Created => EnsureAction::Recreated,
+        other => other,
+    })
 }
 
 /// Entry point of `cdcmon changefeed ensure`.

@@ -62,7 +62,7 @@ fn worked_row_decodes_and_verifies() {
     );
     for choice in [ProtocolChoice::Fixed(Protocol::Avro), ProtocolChoice::Auto] {
         let mut d = decoder("Asia/Shanghai", choice);
-        let evs = d.decode(Some(&k), Some(&v)).unwrap();
+        let evs = d.decode(Some(&k), Some(&v)).unwrap().into_strict().unwrap();
         assert_eq!(evs.len(), 1);
         let ev = &evs[0];
         assert_eq!(
@@ -110,7 +110,7 @@ fn worked_row_decodes_and_verifies() {
     }
     // The same bytes with the wrong TiCDC time zone: the TIMESTAMP text no longer matches.
     let mut d = decoder("UTC", ProtocolChoice::Fixed(Protocol::Avro));
-    let ev = &d.decode(Some(&k), Some(&v)).unwrap()[0];
+    let ev = &d.decode(Some(&k), Some(&v)).unwrap().events[0];
     assert_eq!(ev.checksum.as_ref().unwrap().verdict, Verdict::Mismatch);
 }
 
@@ -136,7 +136,8 @@ fn flipped_value_bytes_never_verify() {
             m[pos] ^= flip;
             match d.decode(Some(&k), Some(&m)) {
                 Err(_) => errors += 1,
-                Ok(evs) => {
+                Ok(decoded) => {
+                    let evs = decoded.into_strict().unwrap();
                     let ck = evs[0].checksum.clone().unwrap();
                     // A flip inside the extension fields (op, commit ts, corrupted, version)
                     // leaves the row columns intact: those may still verify.
@@ -148,7 +149,8 @@ fn flipped_value_bytes_never_verify() {
                             .collect::<Vec<_>>()
                             == decoder("Asia/Shanghai", ProtocolChoice::Fixed(Protocol::Avro))
                                 .decode(Some(&k), Some(&v))
-                                .unwrap()[0]
+                                .unwrap()
+                                .events[0]
                                 .values
                                 .iter()
                                 .map(|c| c.value.get().to_owned())
@@ -177,7 +179,7 @@ fn carried_checksum_changes_are_mismatches() {
     let sum_at = v.windows(10).position(|w| w == b"3458821086").unwrap();
     let mut m = v.clone();
     m[sum_at + 9] = b'7';
-    let ev = &d.decode(Some(&k), Some(&m)).unwrap()[0];
+    let ev = &d.decode(Some(&k), Some(&m)).unwrap().events[0];
     let ck = ev.checksum.as_ref().unwrap();
     assert_eq!(ck.verdict, Verdict::Mismatch);
     assert!(
@@ -192,7 +194,7 @@ fn tombstone_is_a_delete_with_key_only() {
     let k = fixture("worked_row_key.bin");
     let mut d = decoder("UTC", ProtocolChoice::Auto);
     for value in [None, Some(&b""[..])] {
-        let ev = &d.decode(Some(&k), value).unwrap()[0];
+        let ev = &d.decode(Some(&k), value).unwrap().events[0];
         assert_eq!((ev.kind, ev.op), (EventKind::Row, Some(RowOp::Delete)));
         assert_eq!((&*ev.db, &*ev.table, ev.partial), ("test", "t", true));
         assert_eq!(ev.keys[0].value.get(), "1");
@@ -205,7 +207,7 @@ fn tombstone_is_a_delete_with_key_only() {
             .as_str()
             .unwrap(),
     );
-    let ev = &d.decode(Some(&k), Some(&marker)).unwrap()[0];
+    let ev = &d.decode(Some(&k), Some(&marker)).unwrap().events[0];
     assert_eq!(
         (ev.op, ev.commit_ts),
         (Some(RowOp::Delete), Some(446736536876613633))
@@ -221,13 +223,13 @@ fn ddl_and_watermark_pseudo_messages() {
             .as_str()
             .unwrap(),
     );
-    let ev = &d.decode(None, Some(&wm)).unwrap()[0];
+    let ev = &d.decode(None, Some(&wm)).unwrap().events[0];
     assert_eq!(
         (ev.protocol, ev.kind, ev.commit_ts),
         (Protocol::Avro, EventKind::Watermark, Some(1591943372224))
     );
     let ddl = unhex(v["ddl_value_hex"].as_str().unwrap());
-    let ev = &d.decode(None, Some(&ddl)).unwrap()[0];
+    let ev = &d.decode(None, Some(&ddl)).unwrap().events[0];
     assert_eq!(ev.kind, EventKind::Ddl);
     let info = ev.ddl.as_ref().unwrap();
     assert_eq!(
@@ -266,7 +268,7 @@ fn unknown_schema_id_names_the_id_and_recovers_after_fetch() {
     store
         .insert(1, vec["worked_row"]["key_schema"].as_str().unwrap())
         .unwrap();
-    let ev = &d.decode(Some(&k), Some(&v)).unwrap()[0];
+    let ev = &d.decode(Some(&k), Some(&v)).unwrap().events[0];
     assert_eq!(ev.checksum.as_ref().unwrap().verdict, Verdict::Ok);
     assert_eq!(d.avro().unwrap().missing_schema(), None);
 }
@@ -286,7 +288,7 @@ fn tiflow_envelope_vector_and_bad_input() {
             .as_str()
             .unwrap(),
     );
-    let ev = &d.decode(None, Some(&msg)).unwrap()[0];
+    let ev = &d.decode(None, Some(&msg)).unwrap().events[0];
     assert_eq!(ev.values[0].value.get(), "7");
     assert_eq!(ev.checksum.as_ref().unwrap().verdict, Verdict::Absent);
     // Truncated body, trailing garbage, not framed, no key on a tombstone.
@@ -325,12 +327,12 @@ fn auto_keeps_open_protocol_and_json_when_avro_is_enabled() {
         ticdc("open-protocol-resolved-1.value.bin"),
     );
     assert_eq!(
-        d.decode(Some(&k), Some(&v)).unwrap()[0].protocol,
+        d.decode(Some(&k), Some(&v)).unwrap().events[0].protocol,
         Protocol::OpenProtocol
     );
     let v = ticdc("canal-json-delete-1.json");
     assert_eq!(
-        d.decode(None, Some(&v)).unwrap()[0].protocol,
+        d.decode(None, Some(&v)).unwrap().events[0].protocol,
         Protocol::CanalJson
     );
     // Without a registry, auto never routes to Avro.

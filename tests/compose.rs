@@ -171,13 +171,29 @@ fn listeners_stay_on_loopback() {
         !text.contains("0.0.0.0"),
         "compose uses host networking: a wildcard bind exposes an unauthenticated port"
     );
-    let tidb = strings(&service(&c, "tidb")["command"]);
-    assert!(tidb.contains(&"-host=127.0.0.1".to_owned()), "{tidb:?}");
-    let ticdc = strings(&service(&c, "ticdc")["command"]);
-    assert!(
-        ticdc.contains(&"--addr=127.0.0.1:8300".to_owned()),
-        "{ticdc:?}"
-    );
+    // Every flag that chooses a bind address must be passed, with a loopback value: leaving one
+    // out is not caught by the text check above, because the upstream default is a wildcard
+    // (TiDB's `-status-host`, pingcap/tidb cmd/tidb-server/main.go, was missed once).
+    let bind_flags: [(&str, &[&str]); 4] = [
+        ("pd", &["--client-urls", "--peer-urls"]),
+        ("tikv", &["--addr", "--status-addr"]),
+        ("tidb", &["-host", "-status-host"]),
+        ("ticdc", &["--addr"]),
+    ];
+    for (name, flags) in bind_flags {
+        let cmd = strings(&service(&c, name)["command"]);
+        for flag in flags {
+            let value = cmd
+                .iter()
+                .find_map(|a| a.strip_prefix(&format!("{flag}=")))
+                .unwrap_or_else(|| panic!("{name}: {flag} is not set: {cmd:?}"));
+            let host = value.strip_prefix("http://").unwrap_or(value);
+            assert!(
+                host.starts_with("127.0.0.1:") || host == "127.0.0.1",
+                "{name}: {flag}={value} is not loopback"
+            );
+        }
+    }
     assert_eq!(
         service(&c, "cdcmon")["environment"]["CDCMON_LISTEN"].as_str(),
         Some("127.0.0.1:9102")

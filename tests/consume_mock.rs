@@ -8,8 +8,11 @@ use std::time::Duration;
 
 use common::*;
 
-/// Every fixture once: 23 Kafka messages, 14 row events, 4 DDL, 4 watermarks, 1 bootstrap,
-/// 1 garbage message. Partition 0: canal-json + garbage, 1: open-protocol, 2: debezium + simple.
+/// Every fixture once, DDL placed as TiCDC places it: 29 Kafka messages, 14 row events, 4 DDL
+/// (+ 6 broadcast copies), 4 watermarks, 1 bootstrap, 1 garbage message. Partition 0: canal-json
+/// and garbage, 1: open-protocol, 2: debezium and simple. canal-json DDL goes to partition 0 only;
+/// open-protocol, debezium and simple DDL to all three partitions (tiflow `release-8.5`
+/// `cdc/sink/ddlsink/mq/mq_ddl_sink.go` `getDDLDispatchRule`).
 fn mixed_stream() -> Vec<Msg> {
     let mut m = Vec::new();
     for f in ["insert", "update", "delete", "ddl", "watermark"] {
@@ -24,18 +27,20 @@ fn mixed_stream() -> Vec<Msg> {
         "resolved-1",
         "insert-4-batch2",
     ] {
-        m.push(Msg::keyed(
-            1,
-            fixture(&format!("open-protocol-{f}.key.bin")),
-            fixture(&format!("open-protocol-{f}.value.bin")),
-        ));
+        let key = fixture(&format!("open-protocol-{f}.key.bin"));
+        let value = fixture(&format!("open-protocol-{f}.value.bin"));
+        let partitions = if f == "ddl-1" { 0..3 } else { 1..2 };
+        for p in partitions {
+            m.push(Msg::keyed(p, key.clone(), value.clone()));
+        }
     }
     for f in ["insert", "update", "delete", "ddl", "watermark"] {
-        m.push(Msg::keyed(
-            2,
-            fixture(&format!("debezium-{f}-1.key.json")),
-            fixture(&format!("debezium-{f}-1.json")),
-        ));
+        let key = fixture(&format!("debezium-{f}-1.key.json"));
+        let value = fixture(&format!("debezium-{f}-1.json"));
+        let partitions = if f == "ddl" { 0..3 } else { 2..3 };
+        for p in partitions {
+            m.push(Msg::keyed(p, key.clone(), value.clone()));
+        }
     }
     for f in [
         "bootstrap",
@@ -45,7 +50,10 @@ fn mixed_stream() -> Vec<Msg> {
         "ddl",
         "watermark",
     ] {
-        m.push(Msg::value(2, fixture(&format!("simple-{f}-1.json"))));
+        let partitions = if f == "ddl" { 0..3 } else { 2..3 };
+        for p in partitions {
+            m.push(Msg::value(p, fixture(&format!("simple-{f}-1.json"))));
+        }
     }
     m
 }
@@ -66,11 +74,11 @@ fn mixed_stream_is_counted_logged_and_resumed_exactly() {
     let log_path = dir.path().join("events.ndjson");
 
     let stream = mixed_stream();
-    assert_eq!(stream.len(), 23);
+    assert_eq!(stream.len(), 29);
     produce(&brokers, &stream);
 
     let consumer = RunningConsumer::start(&brokers, "g-mixed", &log_path, &[]);
-    consumer.wait_messages(23.0, Duration::from_secs(60));
+    consumer.wait_messages(29.0, Duration::from_secs(60));
     // Give the loop one commit interval so the last message's events are surely counted.
     std::thread::sleep(Duration::from_millis(300));
     let m = consumer.metrics();
@@ -103,7 +111,24 @@ fn mixed_stream_is_counted_logged_and_resumed_exactly() {
         14.0,
         "DDL must not be in cdc_events_total"
     );
-    // DDL: one per protocol, only in cdc_ddl_events_total.
+    // Row series exist only for (table, op) pairs that had rows: 4 tables x 3 ops. The DDL-only
+    // "tables" (schema-level DDL with table "", the open-protocol CREATE of test.t which also
+    // has rows, ...) get no zero series.
+    let row_series: Vec<&str> = m
+        .lines()
+        .filter(|l| l.starts_with("cdc_events_total{"))
+        .collect();
+    assert_eq!(row_series.len(), 12, "{row_series:#?}");
+    assert!(
+        !row_series.iter().any(|l| l.contains("table=\"\"")),
+        "a DDL-only table got row series: {row_series:#?}"
+    );
+    // DDL: one per protocol, only in cdc_ddl_events_total, each counted once although three of
+    // them arrived on all three partitions; the 6 copies are counted as such.
+    assert_eq!(
+        metric(&m, "cdcmon_ddl_broadcast_copies_total", &[]),
+        Some(6.0)
+    );
     let ddl_series: Vec<&str> = m
         .lines()
         .filter(|l| l.starts_with("cdc_ddl_events_total"))
@@ -142,8 +167,9 @@ fn mixed_stream_is_counted_logged_and_resumed_exactly() {
     assert_eq!(metric_sum(&m, "cdc_decode_errors_total", &[]), 1.0);
     assert_eq!(metric(&m, "cdcmon_watermarks_total", &[]), Some(4.0));
     // Watermarks seen on partitions 0 (canal 1640007049196 ms), 1 (open 12345678 >> 18 = 47 ms)
-    // and 2 (debezium ts 3, then simple 447984124732375041 >> 18): the gauge is the minimum
-    // of the per-partition maxima, partition 1's 0.047 s.
+    // and 2 (debezium ts 3, then simple 447984124732375041 >> 18): every partition that carries
+    // data has one, so the gauge is the minimum of the per-partition maxima, partition 1's
+    // 0.047 s.
     assert_eq!(
         metric(&m, "cdc_watermark_timestamp_seconds", &[]),
         Some(0.047)
@@ -185,8 +211,12 @@ fn mixed_stream_is_counted_logged_and_resumed_exactly() {
         "values are opt-in"
     );
     let ddl: Vec<_> = lines.iter().filter(|l| l["cdc"]["kind"] == "ddl").collect();
-    assert_eq!(ddl.len(), 4);
+    assert_eq!(ddl.len(), 4, "one line per DDL, not per broadcast copy");
     assert!(ddl.iter().all(|l| l["cdc"].get("op").is_none()));
+    assert!(
+        ddl.iter().all(|l| l["kafka"]["partition"] == 0),
+        "DDL is taken from partition 0: {ddl:#?}"
+    );
 
     // Restart in the same group: only what was produced since is read (offsets were committed),
     // and all of it (nothing lost).

@@ -206,3 +206,54 @@ fn undecodable_input_fails_with_one_line() {
     let err = failure(&out);
     assert!(err.contains("/nonexistent/cdcmon-value.json"), "{err}");
 }
+
+#[test]
+fn new_architecture_claim_check_key_with_ohk_twice_decodes() {
+    // pingcap/ticdc writes `"ohk":true,…,"ohk":false,"ccl":…` (issue 15): last wins.
+    let out = cdcmon(
+        &[
+            "--key",
+            &path("tc-open-protocol-claim-check.key.bin"),
+            &path("tc-open-protocol-claim-check.value.bin"),
+        ],
+        None,
+    );
+    let evs = events(&out);
+    assert_eq!(evs.len(), 1);
+    assert_eq!(evs[0]["op"], "insert");
+    assert_eq!(evs[0]["partial"], true);
+    assert_eq!(
+        evs[0]["claim_check_location"],
+        "file:///tmp/claim-check/message-1.json"
+    );
+    assert_eq!(evs[0]["keys"]["a"], 1);
+}
+
+#[test]
+fn batch_with_a_bad_event_prints_the_good_ones_and_fails() {
+    // issue 10 point 5: event 1 of 3 is truncated; events 0 and 2 are printed, the bad one is
+    // named on stderr in one line, and the exit status is non-zero.
+    let out = cdcmon(
+        &[
+            "--key",
+            &path("tc-open-protocol-batch3-one-bad.key.bin"),
+            &path("tc-open-protocol-batch3-one-bad.value.bin"),
+        ],
+        None,
+    );
+    assert!(!out.status.success(), "a bad event must fail the command");
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["keys"]["a"], 1);
+    assert_eq!(lines[1]["keys"]["a"], 3);
+    let err = String::from_utf8_lossy(&out.stderr).trim_end().to_owned();
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(
+        err.contains("1 of 3 events undecodable") && err.contains("value entry 1"),
+        "{err}"
+    );
+    assert!(err.contains("(invalid_json)"), "{err}");
+}

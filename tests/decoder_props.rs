@@ -5,7 +5,7 @@
 use cdcmon::decode_cmd::event_to_json;
 use cdcmon::event::Protocol;
 use cdcmon::protocol::compression::compress;
-use cdcmon::protocol::{Compression, Decoder, ProtocolChoice};
+use cdcmon::protocol::{Compression, Decoded, Decoder, ProtocolChoice};
 use proptest::prelude::*;
 
 const FIXTURES: &[(Option<&[u8]>, &[u8])] = &[
@@ -94,7 +94,64 @@ const FIXTURES: &[(Option<&[u8]>, &[u8])] = &[
         )),
         include_bytes!("fixtures/ticdc/open-protocol-insert-4-batch2.value.bin"),
     ),
+    // New architecture (pingcap/ticdc; sources in fixtures/ticdc/README.md).
+    (
+        None,
+        include_bytes!("fixtures/ticdc/tc-canal-json-insert-rowkey.json"),
+    ),
+    (
+        None,
+        include_bytes!("fixtures/ticdc/tc-canal-json-ddl-erase.json"),
+    ),
+    (
+        None,
+        include_bytes!("fixtures/ticdc/tc-canal-json-watermark-es0.json"),
+    ),
+    (
+        None,
+        include_bytes!("fixtures/ticdc/tc-simple-delete-claim-check.json"),
+    ),
+    (
+        Some(include_bytes!(
+            "fixtures/ticdc/tc-debezium-ddl-create.key.json"
+        )),
+        include_bytes!("fixtures/ticdc/tc-debezium-ddl-create.json"),
+    ),
+    (
+        Some(include_bytes!(
+            "fixtures/ticdc/tc-debezium-watermark.key.json"
+        )),
+        include_bytes!("fixtures/ticdc/tc-debezium-watermark.json"),
+    ),
+    (
+        Some(include_bytes!(
+            "fixtures/ticdc/tc-debezium-insert-start-ts.key.json"
+        )),
+        include_bytes!("fixtures/ticdc/tc-debezium-insert-start-ts.json"),
+    ),
+    (
+        Some(include_bytes!(
+            "fixtures/ticdc/tc-open-protocol-claim-check.key.bin"
+        )),
+        include_bytes!("fixtures/ticdc/tc-open-protocol-claim-check.value.bin"),
+    ),
+    (
+        Some(include_bytes!(
+            "fixtures/ticdc/tc-open-protocol-update-only-updated-columns.key.bin"
+        )),
+        include_bytes!("fixtures/ticdc/tc-open-protocol-update-only-updated-columns.value.bin"),
+    ),
 ];
+
+/// Frame one open-protocol key/value JSON pair as TiCDC does.
+fn frame(key_json: &[u8], value_json: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let mut k = 1u64.to_be_bytes().to_vec();
+    k.extend_from_slice(&(key_json.len() as u64).to_be_bytes());
+    k.extend_from_slice(key_json);
+    let mut v = (value_json.len() as u64).to_be_bytes().to_vec();
+    v.extend_from_slice(value_json);
+    (k, v)
+}
 
 fn choices() -> Vec<ProtocolChoice> {
     let mut c = vec![ProtocolChoice::Auto];
@@ -110,8 +167,13 @@ fn decode_everywhere(key: Option<&[u8]>, value: Option<&[u8]>) {
         for compression in COMPRESSIONS {
             let mut d = Decoder::new(choice, compression);
             match d.decode(key, value) {
-                Ok(events) => {
-                    for ev in &events {
+                Ok(decoded) => {
+                    // Per-event errors (open-protocol batches) are bounded like message errors.
+                    for e in &decoded.errors {
+                        assert!(!e.detail.is_empty());
+                        assert!(e.detail.chars().count() <= 241, "detail too long");
+                    }
+                    for ev in &decoded.events {
                         let line = event_to_json(ev);
                         // RawValue validates the syntax without serde_json's depth limit:
                         // a deeply nested column value is valid and passed through as is.
@@ -227,12 +289,16 @@ fn every_fixture_decodes_with_auto_and_its_own_protocol() {
         let mut d = Decoder::new(ProtocolChoice::Auto, Compression::None);
         let events = d
             .decode(*key, Some(value))
+            .and_then(Decoded::into_strict)
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(!events.is_empty());
         let p = events[0].protocol;
         let mut d = Decoder::new(ProtocolChoice::Fixed(p), Compression::None);
         assert_eq!(
-            d.decode(*key, Some(value)).map(|e| e.len()).ok(),
+            d.decode(*key, Some(value))
+                .and_then(Decoded::into_strict)
+                .map(|e| e.len())
+                .ok(),
             Some(events.len())
         );
     }
@@ -258,9 +324,32 @@ fn deep_nesting_never_overflows_the_stack() {
     let mut d = Decoder::new(ProtocolChoice::Auto, Compression::None);
     let evs = d
         .decode(None, Some(deep_array.as_bytes()))
-        .expect("valid JSON");
+        .expect("valid JSON")
+        .events;
     assert_eq!(evs[0].values[0].value.get().len(), 200_001);
     // Nested structure that serde walks is cut by serde_json's recursion limit.
     let e = d.decode(None, Some(deep_payload.as_bytes())).unwrap_err();
     assert_eq!(e.protocol, Some(Protocol::Debezium));
+}
+
+proptest! {
+    /// Last-wins duplicates are no licence for garbage (issue 15): every strict prefix of the
+    /// new architecture's claim-check key (`"ohk"` twice), correctly framed, is one
+    /// per-event error and no event.
+    #[test]
+    fn truncated_duplicate_member_keys_never_decode(cut in 0usize..200) {
+        let key_json: &[u8] = include_bytes!("fixtures/ticdc/tc-open-protocol-claim-check.key.json");
+        let key_json = key_json.trim_ascii_end();
+        let value_json = br#"{"u":{"a":{"t":1,"h":true,"f":11,"v":1}}}"#;
+        let cut = cut % key_json.len();
+        let (k, v) = frame(&key_json[..cut], value_json);
+        let mut d = Decoder::new(ProtocolChoice::Auto, Compression::None);
+        let decoded = d.decode(Some(&k), Some(&v)).expect("framing is valid");
+        prop_assert!(decoded.events.is_empty());
+        prop_assert_eq!(decoded.errors.len(), 1);
+        // The whole key decodes, with the last `ohk` and the location.
+        let (k, v) = frame(key_json, value_json);
+        let evs = d.decode(Some(&k), Some(&v)).and_then(Decoded::into_strict).expect("whole key");
+        prop_assert!(evs[0].partial && evs[0].claim_check_location.is_some());
+    }
 }

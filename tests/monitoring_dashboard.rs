@@ -38,6 +38,8 @@ const CDCMON_METRICS: &[(&str, &str)] = &[
     ("cdcmon_kafka_commits_total", "counter"),
     ("cdcmon_event_log_errors_total", "counter"),
     ("cdcmon_dead_letter_messages_total", "counter"),
+    ("cdcmon_watermark_partitions_waiting", "gauge"),
+    ("cdcmon_ddl_broadcast_copies_total", "counter"),
     // Row checksums (src/checksum.rs, issue 12).
     ("cdc_checksum_verified_total", "counter"),
     ("cdc_checksum_mismatch_total", "counter"),
@@ -727,4 +729,36 @@ fn elasticsearch_panels_show_only_event_log_fields() {
         }
     }
     assert!(checked > 0, "no Elasticsearch panel found");
+}
+
+/// Issue 10 point 2: a watermark that never arrived is shown as such, not as a 55-year age. The
+/// gauge is absent until a watermark arrives (src/watermark.rs), so an *instant* stat query on it
+/// returns nothing and the panel prints its no-value text (a range query would keep showing the
+/// last value from earlier in the range).
+#[test]
+fn watermark_stat_says_no_watermark_received() {
+    let (_, d) = dashboards()
+        .into_iter()
+        .find(|(p, _)| p.ends_with("tidb-cdc.json"))
+        .expect("tidb-cdc.json");
+    let stat = panels(&d)
+        .into_iter()
+        .find(|p| {
+            p["type"] == "stat"
+                && p["targets"].as_array().is_some_and(|t| {
+                    t.iter().any(|t| {
+                        t["expr"].as_str() == Some("time() - cdc_watermark_timestamp_seconds")
+                    })
+                })
+        })
+        .expect("a stat panel on the watermark age");
+    assert_eq!(
+        stat["fieldConfig"]["defaults"]["noValue"],
+        "no watermark received"
+    );
+    for t in stat["targets"].as_array().unwrap() {
+        assert_eq!(t["instant"], true, "{t}");
+        assert_ne!(t["range"], true, "{t}");
+    }
+    assert_eq!(stat["options"]["reduceOptions"]["calcs"][0], "last");
 }

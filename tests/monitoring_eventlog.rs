@@ -398,8 +398,22 @@ fn template_is_a_composable_template_for_the_filebeat_index() {
 fn filebeat_reads_only_the_event_log_and_keeps_its_own_logs_out() {
     let cfg = filebeat_config();
     let inputs = cfg["filebeat"]["inputs"].as_array().unwrap();
-    assert_eq!(inputs.len(), 1, "one input: the event log");
+    // The event log is the first input and the only one without an index of its own; every
+    // other input (the service logs, issue 14) routes to stack-logs-*, never cdc-events-*
+    // (tests/monitoring_stacklogs.rs checks that input).
+    for other in &inputs[1..] {
+        let index = other["index"].as_str().unwrap_or_default();
+        assert!(
+            index.starts_with("stack-logs-"),
+            "input {} must write to its own stack-logs-* index, got {index:?}",
+            other["id"]
+        );
+    }
     let input = &inputs[0];
+    assert!(
+        input.get("index").is_none(),
+        "the event log uses the output's cdc-events-* index"
+    );
     assert_eq!(input["type"], "filestream");
     assert!(
         input["id"].as_str().is_some_and(|s| !s.is_empty()),

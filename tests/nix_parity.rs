@@ -98,6 +98,124 @@ fn nix_filebeat_input_and_output_equal_the_tested_filebeat_yml() {
     assert_eq!(nix["setup"]["template"]["enabled"], false);
 }
 
+/// Service logs (issue 14): the NixOS journald input is the tested second input of
+/// filebeat.yml, it ships every unit of the graph, and the compose container input parses lines
+/// with the same processors into the same index family.
+#[test]
+fn nix_service_logs_inputs_equal_the_tested_filebeat_yml() {
+    let Some(nix) = eval_nix(&format!(
+        "{{ journald = {STACK}.journaldInput; containers = {STACK}.containerLogsInput; \
+         graph = builtins.attrNames {STACK}.units; pattern = {STACK}.logsIndexPattern; \
+         template = {STACK}.logsTemplateName; line = {STACK}.logLineProcessors; \
+         pingcap = {STACK}.pingcapProcessors; levels = {STACK}.levelWordProcessors; }}"
+    )) else {
+        return;
+    };
+    let file = env_defaults(expand_dotted(yaml("monitoring/filebeat/filebeat.yml")));
+    let file_input = file["filebeat"]["inputs"]
+        .as_array()
+        .expect("inputs")
+        .iter()
+        .find(|i| i["id"] == "stack-journal")
+        .expect("filebeat.yml has the stack-journal input");
+    assert_eq!(expand_dotted(nix["journald"].clone()), *file_input);
+
+    // Every unit of the systemd graph (and the smoke unit) is shipped.
+    let units: Vec<&str> = nix["journald"]["units"]
+        .as_array()
+        .expect("units")
+        .iter()
+        .map(|u| u.as_str().expect("unit name"))
+        .collect();
+    for n in nix["graph"].as_array().expect("graph").iter() {
+        let unit = format!("{}.service", n.as_str().expect("unit"));
+        assert!(units.contains(&unit.as_str()), "{unit} is not shipped");
+    }
+    assert!(units.contains(&"cdcmon-smoke.service"));
+
+    // The compose input: same index family, same raw-line and PingCAP processors.
+    let c = &nix["containers"];
+    assert_eq!(c["index"], nix["journald"]["index"]);
+    let pattern = nix["pattern"].as_str().expect("pattern");
+    assert_eq!(pattern, "stack-logs-*");
+    assert!(
+        c["index"]
+            .as_str()
+            .expect("index")
+            .starts_with(pattern.trim_end_matches('*'))
+    );
+    let procs = c["processors"].as_array().expect("processors");
+    for p in nix["line"]
+        .as_array()
+        .expect("line")
+        .iter()
+        .chain(nix["pingcap"].as_array().expect("pingcap"))
+        .chain(nix["levels"].as_array().expect("levels"))
+    {
+        assert!(procs.contains(p), "container input lacks {p}");
+        assert!(
+            nix["journald"]["processors"]
+                .as_array()
+                .expect("processors")
+                .contains(p),
+            "journald input lacks {p}"
+        );
+    }
+    // A container line's own level word wins over the INFO default (the default only fills in
+    // a missing log.level, so it must come after every level-word processor).
+    let default_info = procs
+        .iter()
+        .position(|p| {
+            p["add_fields"]["when"] == serde_json::json!({"not": {"has_fields": ["log.level"]}})
+        })
+        .expect("the container input's INFO default");
+    for p in nix["levels"].as_array().expect("levels") {
+        let at = procs.iter().position(|q| q == p).expect("level processor");
+        assert!(at < default_info, "{p} comes after the INFO default");
+    }
+    assert_eq!(c["type"], "filestream");
+    assert_eq!(c["id"], "stack-containers");
+    assert_eq!(c["parsers"][0]["container"]["format"], "docker");
+    // docker/compose.yaml mounts what the container input reads: the log directory and the
+    // socket add_docker_metadata asks, both read-only, and tells smoke its service name.
+    let compose = yaml("docker/compose.yaml");
+    let mounts: Vec<&str> = compose["services"]["filebeat"]["volumes"]
+        .as_array()
+        .expect("filebeat volumes")
+        .iter()
+        .map(|v| v.as_str().expect("short volume syntax"))
+        .collect();
+    let log_dir = c["paths"][0]
+        .as_str()
+        .expect("path")
+        .trim_end_matches("/*/*.log");
+    assert!(
+        mounts.contains(&format!("{log_dir}:{log_dir}:ro").as_str()),
+        "{mounts:?}"
+    );
+    let socket = procs
+        .iter()
+        .find_map(|p| p["add_docker_metadata"]["host"].as_str())
+        .expect("add_docker_metadata host")
+        .trim_start_matches("unix://");
+    assert!(
+        mounts.contains(&format!("{socket}:{socket}:ro").as_str()),
+        "{mounts:?}"
+    );
+    assert_eq!(
+        compose["services"]["smoke"]["environment"]["CDCMON_LOGS_SERVICE"],
+        "smoke"
+    );
+    // The template the oneshot/job loads is the file for that pattern.
+    let tmpl: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("monitoring/elasticsearch/stack-logs-template.json"))
+            .expect("template"),
+    )
+    .expect("template json");
+    assert_eq!(tmpl["index_patterns"], json!([pattern]));
+    assert_eq!(nix["template"], "stack-logs");
+}
+
 /// The port of `scheme://host:port/...` or `host:port`.
 fn port_of(url: &str) -> u64 {
     let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);

@@ -36,7 +36,7 @@ fn insert() -> String {
 }
 
 fn verdict(d: &mut Decoder, msg: &str) -> Option<Verdict> {
-    let evs = d.decode(None, Some(msg.as_bytes())).unwrap();
+    let evs = d.decode(None, Some(msg.as_bytes())).unwrap().events;
     assert_eq!(evs[0].protocol, Protocol::Simple);
     evs[0].checksum.as_ref().map(|c| c.verdict)
 }
@@ -52,7 +52,7 @@ fn worked_row_insert_verifies_after_bootstrap() {
     assert_eq!(verdict(&mut d, &insert()), Some(Verdict::Absent));
     d.decode(None, Some(BOOTSTRAP.as_bytes())).unwrap();
     let msg = insert();
-    let ev = &d.decode(None, Some(msg.as_bytes())).unwrap()[0];
+    let ev = &d.decode(None, Some(msg.as_bytes())).unwrap().events[0];
     assert_eq!(
         ev.checksum.as_ref().map(|c| c.verdict),
         Some(Verdict::Ok),
@@ -105,7 +105,7 @@ fn any_tampered_value_is_a_mismatch() {
     let m = msg.replace("\"current\":3458821086", "\"current\":3458821087");
     assert_eq!(verdict(&mut d, &m), Some(Verdict::Mismatch));
     let m = msg.replace("\"corrupted\":false", "\"corrupted\":true");
-    let ev = &d.decode(None, Some(m.as_bytes())).unwrap()[0];
+    let ev = &d.decode(None, Some(m.as_bytes())).unwrap().events[0];
     assert!(ev.checksum.as_ref().unwrap().corrupted);
 }
 

@@ -165,6 +165,125 @@ async fn elasticsearch_marker_of_another_run_does_not_count() {
     );
 }
 
+fn log_expectation(service: &str) -> elasticsearch::LogExpectation {
+    elasticsearch::LogExpectation {
+        marker: elasticsearch::log_marker(MARKER),
+        service: service.to_owned(),
+        level: "INFO".to_owned(),
+    }
+}
+
+/// Issue 14: the smoke's start line is found in stack-logs-* by its marker, and the document
+/// says which service wrote it at which level.
+#[tokio::test]
+async fn service_log_line_is_found_with_its_service_and_level() {
+    let s = FixtureServer::start().await;
+    s.route(
+        "POST",
+        "/stack-logs-*/_search",
+        vec![
+            // Filebeat has not shipped the line yet on the first look.
+            reply(200, "elasticsearch/search-empty.json"),
+            reply(200, "elasticsearch/search-logs-marker.json"),
+        ],
+    );
+    let msg = elasticsearch::wait_for_log_line(
+        &http(),
+        &s.url(),
+        "stack-logs-*",
+        &log_expectation("cdcmon-smoke"),
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        msg,
+        "Elasticsearch stack-logs-* holds the smoke's start line (service.name cdcmon-smoke, \
+         log.level INFO) in stack-logs-2026.11.30"
+    );
+    let searches = s.requests_to("POST", "/stack-logs-*/_search");
+    assert_eq!(searches.len(), 2);
+    let body: serde_json::Value = serde_json::from_str(&searches[0].body).unwrap();
+    assert_eq!(
+        body["query"]["match_phrase"]["message"],
+        "cdcmon-smoke-900000000000123"
+    );
+}
+
+#[tokio::test]
+async fn service_log_line_with_the_wrong_service_fails_at_once() {
+    let s = FixtureServer::start().await;
+    s.route(
+        "POST",
+        "/stack-logs-*/_search",
+        vec![reply(200, "elasticsearch/search-logs-marker.json")],
+    );
+    // Compose names the service `smoke`; a NixOS document says cdcmon-smoke.
+    let err = elasticsearch::wait_for_log_line(
+        &http(),
+        &s.url(),
+        "stack-logs-*",
+        &log_expectation("smoke"),
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap_err();
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("with service.name Some(\"cdcmon-smoke\") and log.level Some(\"INFO\"), expected \"smoke\""),
+        "{text}"
+    );
+    assert_eq!(s.requests_to("POST", "/stack-logs-*/_search").len(), 1);
+
+    let s = FixtureServer::start().await;
+    s.route(
+        "POST",
+        "/stack-logs-*/_search",
+        vec![reply(
+            200,
+            "elasticsearch/search-logs-marker-no-service.json",
+        )],
+    );
+    let err = elasticsearch::wait_for_log_line(
+        &http(),
+        &s.url(),
+        "stack-logs-*",
+        &log_expectation("cdcmon-smoke"),
+        SHORT,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("with service.name None"),
+        "{err:#}"
+    );
+}
+
+#[tokio::test]
+async fn service_log_line_missing_names_the_marker_and_the_skip() {
+    let s = FixtureServer::start().await;
+    s.route(
+        "POST",
+        "/stack-logs-*/_search",
+        vec![reply(200, "elasticsearch/search-empty.json")],
+    );
+    let err = elasticsearch::wait_for_log_line(
+        &http(),
+        &s.url(),
+        "stack-logs-*",
+        &log_expectation("cdcmon-smoke"),
+        SHORT,
+    )
+    .await
+    .unwrap_err();
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("no document in stack-logs-* holds the smoke's start line \"cdcmon-smoke-900000000000123\""),
+        "{text}"
+    );
+    assert!(text.contains("--skip logs"), "{text}");
+}
+
 #[tokio::test]
 async fn grafana_health_dashboard_and_datasources_pass() {
     let s = FixtureServer::start().await;
@@ -405,20 +524,25 @@ async fn grafana_queries_find_the_marked_rows_and_the_pie_series() {
     let to: i64 = body["to"].as_str().unwrap().parse().unwrap();
     assert!(to - from >= 3_600_000, "{body}");
 
+    // The pie lacks `delete` at first (no counter query then); the second look finds every op
+    // and asks the raw counters through the same datasource, 2 above the baseline per op.
     s.route(
         "POST",
         DS_QUERY,
         vec![
             reply(200, "grafana/ds-query-prom-pie-no-delete.json"),
             reply(200, "grafana/ds-query-prom-pie.json"),
+            reply(200, "grafana/ds-query-prom-ops-total.json"),
         ],
     );
+    let before = baseline();
     let msg = grafana::wait_for_pie(
         &c,
         &s.url(),
         &auth(),
         DASHBOARD_UID,
         &e,
+        Some(&before),
         Duration::from_secs(10),
     )
     .await
@@ -428,12 +552,90 @@ async fn grafana_queries_find_the_marked_rows_and_the_pie_series() {
         "{msg}"
     );
     assert!(msg.contains("delete 2.0, insert 14.6, update 2.0"), "{msg}");
+    assert!(
+        msg.contains(
+            r#"sum by (op) (cdc_events_total{db="app"}) rose by delete 2, insert 2, update 2"#
+        ),
+        "{msg}"
+    );
     let reqs = s.requests_to("POST", DS_QUERY);
-    let body: serde_json::Value = serde_json::from_str(&reqs.last().unwrap().body).unwrap();
-    let q = &body["queries"][0];
+    // ES 2 + pie without delete + pie + raw counters.
+    assert_eq!(reqs.len(), 5);
+    let pie: serde_json::Value = serde_json::from_str(&reqs[3].body).unwrap();
+    let q = &pie["queries"][0];
     assert_eq!(q["datasource"]["uid"], "prometheus");
     assert_eq!(q["expr"], "sum by (op) (increase(cdc_events_total[1h]))");
     assert_eq!(q["instant"], true);
+    let raw: serde_json::Value = serde_json::from_str(&reqs[4].body).unwrap();
+    let q = &raw["queries"][0];
+    assert_eq!(q["refId"], "A");
+    assert_eq!(q["datasource"]["uid"], "prometheus");
+    assert_eq!(q["expr"], r#"sum by (op) (cdc_events_total{db="app"})"#);
+    assert_eq!(q["instant"], true);
+}
+
+/// The smoke's Prometheus baseline by `(table, op)`: 2 below `ds-query-prom-ops-total.json`
+/// for every op once summed over the tables (`items` has no row of the change).
+fn baseline() -> cdcmon::smoke::checks::RowCounts {
+    [
+        (("users", "insert"), 14.0),
+        (("orders", "insert"), 13.0),
+        (("items", "insert"), 2.0),
+        (("users", "update"), 5.0),
+        (("orders", "update"), 5.0),
+        (("users", "delete"), 4.0),
+        (("orders", "delete"), 4.0),
+    ]
+    .into_iter()
+    .map(|((t, o), n)| ((t.to_owned(), o.to_owned()), n))
+    .collect()
+}
+
+/// The pie's three series exist from a table's first row event on, long before this run: the
+/// raw counters through Grafana must have risen by the change for every op, or the check fails.
+#[tokio::test]
+async fn grafana_pie_with_counters_not_risen_by_the_change_fails() {
+    let s = FixtureServer::start().await;
+    dashboard_route(&s);
+    s.route(
+        "POST",
+        DS_QUERY,
+        vec![
+            reply(200, "grafana/ds-query-prom-pie.json"),
+            reply(200, "grafana/ds-query-prom-ops-total.json"),
+        ],
+    );
+    let e = Expectation::for_marker(MARKER);
+    // One delete more in the baseline: the counters rose by only 1 delete.
+    let mut before = baseline();
+    before.insert(("users".to_owned(), "delete".to_owned()), 5.0);
+    let err = format!(
+        "{:#}",
+        grafana::wait_for_pie(
+            &http(),
+            &s.url(),
+            &auth(),
+            DASHBOARD_UID,
+            &e,
+            Some(&before),
+            SHORT
+        )
+        .await
+        .unwrap_err()
+    );
+    assert!(
+        err.contains(r#"shows sum by (op) (cdc_events_total{db="app"}) rising by only delete 1, insert 2, update 2"#),
+        "{err}"
+    );
+    assert!(
+        err.contains("the change adds delete 2, insert 2, update 2"),
+        "{err}"
+    );
+    // Without a baseline (--skip prometheus) the pie alone passes, and says so.
+    let msg = grafana::wait_for_pie(&http(), &s.url(), &auth(), DASHBOARD_UID, &e, None, SHORT)
+        .await
+        .unwrap();
+    assert!(msg.contains("raw counters not compared"), "{msg}");
 }
 
 #[tokio::test]
@@ -483,9 +685,17 @@ async fn grafana_pie_without_an_operation_fails() {
     let e = Expectation::for_marker(MARKER);
     let err = format!(
         "{:#}",
-        grafana::wait_for_pie(&http(), &s.url(), &auth(), DASHBOARD_UID, &e, SHORT)
-            .await
-            .unwrap_err()
+        grafana::wait_for_pie(
+            &http(),
+            &s.url(),
+            &auth(),
+            DASHBOARD_UID,
+            &e,
+            Some(&baseline()),
+            SHORT
+        )
+        .await
+        .unwrap_err()
     );
     assert!(err.contains("has no series for: delete"), "{err}");
 }

@@ -14,7 +14,7 @@
 //! - `POST /api/v2/tso` → `Tso{timestamp, logic_time}` (tiflow `cdc/api/v2/tso.go`, `model.go`),
 //!   `DELETE /api/v2/changefeeds/{id}` → 200 `EmptyResponse` `{}` (`changefeed.go`
 //!   `deleteChangefeed`); a `failed` changefeed's `error` is `toAPIModel`'s `RunningError`
-//!   (`addr`, `code`, `message`, never `time`) with the code the owner stored
+//!   (`addr`, `code`, `message`; `time` only from the new architecture) with the code the owner stored
 //!   (`cdc/owner/changefeed.go` `handleErr`, `feed_state_manager.go` `HandleError`).
 
 #[path = "fixtures/http/server.rs"]
@@ -425,6 +425,11 @@ async fn lost_to_gc_with_policy_fail_exits_3_and_touches_nothing() {
             "ticdc/changefeed-failed-snapshot-lost.json",
             "CDC:ErrSnapshotLostByGC",
         ),
+        // New architecture: `error.time` always present (zero), `addr` empty, `keyspace`.
+        (
+            "ticdc/changefeed-failed-gc-ttl-new-arch.json",
+            "CDC:ErrGCTTLExceeded",
+        ),
     ] {
         let (server, result) = failed_existing(fixture, IfUnrecoverable::Fail).await;
         let err = result.unwrap_err();
@@ -446,6 +451,7 @@ async fn lost_to_gc_with_policy_recreate_deletes_and_creates_again() {
     for fixture in [
         "ticdc/changefeed-failed-gc-ttl.json",
         "ticdc/changefeed-failed-snapshot-lost.json",
+        "ticdc/changefeed-failed-gc-ttl-new-arch.json",
     ] {
         let (server, result) = failed_existing(fixture, IfUnrecoverable::Recreate).await;
         let (action, info) = result.unwrap();
@@ -457,6 +463,55 @@ async fn lost_to_gc_with_policy_recreate_deletes_and_creates_again() {
         let body: serde_json::Value = serde_json::from_str(&posts[0].body).unwrap();
         assert_eq!(body["changefeed_id"], "app-cdc");
         assert!(body.get("start_ts").is_none(), "{body}");
+    }
+}
+
+/// issue 16.2 after a day of downtime: TiCDC still reads `normal` from before the downtime when
+/// `ensure` looks, and only its owner's (classic `cdc/owner/changefeed.go` `tick` →
+/// `checkStaleCheckpointTs`) or coordinator's (new architecture `coordinator/coordinator.go`
+/// `checkStaleCheckpointTs`, on a reported checkpoint) next check fails it with
+/// `ErrGCTTLExceeded`, while `ensure` waits for the checkpoint. The policy must apply then too:
+/// `recreate` recreates, `fail` exits 3.
+#[tokio::test]
+async fn lost_to_gc_while_waiting_follows_the_policy() {
+    for policy in [IfUnrecoverable::Recreate, IfUnrecoverable::Fail] {
+        let server = FixtureServer::start().await;
+        with_tso(&server)
+            .route("GET", HEALTH, vec![reply(200, "ticdc/health-ok.json")])
+            .route(
+                "GET",
+                CF,
+                vec![
+                    reply(200, "ticdc/changefeed-normal-behind.json"),
+                    reply(200, "ticdc/changefeed-failed-gc-ttl.json"),
+                    reply(200, "ticdc/changefeed-normal.json"),
+                ],
+            )
+            .route("DELETE", CF, vec![reply(200, "ticdc/empty.json")])
+            .route(
+                "POST",
+                CREATE,
+                vec![reply(200, "ticdc/changefeed-created.json")],
+            );
+        let result = run_with(&server, policy, Duration::from_secs(10)).await;
+        match policy {
+            IfUnrecoverable::Recreate => {
+                let (action, info) = result.unwrap();
+                assert_eq!(action, EnsureAction::Recreated);
+                assert_eq!(info.state, "normal");
+                assert_eq!(server.requests_to("DELETE", CF).len(), 1);
+                assert_eq!(server.requests_to("POST", CREATE).len(), 1);
+            }
+            IfUnrecoverable::Fail => {
+                let err = result.unwrap_err();
+                assert_eq!(exit_code(&err), 3);
+                assert!(
+                    format!("{err:#}").contains("CDC:ErrGCTTLExceeded"),
+                    "{err:#}"
+                );
+                assert!(server.requests_to("DELETE", CF).is_empty());
+            }
+        }
     }
 }
 
@@ -507,4 +562,38 @@ async fn binary_exits_3_for_a_changefeed_lost_to_gc() {
         .collect();
     assert_eq!(lines.len(), 1, "{stderr}");
     assert!(lines[0].contains("CDC:ErrGCTTLExceeded"), "{stderr}");
+}
+
+/// A real server always sends `upstream_id` (tiflow release-8.5 `cdc/api/v2/model.go`
+/// `ChangeFeedInfo.UpstreamID uint64 json:"upstream_id,omitempty"`, the PD cluster ID, never 0),
+/// so every recorded changefeed carries one and the client must read past it.
+#[test]
+fn every_changefeed_fixture_carries_an_upstream_id_the_client_reads_past() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/http/ticdc");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).expect("read the ticdc fixture dir") {
+        let path = entry.expect("fixture dir entry").path();
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let text = std::fs::read_to_string(&path).expect("read fixture");
+        let value: serde_json::Value = serde_json::from_str(&text).expect("fixture is JSON");
+        // Changefeed answers only (error templates, `{}` and the TSO have no `id`).
+        if !name.starts_with("changefeed-") || value.get("id").is_none() {
+            continue;
+        }
+        let upstream = value.get("upstream_id").and_then(serde_json::Value::as_u64);
+        assert!(
+            upstream.is_some_and(|id| id != 0),
+            "{name}: upstream_id missing or not a non-zero uint64: {:?}",
+            value.get("upstream_id")
+        );
+        let info: cdcmon::ticdc_api::ChangefeedInfo =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(info.id, "app-cdc", "{name}");
+        checked += 1;
+    }
+    assert!(checked >= 9, "only {checked} changefeed fixtures found");
 }

@@ -101,7 +101,8 @@ rec {
   };
 
   # TiCDC Kafka sink URI for a changefeed. `enable-tidb-extension` means something for canal-json
-  # (commit ts, TIDB_WATERMARK) and debezium (watermark `m` events); TiCDC ignores it for the
+  # (commit ts, TIDB_WATERMARK) and debezium (watermark `m` events, new TiCDC architecture only:
+  # classic TiCDC's debezium encoder sends none; docs/protocols.md); TiCDC ignores it for the
   # others. Same as `cdcmon changefeed ensure`'s default (tests/nix_parity.rs).
   sinkUri =
     {
@@ -243,6 +244,8 @@ rec {
       cdcmon = unit "always" [ "cdcmon-kafka-topic" ] [ ];
       elasticsearch = unit "always" [ ] [ ];
       cdcmon-es-template = unit "on-failure" [ "elasticsearch" ] [ ];
+      # The stack-logs-* index template (issue 14); modules/stack.nix orders Filebeat after it.
+      cdcmon-logs-template = unit "on-failure" [ "elasticsearch" ] [ ];
       filebeat = unit "always" [ "cdcmon-es-template" ] [ ];
       prometheus = unit "always" [ ] [ ];
       grafana = unit "on-failure" [ ] [ "cdcmon-secrets" ];
@@ -256,6 +259,24 @@ rec {
     RestartMaxDelaySec = "1min";
   };
 
+  # Start-job timeout of a oneshot that retries inside (retryScript): the loop's budget, plus
+  # one last attempt begun just before the deadline, plus the longest sleep, plus a margin.
+  # Shorter, and systemd kills the loop in the middle of an attempt (result `timeout`; for
+  # `changefeed ensure --if-unrecoverable=recreate` possibly between its DELETE and its POST)
+  # instead of letting it give up with the attempt's own exit status.
+  retryBudgetSecs = 240;
+  retryMaxDelaySecs = 16;
+  oneshotTimeoutSecs = attemptSecs: retryBudgetSecs + attemptSecs + retryMaxDelaySecs + 30;
+  # One `cdcmon changefeed ensure`: TiCDC health plus the wait for state `normal`
+  # (`--wait-timeout-secs`, passed as CDCMON_WAIT_TIMEOUT_SECS by modules/ticdc.nix), a DELETE
+  # when recreating (cdcmon allows it 90 s; TiCDC waits up to about a minute for the owner) and
+  # the POST (30 s).
+  changefeedWaitSecs = 180;
+  changefeedAttemptSecs = changefeedWaitSecs + 90 + 30;
+  # One `kafka-topics.sh --create`: the admin client gives up after default.api.timeout.ms
+  # (60 s by default).
+  kafkaTopicAttemptSecs = 60;
+
   # A oneshot's retry loop inside ExecStart, so its start job stays pending (and units ordered
   # after it keep waiting) while a dependency settles: delay doubles from 1 s up to `maxDelay`
   # seconds, for at most `budget` seconds; exit status `stopOn` (e.g. 3 = "cannot be fixed by
@@ -263,8 +284,8 @@ rec {
   retryScript =
     {
       command,
-      budget ? 240,
-      maxDelay ? 16,
+      budget ? retryBudgetSecs,
+      maxDelay ? retryMaxDelaySecs,
       stopOn ? null,
     }:
     ''
@@ -463,5 +484,269 @@ rec {
     grafana = "http://127.0.0.1:${str ports.grafana}";
     elasticsearch = "http://127.0.0.1:${str ports.elasticsearch}";
     cdcmon = "http://127.0.0.1:${str ports.cdcmon}/metrics";
+  };
+
+  # ---- Service logs (issue 14): every stack service's log beside the events -----------------
+  # A separate daily index family, never cdc-events-*: each logs input carries its own `index`
+  # (Filebeat's per-input index, elastic/beats filebeat/channel/connector.go
+  # `add_formatted_index`), which wins over output.elasticsearch.index. Its template
+  # (monitoring/elasticsearch/stack-logs-template.json) makes the same choices as the event
+  # log's: composable, ILM off, 1 shard, 0 replicas.
+  logsIndexPrefix = "stack-logs";
+  logsIndexPattern = "${logsIndexPrefix}-*";
+  logsTemplateName = logsIndexPrefix;
+  logsIndex = "${logsIndexPrefix}-%{+yyyy.MM.dd}";
+
+  # The systemd units whose journal is shipped: every unit of the dependency graph plus the
+  # smoke oneshot (its start line is what `cdcmon smoke` looks for), sorted.
+  journalUnits = map (n: "${n}.service") (
+    builtins.sort builtins.lessThan (builtins.attrNames units ++ [ "cdcmon-smoke" ])
+  );
+
+  # Processors shared by the journal and the container inputs: keep the raw line, parse
+  # PingCAP's unified log format (tikv/rfcs text/0018-unified-log-format.md:
+  # `[date_time] [LEVEL] [source_file:line] [message] [key=value]...`, the message JSON-quoted
+  # when it holds a space, quote, `=` or bracket, else bare). Dissect semantics (elastic/beats
+  # libbeat/processors/dissect/dissect.go `extract`): each delimiter is the first occurrence
+  # after the previous one, text after the last delimiter is ignored, a failure leaves the event
+  # as it was (ignore_failure) tagged `log.flags: dissect_parsing_error`.
+  # tests/monitoring_stacklogs.rs models exactly this and checks it on PingCAP's own samples.
+  pingcapHeaderRegexp = ''^\[\d{4}/\d\d/\d\d \d\d:\d\d:\d\d\.\d{3} [+-]\d\d:\d\d\] \[[A-Z]+\] \[[^\]]*\] \['';
+  logLineProcessors = [
+    {
+      copy_fields = {
+        fields = [
+          {
+            from = "message";
+            to = "event.original";
+          }
+        ];
+        ignore_missing = true;
+        fail_on_error = false;
+      };
+    }
+  ];
+  pingcapProcessors = [
+    {
+      dissect = {
+        when.regexp.message = "${pingcapHeaderRegexp}\"";
+        tokenizer = ''[%{pingcap.time}] [%{log.level}] [%{pingcap.source}] ["%{message}"]'';
+        target_prefix = "";
+        overwrite_keys = true;
+        ignore_failure = true;
+      };
+    }
+    {
+      dissect = {
+        when.regexp.message = "${pingcapHeaderRegexp}[^\"]";
+        tokenizer = "[%{pingcap.time}] [%{log.level}] [%{pingcap.source}] [%{message}]";
+        target_prefix = "";
+        overwrite_keys = true;
+        ignore_failure = true;
+      };
+    }
+  ];
+  # journald priority (systemd.journal-fields(7): 0 emerg ... 7 debug) -> PingCAP level names,
+  # for every line that did not carry its own level.
+  priorityLevels = [
+    {
+      level = "FATAL";
+      gte = 0;
+      lte = 2;
+    }
+    {
+      level = "ERROR";
+      gte = 3;
+      lte = 3;
+    }
+    {
+      level = "WARN";
+      gte = 4;
+      lte = 4;
+    }
+    {
+      level = "INFO";
+      gte = 5;
+      lte = 6;
+    }
+    {
+      level = "DEBUG";
+      gte = 7;
+      lte = 7;
+    }
+  ];
+  noLevel.not.has_fields = [ "log.level" ];
+
+  # The level word of the other services' own formats, for a line PingCAP's format did not
+  # match. journald gives every stdout/stderr line the unit's SyslogLevel= (info), so without
+  # this Prometheus' `level=WARN`, Grafana's `level=error`, cdcmon's own WARN/ERROR, Kafka's and
+  # Elasticsearch's log4j WARN/ERROR would all be INFO and missing from the warnings/errors
+  # panel. Formats (each regexp alternative, in order):
+  #   logfmt `level=<word>` (Prometheus 3 log/slog `level=WARN`, Grafana `level=error`,
+  #     case-insensitive);
+  #   tracing-subscriber JSON `{"timestamp":"…","level":"WARN",…}` (cdcmon, CDCMON_LOG_FORMAT=json);
+  #   tracing-subscriber text `2026-11-30T01:02:03.456789Z  WARN target: …` (cdcmon text, no ANSI:
+  #     src/cli.rs init_logging);
+  #   Kafka's log4j `[2026-11-30 01:02:03,456] WARN … (logger)` (`[%d] %p %m (%c)%n`);
+  #   Elasticsearch's log4j `[2026-11-30T01:02:03,456][WARN ][logger] …` (`[%d{ISO8601}][%-5p]`).
+  # tests/monitoring_stacklogs.rs replays a line of each format.
+  levelWords = [
+    {
+      level = "FATAL";
+      logfmt = "fatal|crit|critical|panic|emerg|alert";
+      upper = "FATAL";
+    }
+    {
+      level = "ERROR";
+      logfmt = "error|eror|err";
+      upper = "ERROR";
+    }
+    {
+      level = "WARN";
+      logfmt = "warn|warning";
+      upper = "WARN";
+    }
+    {
+      level = "INFO";
+      logfmt = "info|notice";
+      upper = "INFO";
+    }
+    {
+      level = "DEBUG";
+      logfmt = "debug|dbug|trace";
+      upper = "DEBUG|TRACE";
+    }
+  ];
+  levelWordRegexp =
+    w:
+    builtins.concatStringsSep "|" [
+      ''(^|\s)level="?(?i:${w.logfmt})"?(\s|$)''
+      ''^\{"timestamp":"[^"]*","level":"(${w.upper})"''
+      ''^\d{4}-\d\d-\d\dT[0-9:.]+Z +(${w.upper}) ''
+      ''^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}\] (${w.upper}) ''
+      ''^\[\d{4}-\d\d-\d\dT[0-9:.,]+\]\[(${w.upper}) *\]''
+    ];
+  levelWordProcessors = map (w: {
+    add_fields = {
+      when."and" = [
+        noLevel
+        { regexp.message = levelWordRegexp w; }
+      ];
+      target = "log";
+      fields.level = w.level;
+    };
+  }) levelWords;
+  # service.name from a unit field: `tidb-pd.service` -> `tidb-pd`; only while none is set.
+  unitToService = field: {
+    dissect = {
+      when."and" = [
+        { has_fields = [ field ]; }
+        noService
+      ];
+      inherit field;
+      tokenizer = "%{service.name}.service";
+      target_prefix = "";
+      ignore_failure = true;
+    };
+  };
+  noService.not.has_fields = [ "service.name" ];
+
+  # Filebeat 8.x journald input (it runs `journalctl --utc --output=json --follow --unit U ...`:
+  # elastic/beats filebeat/input/journald/pkg/journalctl/reader.go); same as the second input
+  # of monitoring/filebeat/filebeat.yml (tests/nix_parity.rs).
+  journaldInput = {
+    type = "journald";
+    id = "stack-journal";
+    enabled = true;
+    index = logsIndex;
+    units = journalUnits;
+    processors =
+      logLineProcessors
+      # service.name: the unit PID 1 speaks about (UNIT=: "Failed with result ..."; mapped to
+      # journald.unit by beats' journalfield/default.go, to journald.custom.unit by versions
+      # without that entry), else the unit that wrote the line (_SYSTEMD_UNIT).
+      ++ map unitToService [
+        "journald.unit"
+        "journald.custom.unit"
+        # `journalctl --unit U` also matches a coredump of U (COREDUMP_UNIT=, written by
+        # systemd-coredump@…) and root daemons' messages about U (OBJECT_SYSTEMD_UNIT=):
+        # systemd src/shared/logs-show.c add_matches_for_unit. Those lines are U's, not the
+        # writer's (a TiKV crash is tidb-tikv's). beats journalfield: journald.coredump.unit,
+        # journald.object.systemd.unit.
+        "journald.coredump.unit"
+        "journald.object.systemd.unit"
+        "systemd.unit"
+      ]
+      ++ pingcapProcessors
+      ++ levelWordProcessors
+      ++ map (p: {
+        add_fields = {
+          when."and" = [
+            noLevel
+            {
+              range."log.syslog.priority" = {
+                inherit (p) gte lte;
+              };
+            }
+          ];
+          target = "log";
+          fields.level = p.level;
+        };
+      }) priorityLevels;
+  };
+
+  # Docker Compose: the containers' json-file logs (docker/compose.yaml mounts
+  # /var/lib/docker/containers and the Docker socket read-only into the Filebeat container;
+  # docs/docker.md). Only containers of the compose project `cdcmon`; service.name is the
+  # compose service (add_docker_metadata's dedotted label); a line without its own level is INFO
+  # (a container's stdout/stderr carries no priority).
+  containerLogsInput = {
+    type = "filestream";
+    id = "stack-containers";
+    enabled = true;
+    index = logsIndex;
+    paths = [ "/var/lib/docker/containers/*/*.log" ];
+    parsers = [
+      {
+        container = {
+          stream = "all";
+          format = "docker";
+        };
+      }
+    ];
+    processors = [
+      { add_docker_metadata.host = "unix:///var/run/docker.sock"; }
+      {
+        drop_event.when.not.equals."container.labels.com_docker_compose_project" = "cdcmon";
+      }
+      {
+        copy_fields = {
+          fields = [
+            {
+              from = "container.labels.com_docker_compose_service";
+              to = "service.name";
+            }
+            {
+              from = "host.name";
+              to = "host.hostname";
+            }
+          ];
+          ignore_missing = true;
+          fail_on_error = false;
+        };
+      }
+    ]
+    ++ logLineProcessors
+    ++ pingcapProcessors
+    ++ levelWordProcessors
+    ++ [
+      {
+        add_fields = {
+          when = noLevel;
+          target = "log";
+          fields.level = "INFO";
+        };
+      }
+    ];
   };
 }

@@ -163,6 +163,23 @@ let
   allUnits = tidbUnits // ticdcUnits // cdcmonUnits;
   unitNames = builtins.attrNames allUnits;
   contains = needle: haystack: builtins.length (builtins.split needle haystack) > 1;
+  stackLib = import ../lib/stack.nix { };
+  # unit -> the flags that choose where it listens (pd-server/tikv-server/tidb-server/cdc --help).
+  bindFlags = {
+    tidb-pd = [
+      "--client-urls"
+      "--peer-urls"
+    ];
+    tidb-tikv = [
+      "--addr"
+      "--status-addr"
+    ];
+    tidb-server = [
+      "-host"
+      "-status-host"
+    ];
+    ticdc = [ "--addr" ];
+  };
 in
 [
   # ---- listeners default to loopback (16.4) ------------------------------------------------
@@ -171,6 +188,17 @@ in
   (check "TiCDC --addr default" ticdc.cfg.address "127.0.0.1:8300")
   (check "TiCDC server binds it" (contains "'--addr=127.0.0.1:8300'" ticdcUnits.ticdc.serviceConfig.ExecStart) true)
   (check "cdcmon CDCMON_LISTEN default" cdcmon.cfg.settings.CDCMON_LISTEN "127.0.0.1:9102")
+  # Class guard: every flag that picks a bind address, and whose upstream default is a wildcard
+  # or a non-loopback guess, is passed with a loopback value. The TiDB status port was missed
+  # once (`-status-host` defaults to all interfaces, pingcap/tidb cmd/tidb-server/main.go @
+  # 00da65f5) although `-host` was set: a new bind flag goes in this table.
+  (check "every bind address of PD, TiKV, TiDB and TiCDC is loopback by default"
+    (builtins.concatMap (
+      u:
+      builtins.filter (flag: !(contains "'${flag}=(http://)?127\\.0\\.0\\.1[:']" allUnits.${u}.serviceConfig.ExecStart)) bindFlags.${u}
+    ) (builtins.attrNames bindFlags))
+    [ ]
+  )
 
   # ---- no Requires= on a unit that restarts (16.3) -----------------------------------------
   (check "no unit of these modules has Requires=" (builtins.filter (n: (allUnits.${n}.requires or [ ]) != [ ]) unitNames) [ ])
@@ -223,6 +251,22 @@ in
   ] [ true true true ])
   (check "exit status 3 is never retried by systemd" ticdcUnits.ticdc-changefeed-app-cdc.serviceConfig.RestartPreventExitStatus 3)
   (check "the changefeed wants TiCDC" ticdcUnits.ticdc-changefeed-app-cdc.wants [ "ticdc.service" ])
+  # Class guard: a oneshot that retries inside must outlive its loop's last attempt, or systemd
+  # kills it mid-attempt (it had 5 min for a 240 s budget of 180 s attempts).
+  (check "the changefeed oneshot's start timeout outlives its retry loop"
+    (
+      let
+        feed = ticdcUnits.ticdc-changefeed-app-cdc;
+        timeout = builtins.fromJSON (builtins.head (builtins.match "([0-9]+)s" feed.serviceConfig.TimeoutStartSec));
+        wait = builtins.fromJSON feed.environment.CDCMON_WAIT_TIMEOUT_SECS;
+      in
+      [
+        (timeout > stackLib.retryBudgetSecs + wait + 90 + 30 + stackLib.retryMaxDelaySecs)
+        (contains "deadline=[$][(][(] [$][(]date [+]%s[)] [+] ${toString stackLib.retryBudgetSecs} [)][)]" feed.script)
+      ]
+    )
+    [ true true ]
+  )
 
   # ---- event log rotation (16.8) -----------------------------------------------------------
   (check "cdcmon rotates its event log by default" [

@@ -64,6 +64,10 @@ in
     ]
     [ 1 1 1 ]
   )
+  (check "Elasticsearch's transport port stays on loopback when listenAddress widens HTTP"
+    (occurrences "transport\\.host: 127\\.0\\.0\\.1" (source "stack.nix"))
+    1
+  )
   (check "unauthenticated ports named for the openFirewall assertion" (builtins.attrNames stack.unauthenticatedPorts) [
     "4000"
     "8300"

@@ -9,7 +9,7 @@
   substitute ? { },
 }:
 let
-  inherit (import ./flake-stub.nix) outputs stub;
+  inherit (import ./flake-stub.nix { flakeFile = pick ../../flake.nix; }) outputs stub;
   inherit (stub) lib;
   json = builtins.toJSON;
   check =
@@ -55,7 +55,7 @@ let
   # Every `pkgs.callPackage ./…` written in flake.nix must be one the recorder saw (else a new
   # call site outside `packages` would escape this check).
   writtenSites =
-    (builtins.length (builtins.split "callPackage \\./" (builtins.readFile ../../flake.nix)) - 1) / 2;
+    (builtins.length (builtins.split "callPackage \\./" (builtins.readFile (pick ../../flake.nix))) - 1) / 2;
 
   # ---- defect 4: nixosConfigurations pass the NixOS assertions outside the VM variant --------
   configs = outputs.nixosConfigurations;
@@ -101,6 +101,92 @@ let
       }
     else
       smokeTest.testScript;
+
+  # ---- nixosModules: importing several of them defines each package default once ----------
+  # types.package merges with mergeOneOption, so two `mkDefault` definitions of
+  # services.ticdc.package (one per anonymous wrapper) fail evaluation; the module system
+  # imports a module with a `key` only once. Walk every nixosModules entry as the module
+  # system would (functions applied to stub arguments, paths left unopened: they are ours and
+  # set no package default), keep one copy per key, and count the definitions.
+  moduleArgs = {
+    inherit lib;
+    pkgs = stub.pkgsFor "x86_64-linux";
+    config = { };
+    options = { };
+  };
+  packageOptions = [
+    "package"
+    "changefeedTool"
+  ];
+  # mkMerge / mkIf (stub-lib.nix shapes) are looked through.
+  packageDefs = v: configDefs (v.config or v);
+  configDefs =
+    c:
+    if (c._type or null) == "merge" then
+      builtins.concatMap configDefs c.contents
+    else if (c._type or null) == "if" then
+      configDefs c.content
+    else
+      serviceDefs (c.services or { });
+  serviceDefs =
+    services:
+    builtins.concatMap (
+      s:
+      map (o: "services.${s}.${o}") (
+        builtins.filter (o: builtins.elem o packageOptions) (builtins.attrNames services.${s})
+      )
+    ) (builtins.attrNames services);
+  expand =
+    m:
+    if builtins.isPath m || builtins.isString m then
+      [ ]
+    else
+      let
+        v = if builtins.isFunction m then m moduleArgs else m;
+      in
+      [
+        {
+          key = v.key or null;
+          defines = packageDefs v;
+        }
+      ]
+      ++ builtins.concatMap expand (v.imports or [ ]);
+  imported = builtins.concatMap expand (builtins.attrValues outputs.nixosModules);
+  keyedOnce = builtins.attrValues (
+    builtins.listToAttrs (
+      map (e: {
+        name = e.key;
+        value = e;
+      }) (builtins.filter (e: e.key != null) imported)
+    )
+  );
+  moduleInstances = keyedOnce ++ builtins.filter (e: e.key == null) imported;
+  allDefines = builtins.concatMap (e: e.defines) moduleInstances;
+  definedTwice = builtins.attrNames (
+    builtins.listToAttrs (
+      map (d: {
+        name = d;
+        value = true;
+      }) (builtins.filter (d: builtins.length (builtins.filter (x: x == d) allDefines) > 1) allDefines)
+    )
+  );
+
+  # ---- apps: `nix flake check` (src/nix/flake.cc, checkApp) throws "app '…' has unsupported
+  # attribute" for anything but type, program and meta, and `program` must be a string.
+  appAttrsBad = builtins.concatMap (
+    system:
+    builtins.concatMap (
+      name:
+      let
+        app = outputs.apps.${system}.${name};
+        extra = builtins.filter (a: !builtins.elem a [ "type" "program" "meta" ]) (builtins.attrNames app);
+      in
+      if extra == [ ] && app.type == "app" && builtins.isString app.program && builtins.isString (app.meta.description or null) then
+        [ ]
+      else
+        [ "apps.${system}.${name}: ${json (builtins.attrNames app)}" ]
+    ) (builtins.attrNames outputs.apps.${system})
+  ) systems;
 
   # ---- defect 3: TiCDC pin -------------------------------------------------------------------
   ticdcSource = import ../ticdc-source.nix;
@@ -151,6 +237,14 @@ in
   (check "tests/nixos/smoke.nix: smoke step timeout = unit TimeoutStartSec (15min) + 60 s"
     (builtins.match ".*execute\\(\"systemctl start cdcmon-smoke.service\", timeout=960\\).*" smokeScript != null)
     "the testScript does not pass timeout=960 to the smoke step"
+  )
+  (check "nixosModules: importing all of them defines each package default once (keyed wrappers)"
+    (definedTwice == [ ] && allDefines != [ ])
+    "defined more than once: ${json definedTwice} (a wrapper module without a fixed `key` is imported once per reference)"
+  )
+  (check "apps: only type/program/meta, type \"app\", program a string, meta.description set"
+    (appAttrsBad == [ ])
+    "${json appAttrsBad}"
   )
   (check "TiCDC: pinned version is in nixpkgs' 8.5 line (tikv/tikv-pd 8.5.5)"
     (builtins.match "8\\.5\\.[0-9]+" ticdcSource.version != null)

@@ -235,12 +235,12 @@ impl AvroDecoder {
         self.missing
     }
 
-    /// Decode one Kafka message.
+    /// Decode one Kafka message (always one event: Avro has no batches).
     pub fn decode(
         &mut self,
         key: Option<&[u8]>,
         value: Option<&[u8]>,
-    ) -> Result<Vec<ChangeEvent<'static>>, DecodeError> {
+    ) -> Result<ChangeEvent<'static>, DecodeError> {
         self.missing = None;
         let key = key.filter(|k| !k.is_empty());
         match value.filter(|v| !v.is_empty()) {
@@ -252,19 +252,19 @@ impl AvroDecoder {
                         "message has neither key nor value",
                     )
                 })?;
-                Ok(vec![self.delete(key, None)?])
+                self.delete(key, None)
             }
-            Some([DDL_PREFIX, json @ ..]) if key.is_none() => Ok(vec![ddl(json)?]),
+            Some([DDL_PREFIX, json @ ..]) if key.is_none() => ddl(json),
             Some([WATERMARK_PREFIX, ts @ ..]) => {
                 let mut ev = ChangeEvent::new(P, EventKind::Watermark);
                 ev.commit_ts = Some(be_u64(ts, "watermark")?);
-                Ok(vec![ev])
+                Ok(ev)
             }
             Some([DELETE_MARKER_PREFIX, ts @ ..]) => {
                 let key = key.ok_or_else(|| missing_key("delete marker"))?;
-                Ok(vec![self.delete(key, Some(be_u64(ts, "delete marker")?))?])
+                self.delete(key, Some(be_u64(ts, "delete marker")?))
             }
-            Some(v) => Ok(vec![self.row(key, v)?]),
+            Some(v) => self.row(key, v),
         }
     }
 

@@ -81,8 +81,10 @@ pub fn decode(value: &[u8]) -> Result<ChangeEvent<'_>, DecodeError> {
         _ => tidb.commit_ts,
     };
     if ev.commit_ts.is_none() {
-        // Without the TiDB extension `es` (= commitTs >> 18) is the only commit time.
-        ev.commit_physical_ms = msg.es;
+        // Without the TiDB extension `es` (= commitTs >> 18, TC `canal_json_encoder.go`
+        // `convertToCanalTs`) is the only commit time. 0 means "no time" (a tiny TSO, as in
+        // TiCDC's tests), not 1970: a lag computed from it would read 56 years.
+        ev.commit_physical_ms = msg.es.filter(|&ms| ms > 0);
     }
 
     match kind {
@@ -255,6 +257,41 @@ mod tests {
             ev.claim_check_location.as_deref(),
             Some("s3:/claim-check-bucket/abc.json")
         );
+    }
+
+    #[test]
+    fn es_zero_is_no_time_and_type_decides_the_kind() {
+        // TC `newJSONMessage4CheckpointEvent` with a small TSO writes `es` 0.
+        let wm = br#"{"id":0,"database":"","table":"","pkNames":null,"isDdl":false,"type":"TIDB_WATERMARK","es":0,"ts":1,"sql":"","sqlType":null,"mysqlType":null,"data":null,"old":null,"_tidb":{"watermarkTs":3}}"#;
+        let ev = decode(wm).unwrap();
+        assert_eq!((ev.kind, ev.commit_ts), (EventKind::Watermark, Some(3)));
+        let dml = br#"{"id":0,"database":"d","table":"t","pkNames":["a"],"isDdl":false,"type":"INSERT","es":0,"ts":1,"data":[{"a":"1"}],"old":null}"#;
+        let ev = decode(dml).unwrap();
+        assert_eq!((ev.commit_ts, ev.commit_physical_ms), (None, None));
+        assert_eq!(ev.commit_time_ms(), None);
+        // A DELETE that also carries a `watermarkTs` is a row: `type` decides, and its commit
+        // time is `commitTs`, never the watermark.
+        let del = br#"{"id":0,"database":"d","table":"t","pkNames":["a"],"isDdl":false,"type":"DELETE","es":1,"ts":1,"data":[{"a":"1"}],"old":null,"_tidb":{"commitTs":7,"watermarkTs":9}}"#;
+        let ev = decode(del).unwrap();
+        assert_eq!(
+            (ev.kind, ev.op, ev.commit_ts),
+            (EventKind::Row, Some(RowOp::Delete), Some(7))
+        );
+        // A watermark without `watermarkTs` (omitempty of 0) has no TSO and is still no row.
+        let bare = br#"{"id":0,"isDdl":false,"type":"TIDB_WATERMARK","es":0,"ts":1,"_tidb":{}}"#;
+        let ev = decode(bare).unwrap();
+        assert_eq!(
+            (ev.kind, ev.commit_ts, ev.commit_time_ms()),
+            (EventKind::Watermark, None, None)
+        );
+    }
+
+    #[test]
+    fn rowkey_and_unknown_members_are_ignored() {
+        // TC `output-row-key=true`: `_tidb.rowkey` (base64 of the TiKV row key).
+        let v = br#"{"id":0,"database":"d","table":"t","pkNames":["a"],"isDdl":false,"type":"INSERT","es":1,"ts":1,"sql":"","data":[{"a":"1"}],"old":null,"_tidb":{"commitTs":5,"rowkey":"dIAAAAAAAABwX3KAAAAAAAAAAQ=="},"future":{"x":[1]}}"#;
+        let ev = decode(v).unwrap();
+        assert_eq!((ev.commit_ts, ev.partial), (Some(5), false));
     }
 
     #[test]

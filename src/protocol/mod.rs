@@ -9,12 +9,82 @@ use std::fmt;
 use crate::event::{ChangeEvent, Protocol};
 
 pub mod avro;
+
+/// A struct of optional JSON members that deserializes as Go's `encoding/json` does, which is
+/// how TiCDC's own decoders read these messages: a repeated member overwrites the earlier one
+/// (last wins), unknown members are skipped. serde's derive rejects a repeated member
+/// ("duplicate field"), and pingcap/ticdc's open-protocol encoder repeats `ohk` on claim-check
+/// keys (`pkg/sink/codec/open/codec.go` `encodeRowChangedEvent`), so such structs use this.
+///
+/// Strictness is kept where it matters: the input must be a JSON object (no array form),
+/// every value, including an overwritten one, must have the declared type, and syntax errors
+/// stay errors. `null` leaves an earlier value in place, as Go does for a plain field; a member
+/// that is only ever `null` counts as absent (Go would read its zero value: stricter, not
+/// laxer). Keys and values are borrowed from the input like the derived structs
+/// (`CowStr` copies only a key with escapes). Exact-case member names: Go also matches names
+/// case-insensitively, but no TiCDC encoder writes a member in another case.
+macro_rules! last_wins_struct {
+    (
+        $(#[$meta:meta])*
+        struct $name:ident<$lt:lifetime> {
+            $( $(#[doc = $doc:literal])* $field:ident: $json:literal => $ty:ty, )*
+        }
+    ) => {
+        $(#[$meta])*
+        struct $name<$lt> {
+            $( $(#[doc = $doc])* $field: Option<$ty>, )*
+        }
+
+        impl<'de: $lt, $lt> serde::Deserialize<'de> for $name<$lt> {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V<$lt>(std::marker::PhantomData<&$lt ()>);
+                impl<'de: $lt, $lt> serde::de::Visitor<'de> for V<$lt> {
+                    type Value = $name<$lt>;
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str(concat!("a JSON object (", stringify!($name), ")"))
+                    }
+                    fn visit_map<A: serde::de::MapAccess<'de>>(
+                        self,
+                        mut map: A,
+                    ) -> Result<Self::Value, A::Error> {
+                        $( let mut $field: Option<$ty> = None; )*
+                        while let Some(key) =
+                            map.next_key::<$crate::protocol::json::CowStr<'de>>()?
+                        {
+                            match key.as_str() {
+                                // Last wins: a later member replaces an earlier one. A
+                                // `null` replaces nothing: Go leaves a plain (non-pointer)
+                                // field as it was ("unmarshaling a JSON null into any other
+                                // Go value has no effect", encoding/json `Unmarshal`), and
+                                // every key member is one (TC `open/message.go` `messageKey`).
+                                $( $json => {
+                                    if let Some(v) = map.next_value::<Option<$ty>>()? {
+                                        $field = Some(v);
+                                    }
+                                } )*
+                                _ => {
+                                    map.next_value::<serde::de::IgnoredAny>()?;
+                                }
+                            }
+                        }
+                        Ok($name { $($field,)* })
+                    }
+                }
+                d.deserialize_map(V(std::marker::PhantomData))
+            }
+        }
+    };
+}
+
 pub mod canal_json;
 pub mod compression;
 pub mod debezium;
 pub mod detect;
 pub mod open_protocol;
 pub mod simple;
+
+#[cfg(test)]
+mod fixture_tests;
 
 pub use compression::Compression;
 
@@ -180,13 +250,19 @@ impl Decoder {
 
     /// Decode one Kafka message into its events (open-protocol batches give several).
     ///
+    /// `Err` when the message as a whole cannot be decoded (no value, broken open-protocol
+    /// framing, unknown protocol, a single-event protocol's malformed JSON, ...). `Ok` carries
+    /// the events that decoded and, for an open-protocol batch whose framing is valid, one
+    /// [`DecodeError`] per event that did not (issue 10 point 5: one bad event must not drop
+    /// its batch). Callers count each of `errors` and still handle `events`.
+    ///
     /// Never panics. Events borrow from `key`/`value` unless the message had to be
     /// decompressed, in which case they own their data.
     pub fn decode<'a>(
         &mut self,
         key: Option<&'a [u8]>,
         value: Option<&'a [u8]>,
-    ) -> Result<Vec<ChangeEvent<'a>>, DecodeError> {
+    ) -> Result<Decoded<'a>, DecodeError> {
         // Avro first: its framing needs no JSON parse, and a framed key/value (0x00 + non-zero
         // schema id) can never be an open-protocol header (whose id bytes are all zero).
         if self.choice == ProtocolChoice::Fixed(Protocol::Avro)
@@ -195,7 +271,7 @@ impl Decoder {
                 && avro::looks_like_avro(key, value))
         {
             return match &mut self.avro {
-                Some(a) => a.decode(key, value),
+                Some(a) => a.decode(key, value).map(Decoded::one),
                 None => Err(DecodeError::new(
                     Some(Protocol::Avro),
                     DecodeErrorReason::SchemaUnavailable,
@@ -229,7 +305,7 @@ impl Decoder {
                 Some(p) => p,
                 None => detect::detect_json(value)?,
             };
-            return self.decode_json(protocol, key, value);
+            return self.decode_json(protocol, key, value).map(Decoded::one);
         }
         // TiCDC compresses the whole value (and, for debezium, the key): decode from a
         // temporary buffer and detach the events from it.
@@ -245,8 +321,8 @@ impl Decoder {
             }
             _ => None,
         };
-        let events = self.decode_json(protocol, plain_key.as_deref(), &plain)?;
-        Ok(events.into_iter().map(ChangeEvent::into_owned).collect())
+        let event = self.decode_json(protocol, plain_key.as_deref(), &plain)?;
+        Ok(Decoded::one(event.into_owned()))
     }
 
     fn decode_json<'b>(
@@ -254,21 +330,47 @@ impl Decoder {
         protocol: Protocol,
         key: Option<&'b [u8]>,
         value: &'b [u8],
-    ) -> Result<Vec<ChangeEvent<'b>>, DecodeError> {
-        let event = match protocol {
-            Protocol::CanalJson => canal_json::decode(value)?,
-            Protocol::Debezium => debezium::decode(key, value)?,
-            Protocol::Simple => self.simple.decode(value)?,
+    ) -> Result<ChangeEvent<'b>, DecodeError> {
+        match protocol {
+            Protocol::CanalJson => canal_json::decode(value),
+            Protocol::Debezium => debezium::decode(key, value),
+            Protocol::Simple => self.simple.decode(value),
             // Only reachable through a compressed message that `detect_json` cannot yield.
-            Protocol::OpenProtocol | Protocol::Avro => {
-                return Err(DecodeError::new(
-                    Some(protocol),
-                    DecodeErrorReason::Framing,
-                    "open-protocol and avro messages are binary-framed, not JSON",
-                ));
-            }
-        };
-        Ok(vec![event])
+            Protocol::OpenProtocol | Protocol::Avro => Err(DecodeError::new(
+                Some(protocol),
+                DecodeErrorReason::Framing,
+                "open-protocol and avro messages are binary-framed, not JSON",
+            )),
+        }
+    }
+}
+
+/// What one Kafka message decoded to: the events that decoded, in message order, and one error
+/// per event that did not. Only an open-protocol batch (up to `max-batch-size` events, each a
+/// key/value JSON pair inside valid framing) can have both; every other protocol carries one
+/// event per message, so its failure is the message's `Err`.
+#[derive(Debug, Default)]
+pub struct Decoded<'a> {
+    pub events: Vec<ChangeEvent<'a>>,
+    /// Per-event failures; `detail` names the event's index in the batch.
+    pub errors: Vec<DecodeError>,
+}
+
+impl<'a> Decoded<'a> {
+    fn one(event: ChangeEvent<'a>) -> Self {
+        Decoded {
+            events: vec![event],
+            errors: Vec::new(),
+        }
+    }
+
+    /// All or nothing: the events, or the first per-event error. For callers (tests, tools)
+    /// that treat any bad event as a bad message; the consume path uses both parts instead.
+    pub fn into_strict(self) -> Result<Vec<ChangeEvent<'a>>, DecodeError> {
+        match self.errors.into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(self.events),
+        }
     }
 }
 
@@ -485,7 +587,7 @@ mod decoder_tests {
     fn auto_decodes_every_protocol() {
         let mut d = Decoder::new(ProtocolChoice::Auto, Compression::None);
         let v = fixture("canal-json-delete-1.json");
-        let evs = d.decode(None, Some(&v)).unwrap();
+        let evs = d.decode(None, Some(&v)).unwrap().events;
         assert_eq!(
             (evs[0].protocol, evs[0].op),
             (Protocol::CanalJson, Some(RowOp::Delete))
@@ -495,7 +597,7 @@ mod decoder_tests {
             fixture("debezium-update-1.key.json"),
             fixture("debezium-update-1.json"),
         );
-        let evs = d.decode(Some(&k), Some(&v)).unwrap();
+        let evs = d.decode(Some(&k), Some(&v)).unwrap().events;
         assert_eq!(
             (evs[0].protocol, evs[0].op),
             (Protocol::Debezium, Some(RowOp::Update))
@@ -504,7 +606,7 @@ mod decoder_tests {
 
         let v = fixture("simple-bootstrap-1.json");
         assert_eq!(
-            d.decode(None, Some(&v)).unwrap()[0].kind,
+            d.decode(None, Some(&v)).unwrap().events[0].kind,
             EventKind::Bootstrap
         );
 
@@ -512,7 +614,7 @@ mod decoder_tests {
             fixture("open-protocol-resolved-1.key.bin"),
             fixture("open-protocol-resolved-1.value.bin"),
         );
-        let evs = d.decode(Some(&k), Some(&v)).unwrap();
+        let evs = d.decode(Some(&k), Some(&v)).unwrap().events;
         assert_eq!(
             (evs[0].protocol, evs[0].kind),
             (Protocol::OpenProtocol, EventKind::Watermark)
@@ -525,7 +627,7 @@ mod decoder_tests {
         let boot = fixture("simple-ddl-1.json");
         d.decode(None, Some(&boot)).unwrap();
         let v = fixture("simple-delete-1.json");
-        let evs = d.decode(None, Some(&v)).unwrap();
+        let evs = d.decode(None, Some(&v)).unwrap().events;
         assert_eq!(evs[0].keys.first().map(|c| c.name.as_ref()), Some("id"));
     }
 
@@ -538,7 +640,7 @@ mod decoder_tests {
             ] {
                 let mut d = Decoder::new(choice, c);
                 let v = compress(c, &fixture("canal-json-insert-1.json")).unwrap();
-                let evs = d.decode(None, Some(&v)).unwrap();
+                let evs = d.decode(None, Some(&v)).unwrap().events;
                 assert_eq!(&*evs[0].table, "employee", "{c:?}");
                 assert_eq!(evs[0].keys.len(), 1);
             }
@@ -546,7 +648,7 @@ mod decoder_tests {
             let mut d = Decoder::new(ProtocolChoice::Auto, c);
             let k = compress(c, &fixture("debezium-insert-1.key.json")).unwrap();
             let v = compress(c, &fixture("debezium-insert-1.json")).unwrap();
-            let evs = d.decode(Some(&k), Some(&v)).unwrap();
+            let evs = d.decode(Some(&k), Some(&v)).unwrap().events;
             assert_eq!(evs[0].protocol, Protocol::Debezium);
             assert_eq!(
                 evs[0].keys.first().map(|c| c.value.get()),
@@ -556,7 +658,7 @@ mod decoder_tests {
             let mut d = Decoder::new(ProtocolChoice::Fixed(Protocol::Simple), c);
             let v = compress(c, &fixture("simple-watermark-1.json")).unwrap();
             assert_eq!(
-                d.decode(None, Some(&v)).unwrap()[0].commit_ts,
+                d.decode(None, Some(&v)).unwrap().events[0].commit_ts,
                 Some(447984124732375041)
             );
             // Not compressed although configured: a decompress error.

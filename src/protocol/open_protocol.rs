@@ -9,9 +9,13 @@
 //! With `large-message-handle-compression` each valJSON is compressed on its own, inside the
 //! framing; keys never are (TF `pkg/sink/codec/open/open_protocol_encoder.go`).
 //!
+//! A message whose framing is valid decodes pair by pair: a bad pair is one per-event error and
+//! the batch's other events are kept (issue 10 point 5). Key members follow Go's last-wins rule,
+//! because the new architecture repeats `ohk` on claim-check keys (see `MessageKey`).
+//!
 //! Sources: TF `open_protocol_encoder.go`, `open_protocol_decoder.go`, `open_protocol_message.go`,
 //! `pkg/sink/codec/internal/message_key.go`, `internal/column.go`, `cdc/model/sink.go`;
-//! TC `pkg/sink/codec/open/codec.go`; DOCS `ticdc/ticdc-open-protocol.md`.
+//! TC `pkg/sink/codec/open/codec.go`, `encoder.go`, `decoder.go`, `message.go`; DOCS `ticdc/ticdc-open-protocol.md`.
 
 use std::borrow::Cow;
 
@@ -19,7 +23,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::json::{CowStr, Named};
-use super::{Compression, DecodeError, DecodeErrorReason, err, json_err, missing};
+use super::{Compression, DecodeError, DecodeErrorReason, Decoded, err, json_err, missing};
 use crate::event::{ChangeEvent, Column, Ddl, EventKind, Protocol, RowOp};
 
 const P: Protocol = Protocol::OpenProtocol;
@@ -31,21 +35,20 @@ pub const BATCH_VERSION_1: u64 = 1;
 pub const FLAG_HANDLE_KEY: u64 = 0x02;
 pub const FLAG_PRIMARY_KEY: u64 = 0x08;
 
-/// Key JSON (`internal.MessageKey`).
-#[derive(Deserialize)]
-struct MessageKey<'a> {
-    #[serde(default)]
-    ts: Option<u64>,
-    #[serde(borrow, default)]
-    scm: Option<CowStr<'a>>,
-    #[serde(borrow, default)]
-    tbl: Option<CowStr<'a>>,
-    #[serde(default)]
-    t: Option<u64>,
-    #[serde(default)]
-    ohk: Option<bool>,
-    #[serde(borrow, default)]
-    ccl: Option<CowStr<'a>>,
+last_wins_struct! {
+    /// Key JSON (TF `internal.MessageKey`, TC `open/message.go` `messageKey`). Last member
+    /// wins: TC's claim-check key is `{"ts":..,"t":1,"ohk":true,"ohk":false,"ccl":".."}`
+    /// (`codec.go` `encodeRowChangedEvent` with `largeMessageOnlyHandleKeyColumns` and a
+    /// location), which TC's decoder reads as `ohk=false` + `ccl`. Unknown members (`ptn`, the
+    /// partition table id; `rid`) are skipped.
+    struct MessageKey<'a> {
+        ts: "ts" => u64,
+        scm: "scm" => CowStr<'a>,
+        tbl: "tbl" => CowStr<'a>,
+        t: "t" => u64,
+        ohk: "ohk" => bool,
+        ccl: "ccl" => CowStr<'a>,
+    }
 }
 
 /// One column of a row value: `{"t":type,"h":handle,"f":flags,"v":value}`.
@@ -127,11 +130,17 @@ impl<'a> Frames<'a> {
 }
 
 /// Decode one open-protocol Kafka message (key required) into its events.
+///
+/// The framing is checked first, over the whole message: a bad version, a length that runs
+/// past the end, or leftover value bytes make every pair untrustworthy, so the message fails
+/// as a whole (`Err`). Once the framing is valid, each key/value pair is decoded on its own: a
+/// bad pair becomes one entry of `Decoded::errors` (its index in the detail) and the other
+/// events of the batch are kept (issue 10 point 5).
 pub fn decode<'a>(
     key: Option<&'a [u8]>,
     value: Option<&'a [u8]>,
     compression: Compression,
-) -> Result<Vec<ChangeEvent<'a>>, DecodeError> {
+) -> Result<Decoded<'a>, DecodeError> {
     let key = match key {
         Some(k) if !k.is_empty() => k,
         _ => {
@@ -145,11 +154,11 @@ pub fn decode<'a>(
     let value =
         value.ok_or_else(|| err(P, DecodeErrorReason::EmptyValue, "message has no value"))?;
 
-    let mut keys = Frames {
+    let mut head = Frames {
         rest: key,
         what: "key",
     };
-    let version = keys.u64(0).map_err(|_| {
+    let version = head.u64(0).map_err(|_| {
         err(
             P,
             DecodeErrorReason::Framing,
@@ -166,29 +175,58 @@ pub fn decode<'a>(
             format!("batch version {version}, only version 1 exists"),
         ));
     }
-    let mut values = Frames {
-        rest: value,
-        what: "value",
+    let pairs = || {
+        (
+            Frames {
+                rest: head.rest,
+                what: "key",
+            },
+            Frames {
+                rest: value,
+                what: "value",
+            },
+        )
     };
-    let mut events = Vec::new();
-    let mut index = 0usize;
+    // Pass 1: framing only (no allocation; lengths are cheap to walk twice).
+    let (mut keys, mut values) = pairs();
+    let mut count = 0usize;
     while !keys.rest.is_empty() {
-        let key_json = keys.entry(index)?;
-        let value_json = values.entry(index)?;
-        events.push(decode_pair(key_json, value_json, compression, index)?);
-        index = index.saturating_add(1);
+        keys.entry(count)?;
+        values.entry(count)?;
+        count = count.saturating_add(1);
     }
     if !values.rest.is_empty() {
         return Err(err(
             P,
             DecodeErrorReason::Framing,
             format!(
-                "value has {} bytes left after the {index} events the key describes",
+                "value has {} bytes left after the {count} events the key describes",
                 values.rest.len()
             ),
         ));
     }
-    Ok(events)
+    // Pass 2: every pair on its own.
+    let (mut keys, mut values) = pairs();
+    let mut out = Decoded {
+        events: Vec::with_capacity(count.min(64)),
+        errors: Vec::new(),
+    };
+    for index in 0..count {
+        let (key_json, value_json) = (keys.entry(index)?, values.entry(index)?);
+        match decode_pair(key_json, value_json, compression, index) {
+            Ok(ev) => out.events.push(ev),
+            Err(e) => out.errors.push(at_event(e, index, count)),
+        }
+    }
+    Ok(out)
+}
+
+/// Name the event's place in its batch in a per-event error.
+fn at_event(mut e: DecodeError, index: usize, count: usize) -> DecodeError {
+    if count > 1 && !e.detail.starts_with("key entry") && !e.detail.starts_with("value entry") {
+        e.detail = super::bounded(format!("event {index} of {count}: {}", e.detail));
+    }
+    e
 }
 
 fn decode_pair<'a>(
@@ -349,8 +387,17 @@ mod tests {
         (k, v)
     }
 
+    /// All-or-nothing view for the single-event tests.
     fn dec<'a>(k: &'a [u8], v: &'a [u8]) -> Result<Vec<ChangeEvent<'a>>, DecodeError> {
-        decode(Some(k), Some(v), Compression::None)
+        decode_with(k, v, Compression::None)
+    }
+
+    fn decode_with<'a>(
+        k: &'a [u8],
+        v: &'a [u8],
+        c: Compression,
+    ) -> Result<Vec<ChangeEvent<'a>>, DecodeError> {
+        decode(Some(k), Some(v), c).and_then(Decoded::into_strict)
     }
 
     #[test]
@@ -464,6 +511,139 @@ mod tests {
     }
 
     #[test]
+    fn claim_check_key_with_ohk_twice_is_last_wins() {
+        // TC `codec.go` `encodeRowChangedEvent(.., true, location)`: `ohk` written twice; TC's
+        // decoder (Go encoding/json) keeps the last one. serde's derive would reject the key.
+        let (k, v) = frame(&[(
+            br#"{"ts":9,"scm":"s","tbl":"t","t":1,"ohk":true,"ohk":false,"ccl":"s3://b/c.json","ptn":112}"#,
+            br#"{"u":{"id":{"t":3,"h":true,"f":11,"v":5}}}"#,
+        )]);
+        let evs = dec(&k, &v).unwrap();
+        assert_eq!(
+            (evs[0].op, evs[0].commit_ts),
+            (Some(RowOp::Insert), Some(9))
+        );
+        assert!(evs[0].partial, "a claim-check stub is partial");
+        assert_eq!(
+            evs[0].claim_check_location.as_deref(),
+            Some("s3://b/c.json")
+        );
+        // Last wins for every member, not only `ohk`.
+        let (k, v) = frame(&[(
+            br#"{"ts":1,"ts":2,"scm":"a","scm":"b","t":1,"ohk":false,"ohk":true}"#,
+            br#"{"u":{"id":{"t":3,"f":11,"v":5}}}"#,
+        )]);
+        let evs = dec(&k, &v).unwrap();
+        assert_eq!(
+            (evs[0].commit_ts, &*evs[0].db, evs[0].partial),
+            (Some(2), "b", true)
+        );
+        // A later `null` changes nothing, as in Go (a plain field keeps its value): the
+        // claim-check location and the type survive it.
+        let (k, v) = frame(&[(
+            br#"{"ts":3,"t":1,"t":null,"ccl":"s3://b/d.json","ccl":null,"ts":null}"#,
+            br#"{"u":{"id":{"t":3,"f":11,"v":5}}}"#,
+        )]);
+        let evs = dec(&k, &v).unwrap();
+        assert_eq!(
+            (
+                evs[0].commit_ts,
+                evs[0].partial,
+                evs[0].claim_check_location.as_deref()
+            ),
+            (Some(3), true, Some("s3://b/d.json"))
+        );
+    }
+
+    #[test]
+    fn lenient_duplicates_stay_strict_on_garbage() {
+        let value: &[u8] = br#"{"u":{"id":{"t":3,"f":11,"v":5}}}"#;
+        let cases: [(&[u8], DecodeErrorReason); 7] = [
+            // An overwritten member must still have the right type.
+            (
+                br#"{"ts":1,"t":"row","t":1}"#,
+                DecodeErrorReason::MissingField,
+            ),
+            (
+                br#"{"ts":1,"t":1,"ohk":"yes","ohk":true}"#,
+                DecodeErrorReason::MissingField,
+            ),
+            (
+                br#"{"ts":-1,"ts":1,"t":1}"#,
+                DecodeErrorReason::MissingField,
+            ),
+            // Truncated or broken syntax around a duplicate.
+            (br#"{"ts":1,"t":1,"t":"#, DecodeErrorReason::InvalidJson),
+            (br#"{"ts":1,"t":1,,"t":1}"#, DecodeErrorReason::InvalidJson),
+            // Not an object: the array form serde's derive accepts is refused.
+            (br#"[1,"s","t",1]"#, DecodeErrorReason::MissingField),
+            // A member that is only ever null is absent (Go would take 0: we stay stricter).
+            (br#"{"ts":1,"t":null}"#, DecodeErrorReason::MissingField),
+        ];
+        for (key, reason) in cases {
+            let (k, v) = frame(&[(key, value)]);
+            let decoded = decode(Some(&k), Some(&v), Compression::None).unwrap();
+            assert!(
+                decoded.events.is_empty(),
+                "{}",
+                String::from_utf8_lossy(key)
+            );
+            assert_eq!(
+                decoded.errors.iter().map(|e| e.reason).collect::<Vec<_>>(),
+                [reason],
+                "{}",
+                String::from_utf8_lossy(key)
+            );
+        }
+    }
+
+    #[test]
+    fn each_bad_event_of_a_batch_is_its_own_error() {
+        let good_k: &[u8] = br#"{"ts":5,"scm":"s","tbl":"t","t":1}"#;
+        let good_v: &[u8] = br#"{"u":{"id":{"t":3,"f":11,"v":1}}}"#;
+        let (k, v) = frame(&[
+            (good_k, good_v),
+            (br#"{"ts":5,"t":7}"#, good_v),
+            (br#"{"scm":"s","t":1}"#, good_v),
+            (good_k, br#"{"x":{}}"#),
+            (good_k, b"not json"),
+            (br#"{"ts":6,"t":2}"#, br#"{"q":"DROP TABLE t"}"#),
+            (good_k, good_v),
+        ]);
+        let decoded = decode(Some(&k), Some(&v), Compression::None).unwrap();
+        assert_eq!(decoded.events.len(), 2);
+        let reasons: Vec<_> = decoded.errors.iter().map(|e| e.reason).collect();
+        assert_eq!(
+            reasons,
+            [
+                DecodeErrorReason::UnknownType,  // t = 7
+                DecodeErrorReason::MissingField, // no ts
+                DecodeErrorReason::MissingField, // neither u nor d
+                DecodeErrorReason::InvalidJson,  // not JSON
+                DecodeErrorReason::MissingField, // DDL without its action type
+            ]
+        );
+        // Each names its place in the batch.
+        let first = &decoded.errors[0].detail;
+        assert!(first.starts_with("event 1 of 7:"), "{first}");
+        let fourth = &decoded.errors[3].detail;
+        assert!(fourth.starts_with("value entry 4"), "{fourth}");
+        // Per-entry compression: one entry that does not decompress costs only that event.
+        for c in [Compression::Snappy, Compression::Lz4] {
+            let packed = compress(c, good_v).unwrap();
+            let (k, v) = frame(&[(good_k, &packed), (good_k, b"plain"), (good_k, &packed)]);
+            let decoded = decode(Some(&k), Some(&v), c).unwrap();
+            assert_eq!(decoded.events.len(), 2, "{c:?}");
+            assert_eq!(decoded.errors.len(), 1, "{c:?}");
+            assert_eq!(decoded.errors[0].reason, DecodeErrorReason::Decompress);
+        }
+        // Broken framing anywhere still fails the whole message: nothing after it is trusted.
+        let (k, v) = frame(&[(good_k, good_v), (good_k, good_v)]);
+        let e = decode(Some(&k), Some(&v[..v.len() - 1]), Compression::None).unwrap_err();
+        assert_eq!(e.reason, DecodeErrorReason::Framing);
+    }
+
+    #[test]
     fn compressed_values_are_per_entry() {
         for c in [Compression::Snappy, Compression::Lz4] {
             let k1 = br#"{"ts":1,"scm":"test","tbl":"t","t":1}"#;
@@ -474,7 +654,7 @@ mod tests {
             )
             .unwrap();
             let (k, v) = frame(&[(k1, &v1), (k1, &v2)]);
-            let evs = decode(Some(&k), Some(&v), c).unwrap();
+            let evs = decode_with(&k, &v, c).unwrap();
             assert_eq!(evs.len(), 2, "{c:?}");
             assert_eq!(evs[0].op, Some(RowOp::Insert));
             assert_eq!(evs[1].op, Some(RowOp::Update));
@@ -482,13 +662,10 @@ mod tests {
             assert_eq!(&*evs[1].db, "test");
             // Resolved events have no value to decompress.
             let (k, v) = pair("resolved-1");
-            assert_eq!(
-                decode(Some(&k), Some(&v), c).unwrap()[0].commit_ts,
-                Some(12345678)
-            );
+            assert_eq!(decode_with(&k, &v, c).unwrap()[0].commit_ts, Some(12345678));
             // An uncompressed value under a compression setting is a decompress error.
             let (k, v) = pair("insert-1");
-            let e = decode(Some(&k), Some(&v), c).unwrap_err();
+            let e = decode_with(&k, &v, c).unwrap_err();
             assert_eq!(e.reason, DecodeErrorReason::Decompress);
         }
     }

@@ -37,6 +37,8 @@ pub enum CheckGroup {
     Schema,
     AppUser,
     Pipeline,
+    /// Service logs (issue 14): the smoke's own start line in `stack-logs-*`.
+    Logs,
 }
 
 impl CheckGroup {
@@ -52,12 +54,13 @@ impl CheckGroup {
             CheckGroup::Schema => "schema",
             CheckGroup::AppUser => "app-user",
             CheckGroup::Pipeline => "pipeline",
+            CheckGroup::Logs => "logs",
         }
     }
 }
 
-/// Every check, in run order: the numbering `k/22` comes from here.
-pub const PLAN: [(CheckGroup, &str); 22] = [
+/// Every check, in run order: the numbering `k/23` comes from here.
+pub const PLAN: [(CheckGroup, &str); 23] = [
     (CheckGroup::Tidb, "TiDB reachable"),
     (CheckGroup::Ticdc, "TiCDC health"),
     (CheckGroup::Ticdc, "changefeed normal"),
@@ -80,10 +83,15 @@ pub const PLAN: [(CheckGroup, &str); 22] = [
     (CheckGroup::Grafana, "Grafana Elasticsearch query"),
     (CheckGroup::Grafana, "Grafana pie query"),
     (CheckGroup::Cdcmon, "DDL not counted as rows"),
+    (CheckGroup::Logs, "service log line"),
 ];
 
-/// Index in [`PLAN`] of the marked change; every later check depends on it.
+/// Index in [`PLAN`] of the marked change; every later check up to [`SERVICE_LOG`] depends on it.
 const MARKED_CHANGE: usize = 14;
+
+/// Index in [`PLAN`] of the service-log check, last so Filebeat has had the whole run to ship
+/// the start line; it does not depend on the marked change.
+const SERVICE_LOG: usize = 22;
 
 /// Flags of `cdcmon smoke`. Boxed because `cli::Command` holds every subcommand's flags
 /// inline and this set is the largest by far; `Deref` keeps `args.brokers` working.
@@ -163,6 +171,14 @@ pub struct SmokeOptions {
         default_value = crate::defaults::ELASTICSEARCH_INDEX
     )]
     pub elasticsearch_index: String,
+    /// Index pattern holding the stack services' logs (issue 14); the smoke's own start line
+    /// must arrive there.
+    #[arg(long, env = "CDCMON_LOGS_INDEX", default_value = crate::defaults::LOGS_INDEX)]
+    pub logs_index: String,
+    /// `service.name` the smoke's own log lines get in the logs index: its systemd unit without
+    /// `.service` (NixOS) or its compose service (`smoke`).
+    #[arg(long, env = "CDCMON_LOGS_SERVICE", default_value = "cdcmon-smoke")]
+    pub logs_service: String,
     /// Grafana base URL.
     #[arg(
         long,
@@ -197,7 +213,7 @@ pub struct SmokeOptions {
     pub cdcmon_url: String,
     /// Check groups to skip, comma-separated or repeated, for hops a deployment does not
     /// have: tidb, ticdc, kafka, prometheus, elasticsearch, grafana, cdcmon, schema, app-user,
-    /// pipeline. Skipped checks are reported loudly.
+    /// pipeline, logs. Skipped checks are reported loudly.
     #[arg(long, env = "CDCMON_SKIP", value_enum, value_delimiter = ',')]
     pub skip: Vec<CheckGroup>,
     /// Deadline of each reachability check, in seconds (services may still be starting).
@@ -395,6 +411,14 @@ pub async fn run_checks(args: &SmokeArgs, out: Box<dyn Write + Send>) -> anyhow:
     let mut r = Runner::new(&args.skip, out);
     let e = Expectation::for_marker(checks::new_marker_id());
     let mut marker = None;
+    // The smoke's start line: its unit's journal (compose: its container log) carries it to the
+    // logs index, where the last check looks for it (issue 14).
+    let log_expectation = elasticsearch::LogExpectation {
+        marker: elasticsearch::log_marker(e.id),
+        service: args.logs_service.clone(),
+        level: "INFO".to_owned(),
+    };
+    tracing::info!("smoke started; log marker {}", log_expectation.marker);
 
     let outcome: Result<(), Stopped> = async {
         use CheckGroup as G;
@@ -533,75 +557,28 @@ pub async fn run_checks(args: &SmokeArgs, out: Box<dyn Write + Send>) -> anyhow:
             })
             .await?
         };
-        let Some(before) = before else {
-            for _ in MARKED_CHANGE + 1..PLAN.len() {
-                r.skip_dependent("skipped: no marked change was made");
+        match before {
+            Some(before) => {
+                marker = Some(e.id);
+                pipeline_checks(&mut r, args, &http, &auth, &dashboard_uid, &e, &before, pt)
+                    .await?;
             }
-            return Ok(());
-        };
-        marker = Some(e.id);
+            None => {
+                for _ in MARKED_CHANGE + 1..SERVICE_LOG {
+                    r.skip_dependent("skipped: no marked change was made");
+                }
+            }
+        }
 
-        r.check(G::Kafka, pt, async {
-            let offsets = before.kafka_offsets.clone().unwrap_or_default();
-            let seen = kafka::wait_for_events_with(
-                &args.brokers,
-                &args.topic,
-                &offsets,
-                (args.protocol, args.compression, &args.avro),
-                &e,
-                pt,
-            )
-            .await?;
-            unit(Ok(kafka::describe_seen(&args.topic, &seen)))
-        })
-        .await?;
-        r.check(G::Cdcmon, pt, async {
-            let b = before.cdcmon_rows.clone().unwrap_or_default();
-            unit(cdcmon::wait_for_rise(&http, &args.cdcmon_url, &b, &e, pt).await)
-        })
-        .await?;
-        r.check(G::Prometheus, pt, async {
-            let b = before.prometheus_rows.clone().unwrap_or_default();
-            unit(prometheus::wait_for_increase(&http, &args.prometheus_url, &b, &e, pt).await)
-        })
-        .await?;
-        r.check(G::Elasticsearch, pt, async {
+        // ---- service logs: the smoke's start line in the logs index ----
+        r.check(G::Logs, pt, async {
             unit(
-                elasticsearch::wait_for_documents(
+                elasticsearch::wait_for_log_line(
                     &http,
                     &args.elasticsearch_url,
-                    &args.elasticsearch_index,
-                    &e,
+                    &args.logs_index,
+                    &log_expectation,
                     pt,
-                )
-                .await,
-            )
-        })
-        .await?;
-        for pie in [false, true] {
-            r.check(G::Grafana, pt, async {
-                let auth = auth.clone().map_err(anyhow::Error::msg)?;
-                let uid = dashboard_uid
-                    .clone()
-                    .context("no dashboard uid (the dashboard check did not run)")?;
-                let url = &args.grafana_url;
-                unit(if pie {
-                    grafana::wait_for_pie(&http, url, &auth, &uid, &e, pt).await
-                } else {
-                    grafana::wait_for_marked_rows(&http, url, &auth, &uid, &e, pt).await
-                })
-            })
-            .await?;
-        }
-        // DDL reaches cdcmon in the same partition order; 15 s is plenty once the rows arrived.
-        r.check(G::Cdcmon, pt, async {
-            unit(
-                cdcmon::ddl_not_counted_as_rows(
-                    &http,
-                    &args.cdcmon_url,
-                    before.cdcmon_ddl,
-                    &e,
-                    Duration::from_secs(15).min(pt),
                 )
                 .await,
             )
@@ -613,6 +590,91 @@ pub async fn run_checks(args: &SmokeArgs, out: Box<dyn Write + Send>) -> anyhow:
     // `Stopped` already printed its line; the report says the rest.
     let _ = outcome;
     Ok(r.finish(marker))
+}
+
+/// Checks 16..22: the marked change at every hop after TiDB.
+#[allow(clippy::too_many_arguments)]
+async fn pipeline_checks(
+    r: &mut Runner,
+    args: &SmokeArgs,
+    http: &reqwest::Client,
+    auth: &Result<BasicAuth, String>,
+    dashboard_uid: &Option<String>,
+    e: &Expectation,
+    before: &Before,
+    pt: Duration,
+) -> Result<(), Stopped> {
+    use CheckGroup as G;
+    use checks::{cdcmon, elasticsearch, grafana, kafka, prometheus};
+    let unit = |f: anyhow::Result<String>| f.map(|m| ((), m));
+    r.check(G::Kafka, pt, async {
+        let offsets = before.kafka_offsets.clone().unwrap_or_default();
+        let seen = kafka::wait_for_events_with(
+            &args.brokers,
+            &args.topic,
+            &offsets,
+            (args.protocol, args.compression, &args.avro),
+            e,
+            pt,
+        )
+        .await?;
+        unit(Ok(kafka::describe_seen(&args.topic, &seen)))
+    })
+    .await?;
+    r.check(G::Cdcmon, pt, async {
+        let b = before.cdcmon_rows.clone().unwrap_or_default();
+        unit(cdcmon::wait_for_rise(http, &args.cdcmon_url, &b, e, pt).await)
+    })
+    .await?;
+    r.check(G::Prometheus, pt, async {
+        let b = before.prometheus_rows.clone().unwrap_or_default();
+        unit(prometheus::wait_for_increase(http, &args.prometheus_url, &b, e, pt).await)
+    })
+    .await?;
+    r.check(G::Elasticsearch, pt, async {
+        unit(
+            elasticsearch::wait_for_documents(
+                http,
+                &args.elasticsearch_url,
+                &args.elasticsearch_index,
+                e,
+                pt,
+            )
+            .await,
+        )
+    })
+    .await?;
+    for pie in [false, true] {
+        r.check(G::Grafana, pt, async {
+            let auth = auth.clone().map_err(anyhow::Error::msg)?;
+            let uid = dashboard_uid
+                .clone()
+                .context("no dashboard uid (the dashboard check did not run)")?;
+            let url = &args.grafana_url;
+            unit(if pie {
+                let b = before.prometheus_rows.as_ref();
+                grafana::wait_for_pie(http, url, &auth, &uid, e, b, pt).await
+            } else {
+                grafana::wait_for_marked_rows(http, url, &auth, &uid, e, pt).await
+            })
+        })
+        .await?;
+    }
+    // DDL reaches cdcmon in the same partition order; 15 s is plenty once the rows arrived.
+    r.check(G::Cdcmon, pt, async {
+        unit(
+            cdcmon::ddl_not_counted_as_rows(
+                http,
+                &args.cdcmon_url,
+                before.cdcmon_ddl,
+                e,
+                Duration::from_secs(15).min(pt),
+            )
+            .await,
+        )
+    })
+    .await?;
+    Ok(())
 }
 
 /// Entry point of `cdcmon smoke`.
@@ -680,6 +742,8 @@ mod tests {
         assert_eq!(a.grafana_url, "http://127.0.0.1:3000");
         assert_eq!(a.cdcmon_url, "http://127.0.0.1:9102");
         assert_eq!(a.grafana_datasources, ["prometheus", "elasticsearch"]);
+        assert_eq!(a.logs_index, "stack-logs-*");
+        assert_eq!(a.logs_service, "cdcmon-smoke");
         assert!(a.skip.is_empty());
     }
 
@@ -710,9 +774,12 @@ mod tests {
             CheckGroup::Schema,
             CheckGroup::AppUser,
             CheckGroup::Pipeline,
+            CheckGroup::Logs,
         ] {
             assert!(PLAN.iter().any(|(pg, _)| *pg == g), "{g:?}");
         }
+        assert_eq!(PLAN[SERVICE_LOG].0, CheckGroup::Logs);
+        assert_eq!(SERVICE_LOG, PLAN.len() - 1, "the service-log check is last");
         assert_eq!(PLAN[MARKED_CHANGE].0, CheckGroup::Pipeline);
         assert_eq!(
             PLAN[MARKED_CHANGE - 1].0,
@@ -721,36 +788,69 @@ mod tests {
         );
     }
 
-    /// Everything skipped: walks the whole plan, numbers 1..=19, passes loudly.
+    /// Everything skipped: walks the whole plan, numbers 1..=23, passes loudly.
     #[tokio::test]
     async fn skipping_every_group_walks_the_plan_and_warns() {
-        let all =
-            "tidb,ticdc,kafka,prometheus,elasticsearch,grafana,cdcmon,schema,app-user,pipeline";
+        let all = "tidb,ticdc,kafka,prometheus,elasticsearch,grafana,cdcmon,schema,app-user,pipeline,logs";
         let a = args(&["--skip", all]);
         let buf = SharedBuf::default();
         let report = run_checks(&a, Box::new(buf.clone())).await.unwrap();
         assert!(report.ok);
         assert_eq!(report.checks.len(), PLAN.len());
         assert!(report.checks.iter().all(|c| c.status == Status::Skipped));
-        assert_eq!(report.checks[21].index, 22);
+        assert_eq!(report.checks[22].index, 23);
         let text = buf.text();
         assert!(
-            text.contains("[skip] 1/22 TiDB reachable: skipped (--skip tidb)"),
+            text.contains("[skip] 1/23 TiDB reachable: skipped (--skip tidb)"),
             "{text}"
         );
         assert!(
-            text.contains("[skip] 15/22 marked change: skipped: needs TiDB"),
+            text.contains("[skip] 15/23 marked change: skipped: needs TiDB"),
             "{text}"
         );
         assert!(
-            text.contains("[skip] 16/22 events on Kafka: skipped: no marked change was made"),
+            text.contains("[skip] 16/23 events on Kafka: skipped: no marked change was made"),
             "{text}"
         );
         assert!(
-            text.contains("[skip] 22/22 DDL not counted as rows: skipped: no marked change"),
+            text.contains("[skip] 22/23 DDL not counted as rows: skipped: no marked change"),
+            "{text}"
+        );
+        assert!(
+            text.contains("[skip] 23/23 service log line: skipped (--skip logs)"),
             "{text}"
         );
         assert!(text.contains("NOT verified"), "{text}");
+    }
+
+    /// Without the marked change (no TiDB) the service-log check still runs, last.
+    #[tokio::test]
+    async fn service_log_check_runs_without_the_pipeline_and_fails_clearly() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let a = args(&[
+            "--skip",
+            "tidb,ticdc,kafka,prometheus,elasticsearch,grafana,cdcmon,schema,app-user,pipeline",
+            "--elasticsearch-url",
+            &format!("http://127.0.0.1:{port}"),
+            "--pipeline-timeout-secs",
+            "1",
+        ]);
+        let buf = SharedBuf::default();
+        let report = run_checks(&a, Box::new(buf.clone())).await.unwrap();
+        assert!(!report.ok);
+        assert_eq!(report.checks[SERVICE_LOG].status, Status::Failed);
+        assert_eq!(report.checks[SERVICE_LOG].group, "logs");
+        assert_eq!(report.count(Status::NotRun), 0);
+        let text = buf.text();
+        assert!(
+            text.contains("[skip] 21/23 Grafana pie query: skipped: no marked change was made"),
+            "{text}"
+        );
+        assert!(text.contains("[FAIL] 23/23 service log line:"), "{text}");
     }
 
     /// A failure stops the run: later checks are `not_run`, the summary names the failure.
@@ -774,11 +874,11 @@ mod tests {
         assert!(!report.ok);
         assert_eq!(report.checks[4].status, Status::Failed);
         assert_eq!(report.checks[5].status, Status::NotRun);
-        assert_eq!(report.count(Status::NotRun), 17);
+        assert_eq!(report.count(Status::NotRun), 18);
         let text = buf.text();
-        assert!(text.contains("[FAIL] 5/22 Prometheus ready:"), "{text}");
+        assert!(text.contains("[FAIL] 5/23 Prometheus ready:"), "{text}");
         assert!(
-            text.contains("smoke FAILED at 5/22 (Prometheus ready); 17 check(s) not run"),
+            text.contains("smoke FAILED at 5/23 (Prometheus ready); 18 check(s) not run"),
             "{text}"
         );
     }

@@ -40,7 +40,7 @@ pub struct CheckResult {
 }
 
 impl CheckResult {
-    /// `[ok] 3/22 changefeed app-cdc normal, checkpoint lag 1.2 s`
+    /// `[ok] 3/23 changefeed app-cdc normal, checkpoint lag 1.2 s`
     pub fn line(&self) -> String {
         let body = match self.status {
             Status::Ok => self.message.clone(),

@@ -236,12 +236,42 @@ impl ChildConsumer {
         )
     }
 
+    /// [`start`](Self::start) with extra environment variables, set after the defaults (so
+    /// `CDCMON_KAFKA_OPTIONS` or `CDCMON_LOG` given here apply).
+    pub fn start_with_env(
+        brokers: &str,
+        group: &str,
+        event_log: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> ChildConsumer {
+        Self::spawn(
+            env!("CARGO_BIN_EXE_cdcmon"),
+            brokers,
+            group,
+            event_log,
+            extra,
+            env,
+        )
+    }
+
     pub fn start_bin(
         bin: &str,
         brokers: &str,
         group: &str,
         event_log: &Path,
         extra: &[&str],
+    ) -> ChildConsumer {
+        Self::spawn(bin, brokers, group, event_log, extra, &[])
+    }
+
+    fn spawn(
+        bin: &str,
+        brokers: &str,
+        group: &str,
+        event_log: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
     ) -> ChildConsumer {
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
@@ -261,6 +291,7 @@ impl ChildConsumer {
             .env_remove("CDCMON_KAFKA_OPTIONS")
             .env_remove("CDCMON_TOPIC")
             .env("CDCMON_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(stderr)
             .spawn()

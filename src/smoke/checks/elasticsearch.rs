@@ -168,3 +168,136 @@ pub async fn wait_for_documents(
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
+
+// ---- Service logs (issue 14) --------------------------------------------------------------------
+
+/// The text `cdcmon smoke` logs (tracing, INFO) as its first line, so that its own unit's
+/// journal (NixOS) or container log (compose) carries a line nobody else can have written.
+pub fn log_marker(id: u64) -> String {
+    format!("cdcmon-smoke-{id}")
+}
+
+/// What the service-log check expects of the document holding the marker line.
+#[derive(Debug, Clone)]
+pub struct LogExpectation {
+    /// Unique text in the line ([`log_marker`]).
+    pub marker: String,
+    /// `service.name` of the document: the smoke's unit without `.service` (NixOS
+    /// `cdcmon-smoke`) or its compose service (`smoke`).
+    pub service: String,
+    /// `log.level` of the document: the line is logged at INFO (journal priority 6).
+    pub level: String,
+}
+
+/// The search for the marker line: a phrase in `message` (text), so the hyphenated marker is
+/// matched as its tokens in order.
+pub fn log_marker_query(marker: &str) -> serde_json::Value {
+    serde_json::json!({
+        "size": 20,
+        "query": {"match_phrase": {"message": marker}}
+    })
+}
+
+/// A field of `_source` by dotted path, nested (as Filebeat sends events) or as a literal
+/// dotted key.
+fn source_field<'a>(source: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
+    let nested = path
+        .split('.')
+        .try_fold(source, |cur, part| cur.as_object()?.get(part));
+    nested.or_else(|| source.get(path))
+}
+
+#[derive(Debug, Deserialize)]
+struct LogHit {
+    #[serde(rename = "_index", default)]
+    index: String,
+    #[serde(rename = "_source", default)]
+    source: serde_json::Value,
+}
+
+#[derive(Debug, Deserialize)]
+struct LogSearch {
+    hits: LogHits,
+}
+
+#[derive(Debug, Deserialize)]
+struct LogHits {
+    hits: Vec<LogHit>,
+}
+
+/// Poll `{index}/_search` until the marker line is there, then assert its `service.name` and
+/// `log.level`: reaching the index is not enough, the document must say which service wrote it
+/// at which level (what the dashboard filters on). A marker document with other values fails at
+/// once, naming what it holds.
+pub async fn wait_for_log_line(
+    client: &reqwest::Client,
+    url: &str,
+    index: &str,
+    e: &LogExpectation,
+    deadline: Duration,
+) -> anyhow::Result<String> {
+    let search_url = format!("{}/{index}/_search", base(url));
+    let body = log_marker_query(&e.marker);
+    let start = Instant::now();
+    loop {
+        let resp = client
+            .post(&search_url)
+            .json(&body)
+            .send()
+            .await
+            .with_context(|| format!("POST {search_url} failed"))?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.context("cannot read the search answer")?;
+        if status != 200 {
+            bail!(
+                "{search_url} answered HTTP {status}: {} (pass --skip logs if this deployment ships no service logs)",
+                snippet(&text)
+            );
+        }
+        let parsed: LogSearch = parse_json(&search_url, status, &text)?;
+        let with_marker: Vec<&LogHit> = parsed
+            .hits
+            .hits
+            .iter()
+            .filter(|h| {
+                ["message", "event.original"].iter().any(|f| {
+                    source_field(&h.source, f)
+                        .and_then(|v| v.as_str())
+                        .is_some_and(|s| s.contains(&e.marker))
+                })
+            })
+            .collect();
+        let field = |h: &LogHit, f: &str| {
+            source_field(&h.source, f)
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        };
+        if let Some(h) = with_marker.iter().find(|h| {
+            field(h, "service.name").as_deref() == Some(e.service.as_str())
+                && field(h, "log.level").as_deref() == Some(e.level.as_str())
+        }) {
+            return Ok(format!(
+                "Elasticsearch {index} holds the smoke's start line (service.name {}, log.level {}) in {}",
+                e.service, e.level, h.index
+            ));
+        }
+        if let Some(h) = with_marker.first() {
+            bail!(
+                "the smoke's start line reached {} but with service.name {:?} and log.level {:?}, expected {:?} and {:?}; check the Filebeat processors (docs/monitoring.md \"Service logs\")",
+                h.index,
+                field(h, "service.name"),
+                field(h, "log.level"),
+                e.service,
+                e.level
+            );
+        }
+        if start.elapsed() >= deadline {
+            bail!(
+                "after {:.0} s no document in {index} holds the smoke's start line {:?}; check Filebeat's service-log input (or pass --skip logs if this deployment ships no service logs)",
+                deadline.as_secs_f64(),
+                e.marker
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}

@@ -477,32 +477,102 @@ fn values_by_label(frames: &[Frame], label: &str) -> BTreeMap<String, Option<f64
     out
 }
 
+/// The raw row counters of database `app` by operation, asked through the pie chart's
+/// Prometheus datasource. The pie's own series prove little: a table's three op series appear
+/// together on its first row event, so they exist long before this run's change.
+pub const RAW_OPS_EXPR: &str = r#"sum by (op) (cdc_events_total{db="app"})"#;
+
+/// [`RAW_OPS_EXPR`] as an instant `/api/ds/query` query on the pie query's datasource.
+pub fn raw_ops_query(pie_query: &serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "refId": "A",
+        "datasource": pie_query["datasource"].clone(),
+        "expr": RAW_OPS_EXPR,
+        "instant": true,
+        "range": false,
+    })
+}
+
+/// `op` → what the marked change adds to `sum by (op)` (its rows over every table).
+fn expected_by_op(e: &Expectation) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for ((_, op), n) in &e.rows {
+        *out.entry(op.clone()).or_insert(0.0) += n;
+    }
+    out
+}
+
+/// `op` → the baseline summed over the tables (what [`RAW_OPS_EXPR`] read before the change).
+fn baseline_by_op(before: &RowCounts) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for ((_, op), n) in before {
+        *out.entry(op.clone()).or_insert(0.0) += n;
+    }
+    out
+}
+
+fn describe_ops(values: &BTreeMap<String, f64>) -> String {
+    values
+        .iter()
+        .map(|(o, v)| format!("{o} {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The dashboard's pie query through Grafana's Prometheus datasource answers a series for
-/// every operation of the marked change. Its values are `increase(…[1h])`, extrapolated and
-/// blind to a series' first sample, so they are reported, not compared with the change (the
-/// raw counters are compared in the Prometheus check).
+/// every operation of the marked change, and the raw counters ([`RAW_OPS_EXPR`]) through the
+/// same datasource rose since `before` (the smoke's Prometheus baseline, by `(table, op)`) by at
+/// least the change for every operation. The pie's values are `increase(…[1h])`, extrapolated
+/// and blind to a series' first sample, so they are reported, not compared. Without a
+/// baseline (`--skip prometheus`) the counters are reported as not compared.
 pub async fn wait_for_pie(
     client: &reqwest::Client,
     url: &str,
     auth: &BasicAuth,
     dashboard_uid: &str,
     e: &Expectation,
+    before: Option<&RowCounts>,
     deadline: Duration,
 ) -> anyhow::Result<String> {
     let dashboard = load_dashboard(client, url, auth, dashboard_uid).await?;
     let (panel, query) = pie_query(&dashboard)?;
-    let ops: std::collections::BTreeSet<&str> = e.rows.keys().map(|(_, o)| o.as_str()).collect();
+    let raw_query = raw_ops_query(&query);
+    let expected = expected_by_op(e);
+    let baseline = before.map(baseline_by_op);
     let start = Instant::now();
     loop {
         let now = crate::ticdc_api::now_ms();
         let frames = ds_query(client, url, auth, &query, now - 3_600_000, now).await?;
         let by_op = values_by_label(&frames, "op");
-        let missing: Vec<&str> = ops
-            .iter()
-            .copied()
+        let missing: Vec<&str> = expected
+            .keys()
+            .map(String::as_str)
             .filter(|o| !by_op.contains_key(*o))
             .collect();
+        // Rises of the raw counters since the baseline, once the pie is complete.
+        let mut rises: Option<BTreeMap<String, f64>> = None;
         if missing.is_empty() {
+            if let Some(baseline) = &baseline {
+                let raw = ds_query(client, url, auth, &raw_query, now - 300_000, now).await?;
+                let totals = values_by_label(&raw, "op");
+                rises = Some(
+                    expected
+                        .keys()
+                        .map(|o| {
+                            let total = totals.get(o).copied().flatten().unwrap_or(0.0);
+                            let base = baseline.get(o).copied().unwrap_or(0.0);
+                            (o.clone(), total - base)
+                        })
+                        .collect(),
+                );
+            }
+        }
+        let risen = rises.as_ref().is_some_and(|r| {
+            expected
+                .iter()
+                .all(|(o, n)| r.get(o).is_some_and(|d| d >= n))
+        });
+        if missing.is_empty() && (risen || baseline.is_none()) {
             let shown: Vec<String> = by_op
                 .iter()
                 .map(|(o, v)| match v {
@@ -510,19 +580,35 @@ pub async fn wait_for_pie(
                     None => format!("{o} (no value)"),
                 })
                 .collect();
+            let counters = match &rises {
+                Some(r) => format!(
+                    "; its raw counters {RAW_OPS_EXPR} rose by {}",
+                    describe_ops(r)
+                ),
+                None => "; raw counters not compared (no Prometheus baseline: --skip prometheus)"
+                    .to_owned(),
+            };
             return Ok(format!(
-                "Grafana answers panel {panel:?}'s Prometheus query {} with every operation of the change: {}",
+                "Grafana answers panel {panel:?}'s Prometheus query {} with every operation of the change: {}{counters}",
                 query["expr"],
                 shown.join(", ")
             ));
         }
         if start.elapsed() >= deadline {
+            if !missing.is_empty() {
+                bail!(
+                    "after {:.0} s Grafana's answer to panel {panel:?}'s query {} has no series for: {} (found: {:?})",
+                    deadline.as_secs_f64(),
+                    query["expr"],
+                    missing.join(", "),
+                    by_op.keys().collect::<Vec<_>>()
+                );
+            }
             bail!(
-                "after {:.0} s Grafana's answer to panel {panel:?}'s query {} has no series for: {} (found: {:?})",
+                "after {:.0} s Grafana's Prometheus datasource shows {RAW_OPS_EXPR} rising by only {} since the smoke's baseline (the change adds {})",
                 deadline.as_secs_f64(),
-                query["expr"],
-                missing.join(", "),
-                by_op.keys().collect::<Vec<_>>()
+                rises.as_ref().map(describe_ops).unwrap_or_default(),
+                describe_ops(&expected)
             );
         }
         tokio::time::sleep(Duration::from_secs(1)).await;

@@ -211,9 +211,15 @@ pub async fn wait_for_events_with(
                     msg.key(),
                     msg.payload(),
                 ) {
-                    Ok(events) => {
-                        for ev in &events {
+                    Ok(decoded) => {
+                        for ev in &decoded.events {
                             record(ev, &e, &id, &mut seen);
+                        }
+                        for err in &decoded.errors {
+                            seen.decode_errors += 1;
+                            seen.first_decode_error.get_or_insert_with(|| {
+                                format!("partition {} offset {}: {err}", msg.partition(), msg.offset())
+                            });
                         }
                     }
                     Err(err) => {

@@ -1,0 +1,326 @@
+//! Which watermark (resolved ts) cdcmon can honestly report: the minimum over every assigned
+//! partition that carries data, and nothing at all while that minimum is unknown.
+//!
+//! TiCDC broadcasts every checkpoint to all partitions of the topic (pingcap/tiflow `release-8.5`
+//! `cdc/sink/ddlsink/mq/mq_ddl_sink.go` `WriteCheckpointTs` → `SyncBroadcastMessage`), so each
+//! partition's latest watermark says "everything before this TSO on this partition was sent".
+//! The global resolved ts is the minimum over partitions. TiCDC's own consumer starts every
+//! partition's progress at 0 and takes the minimum over all of them (tiflow `release-8.5`
+//! `cmd/kafka-consumer/writer.go` `getMinWatermark`; pingcap/ticdc `release-8.5`
+//! `cmd/kafka-consumer/writer.go` `globalWatermark`), so a partition that has not yet sent a
+//! watermark holds the minimum at 0. Exporting 0 would read as "1970" on a dashboard, so here an
+//! unknown minimum is *absent* instead ([`WatermarkTracker::min`] is `None`):
+//! - a partition that delivered rows or DDL but no watermark yet makes the minimum unknown (a
+//!   minimum over the others could be ahead of its unseen watermark);
+//! - an assigned partition with neither data nor a watermark yet holds it back too, until the
+//!   consumer has *drained* it (its position reached the broker's high watermark, from
+//!   librdkafka's statistics): before that, unread messages of it (a backlog not fetched yet,
+//!   or a partition whose leader is unreachable since the assignment) may lie behind the
+//!   others' watermarks. A drained partition that never delivered anything holds nothing back:
+//!   TiCDC writes nothing at all to partitions beyond the sink URI's `partition-num` when the
+//!   topic has more (tiflow `release-8.5` `pkg/sink/kafka/options.go` `SetPartitionNum`: "Some
+//!   partitions will not have messages dispatched to"), not even watermarks;
+//! - a revoked partition leaves the computation at once.
+//!
+//! Whether a partition's protocol sends watermarks at all is known per event
+//! ([`expects_watermarks`]), so "rows but never a watermark" on such a partition is counted in
+//! `cdcmon_watermark_partitions_waiting` (alert `CdcWatermarkMissing`), while a protocol that
+//! never sends them (classic debezium, canal-json without the TiDB extension) is not.
+//!
+//! The state is a `Vec` indexed by partition number: the per-event update is an index and two
+//! flag checks, no hashing (partition numbers are small and dense).
+
+use crate::event::{ChangeEvent, EventKind, Protocol};
+
+#[derive(Debug, Clone, Copy, Default)]
+struct PartitionProgress {
+    assigned: bool,
+    /// Delivered a row or DDL event since it was assigned.
+    data: bool,
+    /// Delivered data of a protocol that always sends watermarks.
+    expects: bool,
+    /// Highest watermark TSO since it was assigned.
+    watermark: Option<u64>,
+    /// The consumer's position is at the broker's high watermark (librdkafka statistics):
+    /// nothing unread on it.
+    drained: bool,
+}
+
+/// Per-partition watermark progress of the partitions assigned to this consumer.
+#[derive(Debug, Default)]
+pub struct WatermarkTracker {
+    partitions: Vec<PartitionProgress>,
+}
+
+/// Whether the protocol of `ev` always sends watermarks on every partition, as TiCDC
+/// `release-8.5` (classic tiflow and pingcap/ticdc) encodes them:
+/// - open-protocol: resolved events always (`pkg/sink/codec/open` `EncodeCheckpointEvent`);
+/// - simple: `WATERMARK` always (`pkg/sink/codec/simple/encoder.go` `EncodeCheckpointEvent`);
+/// - canal-json: `TIDB_WATERMARK` only with `enable-tidb-extension=true`
+///   (`canal_json_encoder.go` `EncodeCheckpointEvent` returns nil otherwise); the same option
+///   puts `_tidb.commitTs` in every row, so a row with a commit TSO proves it is on;
+/// - debezium: never in classic TiCDC (tiflow `pkg/sink/codec/debezium/encoder.go`
+///   `EncodeCheckpointEvent`: "Debezium MySQL Connector does not emit such event", returns nil);
+///   the new architecture (pingcap/ticdc `pkg/sink/codec/debezium/encoder.go`) sends them only
+///   with `enable-tidb-extension=true`, which its rows do not reveal: not expected.
+pub fn expects_watermarks(ev: &ChangeEvent<'_>) -> bool {
+    match ev.protocol {
+        Protocol::OpenProtocol | Protocol::Simple => true,
+        Protocol::CanalJson => ev.commit_ts.is_some(),
+        Protocol::Debezium => false,
+        // Avro watermarks need TiCDC's test-only `avro-enable-watermark` (docs/protocols.md
+        // "Avro"): normally none are sent, so an Avro partition never waits for one.
+        Protocol::Avro => false,
+    }
+}
+
+/// Partitions tracked per topic: Kafka topics have at most a few thousand; a number beyond this
+/// (never seen in practice) is ignored rather than allowed to size the table.
+const MAX_PARTITIONS: usize = 1 << 16;
+
+fn index(partition: i32) -> Option<usize> {
+    usize::try_from(partition)
+        .ok()
+        .filter(|&i| i < MAX_PARTITIONS)
+}
+
+impl WatermarkTracker {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn slot(&mut self, partition: i32) -> Option<&mut PartitionProgress> {
+        let i = index(partition)?;
+        if i >= self.partitions.len() {
+            self.partitions.resize(i + 1, PartitionProgress::default());
+        }
+        let p = &mut self.partitions[i];
+        // A message proves the partition is ours even without a rebalance callback (manual
+        // assignment, the benchmark feeding the pipeline from memory).
+        p.assigned = true;
+        Some(p)
+    }
+
+    /// A row or DDL event arrived on `partition`. Returns true when this changed what the
+    /// minimum or the waiting count can be (first data, or first data that expects
+    /// watermarks), so the caller recomputes only then.
+    #[inline]
+    pub fn data(&mut self, partition: i32, expects: bool) -> bool {
+        if let Some(p) = index(partition).and_then(|i| self.partitions.get(i))
+            && p.assigned
+            && p.data
+            && (p.expects || !expects)
+        {
+            return false; // the common case: nothing new
+        }
+        let Some(p) = self.slot(partition) else {
+            return false;
+        };
+        p.data = true;
+        p.expects |= expects;
+        true
+    }
+
+    /// A watermark arrived on `partition`.
+    pub fn watermark(&mut self, partition: i32, ts: u64) {
+        if let Some(p) = self.slot(partition) {
+            p.watermark = Some(p.watermark.map_or(ts, |w| w.max(ts)));
+        }
+    }
+
+    /// From librdkafka's statistics: whether the consumer's position on an assigned
+    /// `partition` has reached the broker's high watermark. Returns true when this changed
+    /// what the minimum can be. Unassigned partitions are ignored (statistics may lag a
+    /// revoke).
+    pub fn drained(&mut self, partition: i32, drained: bool) -> bool {
+        match index(partition).and_then(|i| self.partitions.get_mut(i)) {
+            Some(p) if p.assigned && p.drained != drained => {
+                p.drained = drained;
+                // Only a partition without data or watermark is affected by it.
+                !p.data && p.watermark.is_none()
+            }
+            _ => false,
+        }
+    }
+
+    /// The assignment changed: keep progress of partitions still assigned, start the new ones
+    /// fresh (they may have moved from another member: their past is not ours), forget the rest.
+    pub fn set_assigned(&mut self, assigned: &[i32]) {
+        let mut next = vec![PartitionProgress::default(); self.partitions.len()];
+        for &partition in assigned {
+            let Some(i) = index(partition) else {
+                continue;
+            };
+            if i >= next.len() {
+                next.resize(i + 1, PartitionProgress::default());
+            }
+            let kept = self.partitions.get(i).copied().unwrap_or_default();
+            next[i] = if kept.assigned {
+                kept
+            } else {
+                PartitionProgress::default()
+            };
+            next[i].assigned = true;
+        }
+        self.partitions = next;
+    }
+
+    fn assigned(&self) -> impl Iterator<Item = &PartitionProgress> {
+        self.partitions.iter().filter(|p| p.assigned)
+    }
+
+    /// The minimum watermark over the assigned partitions, leaving out only drained ones that
+    /// delivered nothing; `None` while no watermark arrived or any other assigned partition
+    /// has none yet.
+    pub fn min(&self) -> Option<u64> {
+        let mut min: Option<u64> = None;
+        for p in self.assigned() {
+            match p.watermark {
+                Some(w) => min = Some(min.map_or(w, |m| m.min(w))),
+                None if p.data || !p.drained => return None,
+                None => {}
+            }
+        }
+        min
+    }
+
+    /// Assigned partitions that delivered data of a protocol that always sends watermarks, but
+    /// no watermark yet.
+    pub fn waiting(&self) -> usize {
+        self.assigned()
+            .filter(|p| p.expects && p.watermark.is_none())
+            .count()
+    }
+}
+
+/// Whether `ev` on `partition` is a copy of a broadcast DDL that is counted and logged from
+/// partition 0 only.
+///
+/// TiCDC sends a DDL to partition 0 alone for canal and canal-json and to *every* partition for
+/// all other protocols (tiflow `release-8.5` `cdc/sink/ddlsink/mq/mq_ddl_sink.go`
+/// `getDDLDispatchRule`: `PartitionZero` for canal/canal-json, else `PartitionAll` →
+/// `SyncBroadcastMessage`; pingcap/ticdc `release-8.5` `downstreamadapter/sink/helper/helper.go`
+/// `GetDDLDispatchRule`, used by `downstreamadapter/sink/kafka/sink.go`). Partition 0 receives
+/// every DDL under both rules, and exactly one member of a consumer group owns it at a time, so
+/// taking DDL from partition 0 only counts and logs each DDL once per group, with any number of
+/// cdcmon processes, without state shared between them. The other copies are counted in
+/// `cdcmon_ddl_broadcast_copies_total` and their offsets committed like any handled message.
+#[inline]
+pub fn is_ddl_broadcast_copy(ev: &ChangeEvent<'_>, partition: i32) -> bool {
+    ev.kind == EventKind::Ddl && partition != 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_minimum_before_any_watermark() {
+        let mut t = WatermarkTracker::new();
+        assert_eq!(t.min(), None);
+        t.set_assigned(&[0, 1, 2]);
+        assert_eq!(
+            t.min(),
+            None,
+            "assigned partitions without watermarks are not 0"
+        );
+        t.data(1, true);
+        assert_eq!(t.min(), None);
+        assert_eq!(t.waiting(), 1);
+    }
+
+    #[test]
+    fn an_assigned_partition_not_read_yet_withholds_the_minimum_until_drained() {
+        // Partition 1's backlog (or its unreachable leader) has delivered nothing yet: the
+        // watermark of partition 0 says nothing about it.
+        let mut t = WatermarkTracker::new();
+        t.set_assigned(&[0, 1]);
+        t.watermark(0, 100);
+        assert_eq!(t.min(), None);
+        // Statistics: partition 1's position is at its high watermark, nothing unread, and it
+        // never delivered anything (beyond TiCDC's partition-num): it holds nothing back.
+        assert!(t.drained(1, true));
+        assert!(!t.drained(1, true), "no change");
+        assert_eq!(t.min(), Some(100));
+        // New messages on it: held back again until they are read.
+        assert!(t.drained(1, false));
+        assert_eq!(t.min(), None);
+        // Statistics for a partition not assigned (a lagging report after a revoke): ignored.
+        assert!(!t.drained(7, true));
+        // Once a partition has data, being drained does not excuse a missing watermark.
+        t.drained(1, true);
+        t.data(1, true);
+        assert_eq!(t.min(), None);
+        assert!(!t.drained(1, false), "a partition with data is unaffected");
+        t.watermark(1, 90);
+        assert_eq!(t.min(), Some(90));
+    }
+
+    #[test]
+    fn a_data_partition_without_watermark_withholds_the_minimum() {
+        let mut t = WatermarkTracker::new();
+        t.set_assigned(&[0, 1, 2]);
+        t.watermark(0, 100);
+        // Partitions 1 and 2 have neither data nor watermark and nothing unread: they hold
+        // nothing back.
+        t.drained(1, true);
+        t.drained(2, true);
+        assert_eq!(t.min(), Some(100));
+        // Partition 1 delivers rows: its watermark is unknown, so 100 could be ahead of it.
+        assert!(t.data(1, true));
+        assert!(!t.data(1, true), "second row: nothing new");
+        assert_eq!(t.min(), None);
+        assert_eq!(t.waiting(), 1);
+        t.watermark(1, 90);
+        assert_eq!(t.min(), Some(90));
+        assert_eq!(t.waiting(), 0);
+        t.watermark(1, 120);
+        assert_eq!(t.min(), Some(100));
+        // Watermarks never go back.
+        t.watermark(0, 50);
+        assert_eq!(t.min(), Some(100));
+    }
+
+    #[test]
+    fn revoke_drops_a_partition_and_reassign_starts_it_fresh() {
+        let mut t = WatermarkTracker::new();
+        t.set_assigned(&[0, 1]);
+        t.watermark(0, 100);
+        t.watermark(1, 10);
+        assert_eq!(t.min(), Some(10));
+        // Partition 1 revoked: its old watermark leaves the minimum.
+        t.set_assigned(&[0]);
+        assert_eq!(t.min(), Some(100));
+        // Assigned again (moved back from another member): its old watermark is not reused.
+        t.set_assigned(&[0, 1]);
+        t.data(1, true);
+        assert_eq!(t.min(), None);
+        // Everything revoked: nothing to report.
+        t.set_assigned(&[]);
+        assert_eq!(t.min(), None);
+        assert_eq!(t.waiting(), 0);
+    }
+
+    #[test]
+    fn protocols_without_watermarks_are_not_waiting() {
+        let mut t = WatermarkTracker::new();
+        t.data(0, false); // classic debezium rows
+        assert_eq!(t.waiting(), 0);
+        assert_eq!(t.min(), None);
+        assert!(
+            t.data(0, true),
+            "first data that expects watermarks is news"
+        );
+        assert_eq!(t.waiting(), 1);
+    }
+
+    #[test]
+    fn negative_partitions_are_ignored() {
+        let mut t = WatermarkTracker::new();
+        assert!(!t.data(-1, true));
+        t.watermark(-1, 5);
+        t.watermark(i32::MAX, 5);
+        t.set_assigned(&[-3, i32::MAX]);
+        assert_eq!(t.min(), None);
+    }
+}
