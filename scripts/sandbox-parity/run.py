@@ -28,12 +28,12 @@ host apt's Debian mirror and release).
 """
 
 import argparse
+import concurrent.futures
 import glob
 import hashlib
 import json
 import os
 import re
-import resource
 import shutil
 import subprocess
 import sys
@@ -187,7 +187,8 @@ def make_source(src_node, dest):
     shutil.rmtree(dest, ignore_errors=True)
     for rel in chosen:
         os.makedirs(os.path.join(dest, os.path.dirname(rel)), exist_ok=True)
-        shutil.copyfile(os.path.join(root, rel), os.path.join(dest, rel))
+        # Keep the repository's mtimes (see Sandbox.run).
+        shutil.copy2(os.path.join(root, rel), os.path.join(dest, rel))
     return chosen
 
 
@@ -351,24 +352,40 @@ def env_value(v):
 
 
 class Sandbox:
-    def __init__(self, work, vendor_dir, cores):
+    def __init__(self, work, vendor_dir, cores, reuse_target):
         self.work = work
         self.vendor_dir = vendor_dir
         self.cores = cores
         self.sysroot = subprocess.run(
             ["rustc", "--print", "sysroot"], capture_output=True, text=True, check=True
         ).stdout.strip()
+        # The shared target dir stands for cargoArtifacts: a fresh one per run, as buildDepsOnly
+        # starts from nothing (--reuse-target keeps it for local iteration).
         self.target = os.path.join(work, "target")
+        if not reuse_target:
+            shutil.rmtree(self.target, ignore_errors=True)
         os.makedirs(self.target, exist_ok=True)
         os.makedirs(os.path.join(work, "logs"), exist_ok=True)
         self.cpu = {}
 
-    def run(self, name, root, source, drv, script, extra_env=None, nextest=False):
-        """Run `script` (bash) in `root` with `source` at /build/source. Returns (rc, log)."""
+    def run(self, name, root, source, drv, script, extra_env=None, nextest=False, target=None):
+        """Run `script` (bash) in `root` with `source` at /build/source. Returns (rc, log, s).
+
+        When the target dir was last used with another source tree (buildDepsOnly's dummy, then
+        the real one), the copied files get the current time, newer than the dummy artifacts, so
+        cargo rebuilds the workspace crate as it does when crane unpacks the real source over
+        inherited cargoArtifacts. Otherwise the files keep the repository's times, so built test
+        binaries are reused and an edited file is rebuilt."""
+        target = target or self.target
+        marker = os.path.join(target, ".parity-last-source")
+        last = open(marker).read() if os.path.exists(marker) else None
+        fresh = last != source
         build = os.path.join(self.work, "build")
         shutil.rmtree(build, ignore_errors=True)
         src_dest = os.path.join(build, "source")
-        shutil.copytree(source, src_dest)
+        shutil.copytree(source, src_dest, copy_function=shutil.copyfile if fresh else shutil.copy2)
+        with open(marker, "w") as f:
+            f.write(source)
         os.makedirs(os.path.join(src_dest, "target"))
         cargo_home = os.path.join(src_dest, ".cargo-home")
         os.makedirs(cargo_home)
@@ -401,7 +418,7 @@ class Sandbox:
             "--ro-bind", root, "/",
             "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
             "--bind", build, "/build",
-            "--bind", self.target, "/build/source/target",
+            "--bind", target, "/build/source/target",
             "--ro-bind", self.vendor_dir, "/vendor",
             "--ro-bind", self.sysroot, "/rust",
         ]
@@ -409,28 +426,40 @@ class Sandbox:
             nextest_bin = shutil.which("cargo-nextest")
             if not nextest_bin:
                 raise ParityError("cargo-nextest not found on the host PATH (crane provides it to cargoNextest)")
-            cmd += ["--ro-bind", nextest_bin, "/nextest/bin/cargo-nextest"]
+            # The root is read-only, so bind a directory holding a copy onto its /nextest/bin.
+            nextest_dir = os.path.join(self.work, "nextest-bin")
+            os.makedirs(nextest_dir, exist_ok=True)
+            shutil.copy2(nextest_bin, os.path.join(nextest_dir, "cargo-nextest"))
+            cmd += ["--ro-bind", nextest_dir, "/nextest/bin"]
         cmd += ["--clearenv"]
         for k, v in sorted(env.items()):
             cmd += ["--setenv", k, v]
-        cmd += ["--chdir", "/build/source", "/bin/bash", "-euo", "pipefail", "-c", script]
+        # bash's `times` on exit: CPU time of everything the step ran (cargo, rustc, cc, tests).
+        traced = "trap 'echo PARITY-CPU; times' EXIT\n" + script
+        cmd += ["--chdir", "/build/source", "/bin/bash", "-euo", "pipefail", "-c", traced]
 
         log_path = os.path.join(self.work, "logs", f"{name}.log")
         started = time.monotonic()
-        cpu_before = cpu_seconds()
         with open(log_path, "w") as out:
             out.write(f"# root {root}\n# script: {script}\n")
             out.flush()
             rc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT).returncode
         elapsed = time.monotonic() - started
-        self.cpu[name] = cpu_seconds() - cpu_before
+        self.cpu[name] = cpu_seconds(log_path)
         return rc, log_path, elapsed
 
 
-def cpu_seconds():
-    """User + system CPU time of finished child processes (cargo, rustc, cc… inside bwrap)."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+def cpu_seconds(log_path):
+    """User + system CPU seconds of the step's processes, from the `times` its shell printed."""
+    lines = open(log_path, errors="replace").read().splitlines()
+    if "PARITY-CPU" not in lines:
+        return 0.0
+    i = len(lines) - 1 - lines[::-1].index("PARITY-CPU")
+    total = 0.0
+    for line in lines[i + 1 : i + 3]:
+        for m in re.finditer(r"(\d+)m([\d.]+)s", line):
+            total += int(m.group(1)) * 60 + float(m.group(2))
+    return total
 
 
 def tail(path, n=40):
@@ -447,6 +476,10 @@ def main():
     parser.add_argument("--steps", default=",".join(DEFAULT_STEPS))
     parser.add_argument("--with-clippy", action="store_true")
     parser.add_argument("--with-fmt", action="store_true")
+    parser.add_argument("--nextest-args", default="",
+                        help="extra arguments for the nextest step (local debugging, e.g. a test filter)")
+    parser.add_argument("--reuse-target", action="store_true",
+                        help="keep the previous run's target dir (local iteration; CI starts empty)")
     args = parser.parse_args()
     steps = [s for s in args.steps.split(",") if s]
     if args.with_clippy:
@@ -482,13 +515,34 @@ def main():
     make_dummy_source(src_real, src_dummy)
     log(f"source: {len(chosen)} files from the crane fileset")
     vendor_dir = vendor(work)
-    box = Sandbox(work, vendor_dir, cores)
+    box = Sandbox(work, vendor_dir, cores, args.reuse_target)
     timings = []
+
+    # Roots are built one after another in a background thread, in step order, so the next
+    # step's root is ready while the current step compiles.
+    step_specs = {
+        "neg-curl": root_spec("deps", no_curl["deps"], mapping),
+        "neg-promtool": root_spec("nextest", no_promtool["nextest"], mapping),
+        **{name: specs[name] for name in ("deps", "package", "nextest", "clippy", "fmt") if name in specs},
+    }
+    if step_specs["neg-promtool"]["inputs"] == specs["nextest"]["inputs"]:
+        raise ParityError("omitting 'prometheus.cli' did not change the nextest inputs: is promtool still declared?")
+    for step in steps:
+        if step not in step_specs:
+            raise ParityError(f"unknown step '{step}' (or nix/package.nix has no such derivation)")
+    builder = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    root_futures = {}
+    for step in steps:
+        key = json.dumps(step_specs[step], sort_keys=True)
+        if key not in root_futures:
+            root_futures[key] = builder.submit(build_root, step_specs[step], cache)
 
     def root_for(spec):
         started = time.monotonic()
-        r = build_root(spec, cache)
-        timings.append(("root", time.monotonic() - started))
+        r = root_futures[json.dumps(spec, sort_keys=True)].result()
+        waited = time.monotonic() - started
+        if waited >= 1:
+            timings.append(("waiting for root", waited))
         return r
 
     def expect_ok(name, rc, log_path, elapsed):
@@ -509,80 +563,90 @@ def main():
         log(f"step {name}: failed as it must ('{needle}') in {elapsed:.0f}s")
 
     profile = drvs["deps"]["env"].get("CARGO_PROFILE", "release")
+    with open(os.path.join(REPO, "Cargo.toml"), "rb") as f:
+        version = tomllib.load(f)["package"]["version"]
 
     def deps_extra(drv):
         return drv["env"].get("cargoExtraArgs", "--locked")
 
-    for step in steps:
-        log(f"== step {step}")
-        if step == "neg-curl":
-            drv = no_curl["deps"]
-            root = root_for(root_spec("deps", drv, mapping))
-            # Only rdkafka-sys: the crate whose build needs curl's headers.
-            script = f"cargo build --profile {profile} {deps_extra(drv)} -p rdkafka-sys"
-            rc, lp, el = box.run("neg-curl", root, src_dummy, drv, script, {"CRANE_BUILD_DEPS_ONLY": "1"})
-            expect_fail("neg-curl", rc, lp, el, "curl/curl.h: No such file or directory")
-        elif step == "deps":
-            drv = drvs["deps"]
-            root = root_for(specs["deps"])
-            # crane lib/buildDepsOnly.nix: check --all-targets (when doCheck), build, test --no-run.
-            do_check = drv["env"].get("doCheck", True) is not False
-            extra = deps_extra(drv)
-            script = f"cargo check --profile {profile} {extra} {'--all-targets' if do_check else ''}\n"
-            script += f"cargo build --profile {profile} {extra}\n"
-            if do_check:
-                script += f"cargo test --profile {profile} {extra} --no-run\n"
-            rc, lp, el = box.run("deps", root, src_dummy, drv, script, {"CRANE_BUILD_DEPS_ONLY": "1"})
-            expect_ok("deps", rc, lp, el)
-        elif step == "package":
-            drv = drvs["package"]
-            root = root_for(specs["package"])
-            extra = drv["env"].get("cargoExtraArgs", "--locked")
-            script = f"cargo build --profile {profile} {extra} --message-format json-render-diagnostics > /build/cargoBuildLog.json\n"
-            if drv["env"].get("doCheck", True) is not False:
-                script += f"cargo test --profile {profile} {extra}\n"
-            script += f"test -x target/{profile}/cdcmon && target/{profile}/cdcmon --version\n"
-            rc, lp, el = box.run("package", root, src_real, drv, script)
-            expect_ok("package", rc, lp, el)
-        elif step in ("nextest", "neg-promtool"):
-            drv = drvs["nextest"] if step == "nextest" else no_promtool["nextest"]
-            root = root_for(root_spec("nextest", drv, mapping))
-            env = drv["env"]
-            # crane lib/cargoNextest.nix (partitions = 1): one `cargo nextest run`.
-            base = (
-                f"cargo nextest run --cargo-profile {profile} {env.get('cargoExtraArgs', '')} "
-                f"{env.get('cargoNextestExtraArgs', '')} {env.get('cargoNextestPartitionsExtraArgs', '')}"
-            )
-            if step == "nextest":
-                script = "cargo nextest --version\n" + base
-                rc, lp, el = box.run("nextest", root, src_real, drv, script,
-                                     {"NEXTEST_SHOW_PROGRESS": "counter"}, nextest=True)
-                expect_ok("nextest", rc, lp, el)
+    try:
+        for step in steps:
+            log(f"== step {step}")
+            if step == "neg-curl":
+                drv = no_curl["deps"]
+                root = root_for(root_spec("deps", drv, mapping))
+                # Only rdkafka-sys: the crate whose build needs curl's headers.
+                script = f"cargo build --profile {profile} {deps_extra(drv)} -p rdkafka-sys"
+                # A derivation of its own: its own, empty target dir (no cargoArtifacts).
+                neg_target = os.path.join(work, "target-neg-curl")
+                shutil.rmtree(neg_target, ignore_errors=True)
+                os.makedirs(neg_target)
+                rc, lp, el = box.run("neg-curl", root, src_dummy, drv, script,
+                                     {"CRANE_BUILD_DEPS_ONLY": "1"}, target=neg_target)
+                shutil.rmtree(neg_target, ignore_errors=True)
+                expect_fail("neg-curl", rc, lp, el, "curl/curl.h: No such file or directory")
+            elif step == "deps":
+                drv = drvs["deps"]
+                root = root_for(specs["deps"])
+                # crane lib/buildDepsOnly.nix: check --all-targets (when doCheck), build, test --no-run.
+                do_check = drv["env"].get("doCheck", True) is not False
+                extra = deps_extra(drv)
+                script = f"cargo check --profile {profile} {extra} {'--all-targets' if do_check else ''}\n"
+                script += f"cargo build --profile {profile} {extra}\n"
+                if do_check:
+                    script += f"cargo test --profile {profile} {extra} --no-run\n"
+                rc, lp, el = box.run("deps", root, src_dummy, drv, script, {"CRANE_BUILD_DEPS_ONLY": "1"})
+                expect_ok("deps", rc, lp, el)
+            elif step == "package":
+                drv = drvs["package"]
+                root = root_for(specs["package"])
+                extra = drv["env"].get("cargoExtraArgs", "--locked")
+                script = f"cargo build --profile {profile} {extra} --message-format json-render-diagnostics > /build/cargoBuildLog.json\n"
+                if drv["env"].get("doCheck", True) is not False:
+                    script += f"cargo test --profile {profile} {extra}\n"
+                # The installed binary must be the real one, not buildDepsOnly's dummy `main`.
+                script += f"target/{profile}/cdcmon --version | grep -F 'cdcmon {version}'\n"
+                rc, lp, el = box.run("package", root, src_real, drv, script)
+                expect_ok("package", rc, lp, el)
+            elif step in ("nextest", "neg-promtool"):
+                drv = drvs["nextest"] if step == "nextest" else no_promtool["nextest"]
+                root = root_for(root_spec("nextest", drv, mapping))
+                env = drv["env"]
+                # crane lib/cargoNextest.nix (partitions = 1): one `cargo nextest run`.
+                base = (
+                    f"cargo nextest run --cargo-profile {profile} {env.get('cargoExtraArgs', '')} "
+                    f"{env.get('cargoNextestExtraArgs', '')} {env.get('cargoNextestPartitionsExtraArgs', '')}"
+                )
+                if step == "nextest":
+                    script = "cargo nextest --version\n" + base + " " + args.nextest_args
+                    rc, lp, el = box.run("nextest", root, src_real, drv, script,
+                                         {"NEXTEST_SHOW_PROGRESS": "counter"}, nextest=True)
+                    expect_ok("nextest", rc, lp, el)
+                else:
+                    # Only the promtool tests; their binaries are already built by the nextest step.
+                    script = base + " --test monitoring_prometheus"
+                    rc, lp, el = box.run("neg-promtool", root, src_real, drv, script,
+                                         {"NEXTEST_SHOW_PROGRESS": "counter"}, nextest=True)
+                    expect_fail("neg-promtool", rc, lp, el, "promtool not found on PATH")
+            elif step == "clippy":
+                drv = drvs["clippy"]
+                root = root_for(specs["clippy"])
+                extra = drv["env"].get("cargoExtraArgs", "--locked")
+                script = f"cargo clippy --profile {profile} {extra} {drv['env'].get('cargoClippyExtraArgs', '')}"
+                rc, lp, el = box.run("clippy", root, src_real, drv, script)
+                expect_ok("clippy", rc, lp, el)
+            elif step == "fmt":
+                drv = drvs["fmt"]
+                root = root_for(specs["fmt"])
+                # crane lib/cargoFmt.nix: `cargo fmt ${cargoExtraArgs} -- --check`.
+                rc, lp, el = box.run("fmt", root, src_real, drv,
+                                     f"cargo fmt {drv['env'].get('cargoExtraArgs', '')} -- --check")
+                expect_ok("fmt", rc, lp, el)
             else:
-                if specs["nextest"]["inputs"] == root_spec("nextest", drv, mapping)["inputs"]:
-                    raise ParityError("omitting 'prometheus.cli' did not change the nextest inputs")
-                # Only the promtool tests; their binaries are already built by the nextest step.
-                script = base + " --test monitoring_prometheus"
-                rc, lp, el = box.run("neg-promtool", root, src_real, drv, script,
-                                     {"NEXTEST_SHOW_PROGRESS": "counter"}, nextest=True)
-                expect_fail("neg-promtool", rc, lp, el, "promtool not found on PATH")
-        elif step == "clippy":
-            drv = drvs["clippy"]
-            root = root_for(specs["clippy"])
-            extra = drv["env"].get("cargoExtraArgs", "--locked")
-            script = f"cargo clippy --profile {profile} {extra} {drv['env'].get('cargoClippyExtraArgs', '')}"
-            rc, lp, el = box.run("clippy", root, src_real, drv, script)
-            expect_ok("clippy", rc, lp, el)
-        elif step == "fmt":
-            drv = drvs["fmt"]
-            root = root_for(specs["fmt"])
-            # crane lib/cargoFmt.nix: `cargo fmt ${cargoExtraArgs} -- --check`.
-            rc, lp, el = box.run("fmt", root, src_real, drv,
-                                 f"cargo fmt {drv['env'].get('cargoExtraArgs', '')} -- --check")
-            expect_ok("fmt", rc, lp, el)
-        else:
-            raise ParityError(f"unknown step '{step}'")
+                raise ParityError(f"unknown step '{step}'")
 
+    finally:
+        builder.shutdown(wait=False, cancel_futures=True)
     total = time.monotonic() - total_started
     summary = ", ".join(
         f"{n} {t:.0f}s" + (f" (cpu {box.cpu[n]:.0f}s)" if n in box.cpu else "") for n, t in timings
