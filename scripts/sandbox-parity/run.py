@@ -15,13 +15,15 @@ How:
      crane's vendorCargoDeps), then run each step in bubblewrap: no network but loopback, own
      PID/IPC/UTS namespaces, uid 1000, a cleared environment (HOME=/homeless-shelter, TMPDIR=/build,
      the derivation's attributes), the source as crane's fileset gives it, the rustup toolchain
-     bind-mounted read-only (crane provides the toolchain implicitly), `--offline --locked`.
+     bind-mounted read-only (crane provides the toolchain implicitly), offline (`net.offline`
+     in CARGO_HOME's config, the vendored source replacement) and `--locked`.
      Steps in crane order share one target dir, as `cargoArtifacts` does.
   5. Negative runs prove the guard bites: `curl` omitted from the inputs -> the rdkafka-sys build
      must fail on curl/curl.h; `prometheus.cli` omitted -> the promtool tests must fail.
 
 Usage: scripts/sandbox-parity/run.py [--steps neg-curl,deps,package,nextest,neg-promtool]
-       [--with-clippy] [--with-fmt]. Must run as root (mmdebstrap --mode=root, bwrap uid maps).
+       [--with-clippy] [--with-fmt] [--reuse-target] [--nextest-args ARGS].
+       Must run as root (mmdebstrap --mode=root, bwrap uid maps).
 Environment: SANDBOX_PARITY_WORK (default target/sandbox-parity), SANDBOX_PARITY_CACHE (default
 /var/cache/cdcmon-sandbox-parity), SANDBOX_PARITY_MIRROR / SANDBOX_PARITY_SUITE (default: the
 host apt's Debian mirror and release).
