@@ -373,21 +373,15 @@ class Sandbox:
     def run(self, name, root, source, drv, script, extra_env=None, nextest=False, target=None):
         """Run `script` (bash) in `root` with `source` at /build/source. Returns (rc, log, s).
 
-        When the target dir was last used with another source tree (buildDepsOnly's dummy, then
-        the real one), the copied files get the current time, newer than the dummy artifacts, so
-        cargo rebuilds the workspace crate as it does when crane unpacks the real source over
-        inherited cargoArtifacts. Otherwise the files keep the repository's times, so built test
-        binaries are reused and an edited file is rebuilt."""
+        The copied files get the current time, newer than every artifact in the target dir, so
+        cargo rebuilds the workspace crate's targets as crane's derivations do: each one unpacks
+        the real source over cargoArtifacts from buildDepsOnly's dummy build. (Keeping older
+        mtimes would let the dummy lib's test binary pass for the real one.)"""
         target = target or self.target
-        marker = os.path.join(target, ".parity-last-source")
-        last = open(marker).read() if os.path.exists(marker) else None
-        fresh = last != source
         build = os.path.join(self.work, "build")
         shutil.rmtree(build, ignore_errors=True)
         src_dest = os.path.join(build, "source")
-        shutil.copytree(source, src_dest, copy_function=shutil.copyfile if fresh else shutil.copy2)
-        with open(marker, "w") as f:
-            f.write(source)
+        shutil.copytree(source, src_dest, copy_function=shutil.copyfile)
         os.makedirs(os.path.join(src_dest, "target"))
         cargo_home = os.path.join(src_dest, ".cargo-home")
         os.makedirs(cargo_home)
