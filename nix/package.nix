@@ -99,6 +99,13 @@ in
         # inside the build sandbox; scripts/check-nix.sh + `cargo test` run it in CI.
         CDCMON_SKIP_NIX = "1";
       };
+      # tests/fault_tolerance.rs is left out here: its duplicate bounds and hand-over timing
+      # are calibrated for `cargo test`'s debug build, and crane runs nextest with the release
+      # profile, where the first consumer drains the topic before the second joins (rebalance)
+      # or before its first commit (kill -9). The sandbox parity build saw 3/3 and 2/3 failures
+      # (docs/sandbox-parity.md, "Findings"). CI's `cargo test` runs them; a spliced shell
+      # word, as crane puts this string into the checkPhase command line.
+      cargoNextestExtraArgs = "-E 'not binary(fault_tolerance)'";
       partitions = 1;
       partitionType = "count";
       cargoNextestPartitionsExtraArgs = "--no-tests=pass";
