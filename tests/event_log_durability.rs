@@ -26,13 +26,7 @@ use std::time::{Duration, Instant};
 use cdcmon::eventlog::{LogFile, LogFs, OsFs};
 use clap::Parser;
 use common::*;
-use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
-
-/// Keeps the mock's per-partition backlog small (it silently drops data beyond 5 MiB).
-const LZ4: &[(&str, &str)] = &[("compression.type", "lz4"), ("linger.ms", "20")];
 
 /// A dead member must leave the group quickly so a restarted process gets its partitions.
 const FAST_SESSION: &str = "session.timeout.ms=6000,heartbeat.interval.ms=500";
@@ -213,18 +207,6 @@ impl Drop for InProcess {
 // ---------------------------------------------------------------------------------------------
 // Helpers.
 
-/// `n` canal-json row messages round-robin over `partitions`, cycling insert/update/delete.
-fn canal_rows(n: usize, partitions: i32) -> Vec<Msg> {
-    let kinds = [
-        fixture("canal-json-insert-1.json"),
-        fixture("canal-json-update-1.json"),
-        fixture("canal-json-delete-1.json"),
-    ];
-    (0..n)
-        .map(|i| Msg::value((i % partitions as usize) as i32, kinds[i % 3].clone()))
-        .collect()
-}
-
 /// Open-protocol batch messages of `rows` insert events each (TiCDC batches up to
 /// `max-batch-size` events per message; canal-json carries one row per message). Key column
 /// `a` numbers the events from 0 across the stream: one message, many events, many lines.
@@ -258,38 +240,6 @@ fn position(l: &serde_json::Value) -> (i64, i64) {
         l["kafka"]["partition"].as_i64().expect("partition"),
         l["kafka"]["offset"].as_i64().expect("offset"),
     )
-}
-
-/// Committed offsets of `group` for partitions `0..partitions` (a fresh, unsubscribed client).
-fn committed(brokers: &str, group: &str, partitions: i32) -> BTreeMap<i32, i64> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition(common::TOPIC, p);
-    }
-    let got = c
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .expect("committed offsets");
-    let out = got
-        .elements()
-        .iter()
-        .map(|e| {
-            let off = match e.offset() {
-                Offset::Offset(o) => o,
-                _ => 0,
-            };
-            (e.partition(), off)
-        })
-        .collect();
-    // Drop the list before the client, or rd_kafka_destroy hangs (docs/KAFKA-TESTING.md).
-    drop(got);
-    drop(c);
-    out
 }
 
 /// The event log and its rotated files, oldest first: `PATH.N` … `PATH.1`, `PATH`.

@@ -4,17 +4,23 @@
 
 pub mod files;
 
+use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 pub const TOPIC: &str = "app_cdc";
+
+/// Keeps the mock's per-partition backlog small (it silently drops data beyond 5 MiB).
+pub const LZ4: &[(&str, &str)] = &[("compression.type", "lz4"), ("linger.ms", "20")];
 
 pub fn fixture(name: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -108,6 +114,50 @@ pub fn produce_to(brokers: &str, topic: &str, msgs: &[Msg], extra: &[(&str, &str
     producer
         .flush(Duration::from_secs(60))
         .expect("flush producer");
+}
+
+/// `n` canal-json row messages round-robin over `partitions`, cycling insert/update/delete.
+pub fn canal_rows(n: usize, partitions: i32) -> Vec<Msg> {
+    let kinds = [
+        fixture("canal-json-insert-1.json"),
+        fixture("canal-json-update-1.json"),
+        fixture("canal-json-delete-1.json"),
+    ];
+    (0..n)
+        .map(|i| Msg::value((i % partitions as usize) as i32, kinds[i % 3].clone()))
+        .collect()
+}
+
+/// Committed offsets of `group` for partitions `0..partitions` (a fresh, unsubscribed client).
+pub fn committed(brokers: &str, group: &str, partitions: i32) -> BTreeMap<i32, i64> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(TOPIC, p);
+    }
+    let got = c
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("committed offsets");
+    let out = got
+        .elements()
+        .iter()
+        .map(|e| {
+            let off = match e.offset() {
+                Offset::Offset(o) => o,
+                _ => 0,
+            };
+            (e.partition(), off)
+        })
+        .collect();
+    // Drop the list before the client, or rd_kafka_destroy hangs (docs/KAFKA-TESTING.md).
+    drop(got);
+    drop(c);
+    out
 }
 
 pub fn free_port() -> u16 {
