@@ -24,9 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cdcmon::eventlog::{LogFile, LogFs, OsFs};
-use clap::Parser;
 use common::*;
-use tokio_util::sync::CancellationToken;
 
 /// A dead member must leave the group quickly so a restarted process gets its partitions.
 const FAST_SESSION: &str = "session.timeout.ms=6000,heartbeat.interval.ms=500";
@@ -107,100 +105,6 @@ impl LogFs for FaultyFs {
     }
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         OsFs.sync_dir(dir)
-    }
-}
-
-/// `cdcmon consume` in-process on `fs`, on its own runtime thread.
-struct InProcess {
-    addr: std::net::SocketAddr,
-    shutdown: CancellationToken,
-    thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
-}
-
-impl InProcess {
-    fn start(brokers: &str, group: &str, log: &Path, extra: &[&str], fs: Arc<Faults>) -> Self {
-        let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
-        let mut argv: Vec<String> = [
-            "cdcmon",
-            "consume",
-            "--brokers",
-            brokers,
-            "--group",
-            group,
-            "--listen",
-            &listen,
-            "--event-log",
-            log.to_str().unwrap(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        argv.extend(extra.iter().map(|s| s.to_string()));
-        let cli = cdcmon::cli::Cli::try_parse_from(argv).expect("consume flags");
-        let cdcmon::cli::Command::Consume(args) = cli.command else {
-            unreachable!()
-        };
-        let shutdown = CancellationToken::new();
-        let token = shutdown.clone();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()?;
-            rt.block_on(cdcmon::consumer::run_with_log_fs(
-                args,
-                Arc::new(cdcmon::metrics::Metrics::new()?),
-                token,
-                cdcmon::consumer::log_stop_overrun,
-                Arc::new(FaultyFs(fs)),
-            ))
-        });
-        let c = InProcess {
-            addr: listen.parse().unwrap(),
-            shutdown,
-            thread: Some(thread),
-        };
-        wait_until(Duration::from_secs(10), "cdcmon /healthz", || {
-            http_get(c.addr, "/healthz").is_ok_and(|(s, _)| s == 200)
-        });
-        c
-    }
-
-    /// Sum of every series of `name`.
-    fn metric(&self, name: &str) -> f64 {
-        http_get(self.addr, "/metrics")
-            .ok()
-            .map_or(0.0, |(_, m)| metric_sum(&m, name, &[]))
-    }
-
-    fn finished(&self) -> bool {
-        self.thread.as_ref().is_none_or(|t| t.is_finished())
-    }
-
-    /// Wait (bounded) for `consume` to return by itself; its result.
-    fn wait_exit(mut self, timeout: Duration) -> anyhow::Result<()> {
-        wait_until(timeout, "consume to return", || self.finished());
-        self.thread
-            .take()
-            .unwrap()
-            .join()
-            .expect("consumer panicked")
-    }
-
-    /// Cancel (SIGTERM) and return `consume`'s result.
-    fn stop(self) -> anyhow::Result<()> {
-        self.shutdown.cancel();
-        self.wait_exit(Duration::from_secs(20))
-    }
-}
-
-impl Drop for InProcess {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 
@@ -294,12 +198,12 @@ fn a_failed_periodic_sync_commits_nothing_more_and_stops() {
         fail_sync: Some(4),
         ..Faults::default()
     });
-    let c = InProcess::start(
+    let c = RunningConsumer::start_on(
         &brokers,
         "g-syncfail",
         &log,
         &["--commit-interval-ms", "100"],
-        faults.clone(),
+        Arc::new(FaultyFs(faults.clone())),
     );
     let err = c
         .wait_exit(Duration::from_secs(60))
@@ -355,18 +259,18 @@ fn a_failed_sync_at_shutdown_commits_nothing() {
         fail_sync: Some(1),
         ..Faults::default()
     });
-    let c = InProcess::start(
+    let c = RunningConsumer::start_on(
         &brokers,
         "g-syncfail-stop",
         &log,
         &["--commit-interval-ms", "600000"],
-        faults.clone(),
+        Arc::new(FaultyFs(faults.clone())),
     );
     wait_until(Duration::from_secs(60), "all consumed", || {
-        c.metric("cdcmon_kafka_messages_total") >= N as f64
+        c.metric_total("cdcmon_kafka_messages_total") >= N as f64
     });
     assert!(!c.finished(), "no sync before the stop");
-    let result = c.stop();
+    let result = c.stop_result();
     let done = committed(&brokers, "g-syncfail-stop", 3);
     assert!(
         done.values().all(|o| *o == 0),
@@ -402,20 +306,20 @@ fn short_and_failed_writes_mid_message_neither_double_nor_tear_lines() {
         fail_writes: 3..7,
         ..Faults::default()
     });
-    let c = InProcess::start(
+    let c = RunningConsumer::start_on(
         &brokers,
         "g-shortwrite",
         &log,
         &["--commit-interval-ms", "100"],
-        faults.clone(),
+        Arc::new(FaultyFs(faults.clone())),
     );
     wait_until(Duration::from_secs(90), "all consumed", || {
-        c.metric("cdcmon_kafka_messages_total") >= MESSAGES as f64
+        c.metric_total("cdcmon_kafka_messages_total") >= MESSAGES as f64
     });
     std::thread::sleep(Duration::from_millis(300));
-    let rows_counted = c.metric("cdc_events_total");
-    let errors = c.metric("cdcmon_event_log_errors_total");
-    c.stop().expect("graceful stop");
+    let rows_counted = c.metric_total("cdc_events_total");
+    let errors = c.metric_total("cdcmon_event_log_errors_total");
+    c.stop_result().expect("graceful stop");
     assert!(faults.writes.load(Ordering::SeqCst) >= 7, "the faults ran");
     assert!(errors >= 4.0, "write errors are counted: {errors}");
     assert_eq!(rows_counted, (MESSAGES * ROWS) as f64);

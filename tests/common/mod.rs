@@ -7,8 +7,10 @@ pub mod files;
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cdcmon::eventlog::{LogFs, OsFs};
 use clap::Parser;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -176,7 +178,22 @@ pub struct RunningConsumer {
 }
 
 impl RunningConsumer {
+    /// `consume` with a 200 ms commit interval (before `extra`), writing the event log to disk.
     pub fn start(brokers: &str, group: &str, event_log: &Path, extra: &[&str]) -> RunningConsumer {
+        let mut flags = vec!["--commit-interval-ms", "200"];
+        flags.extend_from_slice(extra);
+        Self::start_on(brokers, group, event_log, &flags, Arc::new(OsFs))
+    }
+
+    /// `consume` with exactly the flags `extra` (no commit interval added), writing the event log
+    /// through `log_fs` (the fault-injecting file system of tests/event_log_durability.rs).
+    pub fn start_on(
+        brokers: &str,
+        group: &str,
+        event_log: &Path,
+        extra: &[&str],
+        log_fs: Arc<dyn LogFs>,
+    ) -> RunningConsumer {
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
         let mut argv = vec![
@@ -190,8 +207,6 @@ impl RunningConsumer {
             listen.clone(),
             "--event-log".to_owned(),
             event_log.display().to_string(),
-            "--commit-interval-ms".to_owned(),
-            "200".to_owned(),
         ];
         argv.extend(extra.iter().map(|s| s.to_string()));
         let cli = cdcmon::cli::Cli::try_parse_from(argv).expect("consume flags");
@@ -207,10 +222,12 @@ impl RunningConsumer {
                 .build()?;
             // In-process: an overrun is logged, not fatal to the test binary; tests that care
             // assert their own stop-time bound.
-            rt.block_on(cdcmon::consumer::run(
+            rt.block_on(cdcmon::consumer::run_with_log_fs(
                 args,
+                Arc::new(cdcmon::metrics::Metrics::new()?),
                 token,
                 cdcmon::consumer::log_stop_overrun,
+                log_fs,
             ))
         });
         let c = RunningConsumer {
@@ -240,6 +257,34 @@ impl RunningConsumer {
         wait_until(timeout, &format!("{n} messages consumed"), || {
             metric(&self.metrics(), "cdcmon_kafka_messages_total", &[]).unwrap_or(0.0) >= n
         });
+    }
+
+    /// Sum of every series of `name`; 0 while /metrics does not answer.
+    pub fn metric_total(&self, name: &str) -> f64 {
+        http_get(self.addr, "/metrics")
+            .ok()
+            .map_or(0.0, |(_, m)| metric_sum(&m, name, &[]))
+    }
+
+    /// Whether `consume` has returned.
+    pub fn finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// Wait (bounded) for `consume` to return by itself; its result.
+    pub fn wait_exit(mut self, timeout: Duration) -> anyhow::Result<()> {
+        wait_until(timeout, "consume to return", || self.finished());
+        self.thread
+            .take()
+            .unwrap()
+            .join()
+            .expect("consumer panicked")
+    }
+
+    /// Cancel (SIGTERM) and return `consume`'s result (waits at most 20 s).
+    pub fn stop_result(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.wait_exit(Duration::from_secs(20))
     }
 
     /// SIGTERM equivalent; returns how long the graceful stop took.
