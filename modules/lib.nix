@@ -57,6 +57,48 @@ in
         ${escapeShellArg url}
     '';
 
+  # The oneshot that loads one of the repo's Elasticsearch index templates before Filebeat
+  # writes (cdcmon-es-template in modules/stack.nix, cdcmon-logs-template in
+  # modules/stack-logs.nix): PUT the file with the API its format needs (`stack.esTemplateApi`);
+  # idempotent, retried by curl and then by systemd (Restart= from the unit graph
+  # nix/lib/stack.nix `units`, looked up by `unit`).
+  esTemplateService =
+    {
+      stack,
+      unit,
+      description,
+      templateFile,
+      url,
+    }:
+    {
+      inherit description;
+      wantedBy = [ "multi-user.target" ];
+      before = [ "filebeat.service" ];
+      serviceConfig = stack.restartBackoff // {
+        Type = "oneshot";
+        RemainAfterExit = true;
+        DynamicUser = true;
+        Restart = stack.units.${unit}.restart;
+        TimeoutStartSec = "5min";
+        ExecStart = lib.escapeShellArgs [
+          (lib.getExe pkgs.curl)
+          "--silent"
+          "--show-error"
+          "--fail"
+          "--retry"
+          "30"
+          "--retry-connrefused"
+          "-X"
+          "PUT"
+          "-H"
+          "Content-Type: application/json"
+          "--data-binary"
+          "@${templateFile}"
+          url
+        ];
+      };
+    };
+
   # A credential path must not be in the world-readable store.
   notInStore = path: !(lib.hasPrefix builtins.storeDir (toString path));
 }

@@ -14,6 +14,7 @@ let
   cfg = config.services.cdcmon-stack;
   ports = import ../nix/ports.nix;
   stack = import ../nix/lib/stack.nix { inherit ports; };
+  helpers = import ./lib.nix { inherit lib pkgs; };
   template = builtins.fromJSON (builtins.readFile cfg.logs.indexTemplate);
   esUrl = "http://127.0.0.1:${toString ports.elasticsearch}";
   templateUnit = "cdcmon-logs-template.service";
@@ -45,35 +46,13 @@ in
       after = [ templateUnit ];
     };
 
-    # Same mechanism as cdcmon-es-template (modules/stack.nix): PUT the repo file with the API its
-    # format needs; idempotent, retried by curl and then by systemd (Restart= from the graph).
-    systemd.services.cdcmon-logs-template = {
+    # Same unit as cdcmon-es-template (modules/stack.nix), from modules/lib.nix.
+    systemd.services.cdcmon-logs-template = helpers.esTemplateService {
+      inherit stack;
+      unit = "cdcmon-logs-template";
       description = "Load the ${stack.logsTemplateName} Elasticsearch index template (service logs)";
-      wantedBy = [ "multi-user.target" ];
-      before = [ "filebeat.service" ];
-      serviceConfig = stack.restartBackoff // {
-        Type = "oneshot";
-        RemainAfterExit = true;
-        DynamicUser = true;
-        Restart = stack.units.cdcmon-logs-template.restart;
-        TimeoutStartSec = "5min";
-        ExecStart = lib.escapeShellArgs [
-          (lib.getExe pkgs.curl)
-          "--silent"
-          "--show-error"
-          "--fail"
-          "--retry"
-          "30"
-          "--retry-connrefused"
-          "-X"
-          "PUT"
-          "-H"
-          "Content-Type: application/json"
-          "--data-binary"
-          "@${cfg.logs.indexTemplate}"
-          "${esUrl}/${stack.esTemplateApi template}/${stack.logsTemplateName}"
-        ];
-      };
+      templateFile = cfg.logs.indexTemplate;
+      url = "${esUrl}/${stack.esTemplateApi template}/${stack.logsTemplateName}";
     };
   };
 }

@@ -438,33 +438,12 @@ in
         };
 
         # Load the repo's index template with the API its format needs, before Filebeat writes.
-        cdcmon-es-template = {
+        cdcmon-es-template = helpers.esTemplateService {
+          inherit stack;
+          unit = "cdcmon-es-template";
           description = "Load the ${stack.esTemplateName} Elasticsearch index template";
-          wantedBy = [ "multi-user.target" ];
-          before = [ "filebeat.service" ];
-          serviceConfig = stack.restartBackoff // {
-            Type = "oneshot";
-            RemainAfterExit = true;
-            DynamicUser = true;
-            Restart = stack.units.cdcmon-es-template.restart;
-            TimeoutStartSec = "5min";
-            ExecStart = lib.escapeShellArgs [
-              (lib.getExe pkgs.curl)
-              "--silent"
-              "--show-error"
-              "--fail"
-              "--retry"
-              "30"
-              "--retry-connrefused"
-              "-X"
-              "PUT"
-              "-H"
-              "Content-Type: application/json"
-              "--data-binary"
-              "@${cfg.elasticsearch.indexTemplate}"
-              "${esUrl}/${stack.esTemplateApi template}/${stack.esTemplateName}"
-            ];
-          };
+          templateFile = cfg.elasticsearch.indexTemplate;
+          url = "${esUrl}/${stack.esTemplateApi template}/${stack.esTemplateName}";
         };
 
         grafana.serviceConfig = {

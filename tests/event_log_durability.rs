@@ -24,15 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cdcmon::eventlog::{LogFile, LogFs, OsFs};
-use clap::Parser;
 use common::*;
-use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use tokio_util::sync::CancellationToken;
-
-/// Keeps the mock's per-partition backlog small (it silently drops data beyond 5 MiB).
-const LZ4: &[(&str, &str)] = &[("compression.type", "lz4"), ("linger.ms", "20")];
 
 /// A dead member must leave the group quickly so a restarted process gets its partitions.
 const FAST_SESSION: &str = "session.timeout.ms=6000,heartbeat.interval.ms=500";
@@ -116,114 +108,8 @@ impl LogFs for FaultyFs {
     }
 }
 
-/// `cdcmon consume` in-process on `fs`, on its own runtime thread.
-struct InProcess {
-    addr: std::net::SocketAddr,
-    shutdown: CancellationToken,
-    thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
-}
-
-impl InProcess {
-    fn start(brokers: &str, group: &str, log: &Path, extra: &[&str], fs: Arc<Faults>) -> Self {
-        let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
-        let mut argv: Vec<String> = [
-            "cdcmon",
-            "consume",
-            "--brokers",
-            brokers,
-            "--group",
-            group,
-            "--listen",
-            &listen,
-            "--event-log",
-            log.to_str().unwrap(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        argv.extend(extra.iter().map(|s| s.to_string()));
-        let cli = cdcmon::cli::Cli::try_parse_from(argv).expect("consume flags");
-        let cdcmon::cli::Command::Consume(args) = cli.command else {
-            unreachable!()
-        };
-        let shutdown = CancellationToken::new();
-        let token = shutdown.clone();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()?;
-            rt.block_on(cdcmon::consumer::run_with_log_fs(
-                args,
-                Arc::new(cdcmon::metrics::Metrics::new()?),
-                token,
-                cdcmon::consumer::log_stop_overrun,
-                Arc::new(FaultyFs(fs)),
-            ))
-        });
-        let c = InProcess {
-            addr: listen.parse().unwrap(),
-            shutdown,
-            thread: Some(thread),
-        };
-        wait_until(Duration::from_secs(10), "cdcmon /healthz", || {
-            http_get(c.addr, "/healthz").is_ok_and(|(s, _)| s == 200)
-        });
-        c
-    }
-
-    /// Sum of every series of `name`.
-    fn metric(&self, name: &str) -> f64 {
-        http_get(self.addr, "/metrics")
-            .ok()
-            .map_or(0.0, |(_, m)| metric_sum(&m, name, &[]))
-    }
-
-    fn finished(&self) -> bool {
-        self.thread.as_ref().is_none_or(|t| t.is_finished())
-    }
-
-    /// Wait (bounded) for `consume` to return by itself; its result.
-    fn wait_exit(mut self, timeout: Duration) -> anyhow::Result<()> {
-        wait_until(timeout, "consume to return", || self.finished());
-        self.thread
-            .take()
-            .unwrap()
-            .join()
-            .expect("consumer panicked")
-    }
-
-    /// Cancel (SIGTERM) and return `consume`'s result.
-    fn stop(self) -> anyhow::Result<()> {
-        self.shutdown.cancel();
-        self.wait_exit(Duration::from_secs(20))
-    }
-}
-
-impl Drop for InProcess {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Helpers.
-
-/// `n` canal-json row messages round-robin over `partitions`, cycling insert/update/delete.
-fn canal_rows(n: usize, partitions: i32) -> Vec<Msg> {
-    let kinds = [
-        fixture("canal-json-insert-1.json"),
-        fixture("canal-json-update-1.json"),
-        fixture("canal-json-delete-1.json"),
-    ];
-    (0..n)
-        .map(|i| Msg::value((i % partitions as usize) as i32, kinds[i % 3].clone()))
-        .collect()
-}
 
 /// Open-protocol batch messages of `rows` insert events each (TiCDC batches up to
 /// `max-batch-size` events per message; canal-json carries one row per message). Key column
@@ -258,38 +144,6 @@ fn position(l: &serde_json::Value) -> (i64, i64) {
         l["kafka"]["partition"].as_i64().expect("partition"),
         l["kafka"]["offset"].as_i64().expect("offset"),
     )
-}
-
-/// Committed offsets of `group` for partitions `0..partitions` (a fresh, unsubscribed client).
-fn committed(brokers: &str, group: &str, partitions: i32) -> BTreeMap<i32, i64> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition(common::TOPIC, p);
-    }
-    let got = c
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .expect("committed offsets");
-    let out = got
-        .elements()
-        .iter()
-        .map(|e| {
-            let off = match e.offset() {
-                Offset::Offset(o) => o,
-                _ => 0,
-            };
-            (e.partition(), off)
-        })
-        .collect();
-    // Drop the list before the client, or rd_kafka_destroy hangs (docs/KAFKA-TESTING.md).
-    drop(got);
-    drop(c);
-    out
 }
 
 /// The event log and its rotated files, oldest first: `PATH.N` … `PATH.1`, `PATH`.
@@ -344,12 +198,12 @@ fn a_failed_periodic_sync_commits_nothing_more_and_stops() {
         fail_sync: Some(4),
         ..Faults::default()
     });
-    let c = InProcess::start(
+    let c = RunningConsumer::start_on(
         &brokers,
         "g-syncfail",
         &log,
         &["--commit-interval-ms", "100"],
-        faults.clone(),
+        Arc::new(FaultyFs(faults.clone())),
     );
     let err = c
         .wait_exit(Duration::from_secs(60))
@@ -405,18 +259,18 @@ fn a_failed_sync_at_shutdown_commits_nothing() {
         fail_sync: Some(1),
         ..Faults::default()
     });
-    let c = InProcess::start(
+    let c = RunningConsumer::start_on(
         &brokers,
         "g-syncfail-stop",
         &log,
         &["--commit-interval-ms", "600000"],
-        faults.clone(),
+        Arc::new(FaultyFs(faults.clone())),
     );
     wait_until(Duration::from_secs(60), "all consumed", || {
-        c.metric("cdcmon_kafka_messages_total") >= N as f64
+        c.metric_total("cdcmon_kafka_messages_total") >= N as f64
     });
     assert!(!c.finished(), "no sync before the stop");
-    let result = c.stop();
+    let result = c.stop_result();
     let done = committed(&brokers, "g-syncfail-stop", 3);
     assert!(
         done.values().all(|o| *o == 0),
@@ -452,20 +306,20 @@ fn short_and_failed_writes_mid_message_neither_double_nor_tear_lines() {
         fail_writes: 3..7,
         ..Faults::default()
     });
-    let c = InProcess::start(
+    let c = RunningConsumer::start_on(
         &brokers,
         "g-shortwrite",
         &log,
         &["--commit-interval-ms", "100"],
-        faults.clone(),
+        Arc::new(FaultyFs(faults.clone())),
     );
     wait_until(Duration::from_secs(90), "all consumed", || {
-        c.metric("cdcmon_kafka_messages_total") >= MESSAGES as f64
+        c.metric_total("cdcmon_kafka_messages_total") >= MESSAGES as f64
     });
     std::thread::sleep(Duration::from_millis(300));
-    let rows_counted = c.metric("cdc_events_total");
-    let errors = c.metric("cdcmon_event_log_errors_total");
-    c.stop().expect("graceful stop");
+    let rows_counted = c.metric_total("cdc_events_total");
+    let errors = c.metric_total("cdcmon_event_log_errors_total");
+    c.stop_result().expect("graceful stop");
     assert!(faults.writes.load(Ordering::SeqCst) >= 7, "the faults ran");
     assert!(errors >= 4.0, "write errors are counted: {errors}");
     assert_eq!(rows_counted, (MESSAGES * ROWS) as f64);

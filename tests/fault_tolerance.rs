@@ -7,34 +7,16 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use cdcmon::protocol::{Compression, Decoder, ProtocolChoice};
 use common::*;
-use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-
-/// Keeps the mock's per-partition backlog small (it silently drops data beyond 5 MiB).
-const LZ4: &[(&str, &str)] = &[("compression.type", "lz4"), ("linger.ms", "20")];
 
 /// A dead member must leave the group quickly so a restarted process gets its partitions.
 // `;` separates options inside one `--kafka-option` value (commas belong to values).
 const FAST_SESSION: &str = "session.timeout.ms=6000;heartbeat.interval.ms=500";
-
-/// `n` canal-json row messages round-robin over `partitions`, cycling insert/update/delete.
-fn canal_rows(n: usize, partitions: i32) -> Vec<Msg> {
-    let kinds = [
-        fixture("canal-json-insert-1.json"),
-        fixture("canal-json-update-1.json"),
-        fixture("canal-json-delete-1.json"),
-    ];
-    (0..n)
-        .map(|i| Msg::value((i % partitions as usize) as i32, kinds[i % 3].clone()))
-        .collect()
-}
 
 fn row_events(m: &str) -> f64 {
     metric_sum(m, "cdc_events_total", &[])
@@ -163,38 +145,6 @@ fn wait_sampling_rate(c: &ChildConsumer, n: f64) -> f64 {
             (dt > 0.2).then(|| (n - n0) / dt)
         })
         .fold(0.0f64, f64::max)
-}
-
-/// Committed offsets of `group` for partitions `0..partitions` (a fresh, unsubscribed client).
-fn committed(brokers: &str, group: &str, partitions: i32) -> BTreeMap<i32, i64> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition(TOPIC, p);
-    }
-    let got = c
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .expect("committed offsets");
-    let out = got
-        .elements()
-        .iter()
-        .map(|e| {
-            let off = match e.offset() {
-                Offset::Offset(o) => o,
-                _ => 0,
-            };
-            (e.partition(), off)
-        })
-        .collect();
-    // Drop the list before the client, or rd_kafka_destroy hangs (docs/KAFKA-TESTING.md).
-    drop(got);
-    drop(c);
-    out
 }
 
 /// `kill -9` of the real binary mid-stream, then a restart in the same group: every message is

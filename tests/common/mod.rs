@@ -4,17 +4,25 @@
 
 pub mod files;
 
+use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cdcmon::eventlog::{LogFs, OsFs};
 use clap::Parser;
 use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 pub const TOPIC: &str = "app_cdc";
+
+/// Keeps the mock's per-partition backlog small (it silently drops data beyond 5 MiB).
+pub const LZ4: &[(&str, &str)] = &[("compression.type", "lz4"), ("linger.ms", "20")];
 
 pub fn fixture(name: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -110,6 +118,50 @@ pub fn produce_to(brokers: &str, topic: &str, msgs: &[Msg], extra: &[(&str, &str
         .expect("flush producer");
 }
 
+/// `n` canal-json row messages round-robin over `partitions`, cycling insert/update/delete.
+pub fn canal_rows(n: usize, partitions: i32) -> Vec<Msg> {
+    let kinds = [
+        fixture("canal-json-insert-1.json"),
+        fixture("canal-json-update-1.json"),
+        fixture("canal-json-delete-1.json"),
+    ];
+    (0..n)
+        .map(|i| Msg::value((i % partitions as usize) as i32, kinds[i % 3].clone()))
+        .collect()
+}
+
+/// Committed offsets of `group` for partitions `0..partitions` (a fresh, unsubscribed client).
+pub fn committed(brokers: &str, group: &str, partitions: i32) -> BTreeMap<i32, i64> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(TOPIC, p);
+    }
+    let got = c
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("committed offsets");
+    let out = got
+        .elements()
+        .iter()
+        .map(|e| {
+            let off = match e.offset() {
+                Offset::Offset(o) => o,
+                _ => 0,
+            };
+            (e.partition(), off)
+        })
+        .collect();
+    // Drop the list before the client, or rd_kafka_destroy hangs (docs/KAFKA-TESTING.md).
+    drop(got);
+    drop(c);
+    out
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -126,7 +178,22 @@ pub struct RunningConsumer {
 }
 
 impl RunningConsumer {
+    /// `consume` with a 200 ms commit interval (before `extra`), writing the event log to disk.
     pub fn start(brokers: &str, group: &str, event_log: &Path, extra: &[&str]) -> RunningConsumer {
+        let mut flags = vec!["--commit-interval-ms", "200"];
+        flags.extend_from_slice(extra);
+        Self::start_on(brokers, group, event_log, &flags, Arc::new(OsFs))
+    }
+
+    /// `consume` with exactly the flags `extra` (no commit interval added), writing the event log
+    /// through `log_fs` (the fault-injecting file system of tests/event_log_durability.rs).
+    pub fn start_on(
+        brokers: &str,
+        group: &str,
+        event_log: &Path,
+        extra: &[&str],
+        log_fs: Arc<dyn LogFs>,
+    ) -> RunningConsumer {
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
         let mut argv = vec![
@@ -140,8 +207,6 @@ impl RunningConsumer {
             listen.clone(),
             "--event-log".to_owned(),
             event_log.display().to_string(),
-            "--commit-interval-ms".to_owned(),
-            "200".to_owned(),
         ];
         argv.extend(extra.iter().map(|s| s.to_string()));
         let cli = cdcmon::cli::Cli::try_parse_from(argv).expect("consume flags");
@@ -157,10 +222,12 @@ impl RunningConsumer {
                 .build()?;
             // In-process: an overrun is logged, not fatal to the test binary; tests that care
             // assert their own stop-time bound.
-            rt.block_on(cdcmon::consumer::run(
+            rt.block_on(cdcmon::consumer::run_with_log_fs(
                 args,
+                Arc::new(cdcmon::metrics::Metrics::new()?),
                 token,
                 cdcmon::consumer::log_stop_overrun,
+                log_fs,
             ))
         });
         let c = RunningConsumer {
@@ -190,6 +257,34 @@ impl RunningConsumer {
         wait_until(timeout, &format!("{n} messages consumed"), || {
             metric(&self.metrics(), "cdcmon_kafka_messages_total", &[]).unwrap_or(0.0) >= n
         });
+    }
+
+    /// Sum of every series of `name`; 0 while /metrics does not answer.
+    pub fn metric_total(&self, name: &str) -> f64 {
+        http_get(self.addr, "/metrics")
+            .ok()
+            .map_or(0.0, |(_, m)| metric_sum(&m, name, &[]))
+    }
+
+    /// Whether `consume` has returned.
+    pub fn finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// Wait (bounded) for `consume` to return by itself; its result.
+    pub fn wait_exit(mut self, timeout: Duration) -> anyhow::Result<()> {
+        wait_until(timeout, "consume to return", || self.finished());
+        self.thread
+            .take()
+            .unwrap()
+            .join()
+            .expect("consumer panicked")
+    }
+
+    /// Cancel (SIGTERM) and return `consume`'s result (waits at most 20 s).
+    pub fn stop_result(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.wait_exit(Duration::from_secs(20))
     }
 
     /// SIGTERM equivalent; returns how long the graceful stop took.

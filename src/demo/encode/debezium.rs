@@ -205,7 +205,9 @@ pub fn watermark(ts: u64, now_ms: u64) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::demo::encode::test_support::{fixture_json, sample_changes, shape};
+    use crate::demo::encode::test_support::{
+        assert_row_event_of, fixture_json, sample_changes, shape,
+    };
     use crate::event::{EventKind, Protocol};
     use crate::protocol::{Compression, Decoder, ProtocolChoice};
 
@@ -251,16 +253,7 @@ mod tests {
             }
 
             let e = &d.decode(Some(&k), Some(&v)).unwrap().into_strict().unwrap()[0];
-            assert_eq!(
-                (e.kind, e.op, &*e.db, &*e.table, e.commit_ts),
-                (
-                    EventKind::Row,
-                    Some(r.op),
-                    "app",
-                    r.table.name(),
-                    Some(r.commit_ts)
-                )
-            );
+            assert_row_event_of(e, r);
             assert_eq!(e.keys.len(), 1);
             assert_eq!(e.keys[0].value.get(), r.id().to_string().as_str());
             // Member order as TC `codec.go` `EncodeValue` writes the payload.

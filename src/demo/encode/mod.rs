@@ -277,7 +277,23 @@ pub(crate) mod test_support {
     use serde_json::Value;
 
     use crate::demo::generator::{Change, DdlChange, Generator, Mix, RowChange};
-    use crate::event::RowOp;
+    use crate::event::{ChangeEvent, EventKind, RowOp};
+
+    /// `e` is the row event of `r`: kind Row, `r`'s op, database `app`, `r`'s table and commit ts
+    /// (what every demo encoder's row message must decode to).
+    #[track_caller]
+    pub fn assert_row_event_of(e: &ChangeEvent<'_>, r: &RowChange) {
+        assert_eq!(
+            (e.kind, e.op, &*e.db, &*e.table, e.commit_ts),
+            (
+                EventKind::Row,
+                Some(r.op),
+                "app",
+                r.table.name(),
+                Some(r.commit_ts)
+            )
+        );
+    }
 
     pub fn fixture_json(name: &str) -> Value {
         let bytes = crate::protocol::test_support::fixture(name);

@@ -164,7 +164,9 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
-    use crate::demo::encode::test_support::{fixture_json, sample_changes, shape};
+    use crate::demo::encode::test_support::{
+        assert_row_event_of, fixture_json, sample_changes, shape,
+    };
     use crate::event::{EventKind, Protocol};
     use crate::protocol::{Compression, Decoder, ProtocolChoice};
 
@@ -211,16 +213,7 @@ mod tests {
             let fixture = fixture_json(&format!("simple-{name}-1.json"));
             assert_eq!(shape(&v, OPAQUE), shape(&fixture, OPAQUE), "{name}");
             let e = &d.decode(None, Some(&bytes)).unwrap().into_strict().unwrap()[0];
-            assert_eq!(
-                (e.kind, e.op, &*e.db, &*e.table, e.commit_ts),
-                (
-                    EventKind::Row,
-                    Some(r.op),
-                    "app",
-                    r.table.name(),
-                    Some(r.commit_ts)
-                )
-            );
+            assert_row_event_of(e, r);
             assert_eq!(e.keys.len(), 1, "key learned from BOOTSTRAP");
             assert_eq!(e.keys[0].value.get(), format!("\"{}\"", r.id()));
             // TIMESTAMP columns are `{"location","value"}` objects, as TiCDC writes them.

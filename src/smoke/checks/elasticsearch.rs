@@ -7,10 +7,10 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use serde::Deserialize;
 
-use super::{Expectation, RowCounts, describe_counts, get_text, parse_json, snippet};
+use super::{Expectation, RowCounts, describe_counts, get_text, parse_json, post_json, snippet};
 
 #[derive(Debug, Deserialize)]
 pub struct ClusterHealth {
@@ -122,14 +122,7 @@ pub async fn wait_for_documents(
     let body = marker_query(e);
     let start = Instant::now();
     loop {
-        let resp = client
-            .post(&search_url)
-            .json(&body)
-            .send()
-            .await
-            .with_context(|| format!("POST {search_url} failed"))?;
-        let status = resp.status().as_u16();
-        let text = resp.text().await.context("cannot read the search answer")?;
+        let (status, text) = post_json(client, &search_url, None, &body, "search").await?;
         if status != 200 {
             bail!("{search_url} answered HTTP {status}: {}", snippet(&text));
         }
@@ -240,14 +233,7 @@ pub async fn wait_for_log_line(
     let body = log_marker_query(&e.marker);
     let start = Instant::now();
     loop {
-        let resp = client
-            .post(&search_url)
-            .json(&body)
-            .send()
-            .await
-            .with_context(|| format!("POST {search_url} failed"))?;
-        let status = resp.status().as_u16();
-        let text = resp.text().await.context("cannot read the search answer")?;
+        let (status, text) = post_json(client, &search_url, None, &body, "search").await?;
         if status != 200 {
             bail!(
                 "{search_url} answered HTTP {status}: {} (pass --skip logs if this deployment ships no service logs)",

@@ -29,8 +29,8 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 
 use super::{
-    BasicAuth, Expectation, RowCounts, describe_counts, get_text, parse_json, refuse_auth_errors,
-    snippet,
+    BasicAuth, Expectation, RowCounts, describe_counts, get_text, parse_json, post_json,
+    refuse_auth_errors, snippet,
 };
 
 #[derive(Debug, Deserialize)]
@@ -340,15 +340,7 @@ async fn ds_query(
         "from": from_ms.to_string(),
         "to": to_ms.to_string(),
     });
-    let resp = client
-        .post(&query_url)
-        .basic_auth(&auth.user, Some(&auth.password))
-        .json(&body)
-        .send()
-        .await
-        .with_context(|| format!("POST {query_url} failed"))?;
-    let status = resp.status().as_u16();
-    let text = resp.text().await.context("cannot read the query answer")?;
+    let (status, text) = post_json(client, &query_url, Some(auth), &body, "query").await?;
     refuse_auth_errors(&query_url, status, &text)?;
     let parsed: QueryDataResponse = parse_json(&query_url, status, &text)?;
     let Some(a) = parsed

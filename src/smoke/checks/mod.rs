@@ -120,6 +120,33 @@ pub async fn get_text(
     Ok((status, body))
 }
 
+/// POST `body` as JSON to `url`; returns status and body text. Transport errors name the URL; a
+/// body that cannot be read is "cannot read the {answer} answer" (`answer`: what the endpoint
+/// returns, e.g. "search" or "query").
+pub async fn post_json(
+    client: &reqwest::Client,
+    url: &str,
+    auth: Option<&BasicAuth>,
+    body: &serde_json::Value,
+    answer: &str,
+) -> anyhow::Result<(u16, String)> {
+    let mut req = client.post(url);
+    if let Some(a) = auth {
+        req = req.basic_auth(&a.user, Some(&a.password));
+    }
+    let resp = req
+        .json(body)
+        .send()
+        .await
+        .with_context(|| format!("POST {url} failed"))?;
+    let status = resp.status().as_u16();
+    let text = resp
+        .text()
+        .await
+        .with_context(|| format!("cannot read the {answer} answer"))?;
+    Ok((status, text))
+}
+
 /// Parse a JSON body, or say what came instead.
 pub fn parse_json<T: DeserializeOwned>(url: &str, status: u16, body: &str) -> anyhow::Result<T> {
     serde_json::from_str(body).with_context(|| {
