@@ -27,7 +27,7 @@ use cdcmon::eventlog::{LogFile, LogFs, OsFs};
 use common::*;
 
 /// A dead member must leave the group quickly so a restarted process gets its partitions.
-const FAST_SESSION: &str = "session.timeout.ms=6000,heartbeat.interval.ms=500";
+const FAST_SESSION: &str = "session.timeout.ms=6000;heartbeat.interval.ms=500";
 
 // ---------------------------------------------------------------------------------------------
 // A file system that fails on cue.
