@@ -18,7 +18,11 @@
 //! carries the same number of events), `CDCMON_BENCH_PARTITIONS` (default 64),
 //! `CDCMON_BENCH_ONLY` (`canal` or `open` to run one workload).
 //!
-//! The last line printed is the canal-json run's summary (`docs/performance.md`).
+//! The last line printed is the canal-json run's summary (`docs/performance.md`). Its last two
+//! fields are CPU time, steadier than wall time on a shared machine: `cpu_us_per_event` is the
+//! cdcmon child's user + sys CPU (`/proc/<pid>/stat`, from its start to the last event) per
+//! event, `cpu_us_per_msg` the bare drain's (its polling thread plus the librdkafka threads it
+//! started, `/proc/self/task/<tid>/stat`) per Kafka message.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -266,8 +270,37 @@ fn open_workload(n_events: usize, partitions: i32) -> Workload {
     w
 }
 
-/// Step 1: a bare consumer that only receives: messages/s expressed as events/s of the workload.
-fn ceiling(brokers: &str, topic: &str, w: &Workload) -> f64 {
+/// User + system CPU of a process or thread in µs: fields 14 and 15 of a `/proc/.../stat` file
+/// (`proc(5)`), counted after the parenthesised command name, which may contain spaces.
+fn stat_cpu_us(stat_path: &str) -> Option<f64> {
+    let text = std::fs::read_to_string(stat_path).ok()?;
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: f64 = fields.next()?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Some((utime + stime) * 1e6 / ticks)
+}
+
+/// The thread ids of this process with their CPU µs so far.
+fn own_threads_cpu_us() -> Vec<(String, f64)> {
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .filter_map(|e| {
+            let tid = e.ok()?.file_name().into_string().ok()?;
+            let cpu = stat_cpu_us(&format!("/proc/self/task/{tid}/stat"))?;
+            Some((tid, cpu))
+        })
+        .collect()
+}
+
+/// Step 1: a bare consumer that only receives: messages/s expressed as events/s of the workload,
+/// and its CPU µs per message (this thread plus the threads the consumer started; the mock
+/// broker's threads existed before and are left out).
+fn ceiling(brokers: &str, topic: &str, w: &Workload) -> (f64, f64) {
+    let before: std::collections::HashMap<String, f64> = own_threads_cpu_us().into_iter().collect();
+    let self_before = stat_cpu_us("/proc/thread-self/stat").expect("thread-self stat");
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("bench-ceiling-{topic}"))
@@ -297,14 +330,28 @@ fn ceiling(brokers: &str, topic: &str, w: &Workload) -> f64 {
         }
     }
     let elapsed = first.expect("first message").elapsed();
+    let self_cpu = stat_cpu_us("/proc/thread-self/stat").expect("thread-self stat") - self_before;
+    let started_cpu: f64 = own_threads_cpu_us()
+        .into_iter()
+        .filter(|(tid, _)| !before.contains_key(tid))
+        .map(|(_, cpu)| cpu)
+        .sum();
     black_box(bytes);
     consumer.unsubscribe();
     drop(consumer);
-    w.events() as f64 / elapsed.as_secs_f64()
+    (
+        w.events() as f64 / elapsed.as_secs_f64(),
+        (self_cpu + started_cpu) / want as f64,
+    )
 }
 
-/// Step 2: the real binary. Returns (events/s, peak RSS MiB).
-fn full_consume(brokers: &str, topic: &str, w: &Workload, dir: &std::path::Path) -> (f64, f64) {
+/// Step 2: the real binary. Returns (events/s, peak RSS MiB, CPU µs per event).
+fn full_consume(
+    brokers: &str,
+    topic: &str,
+    w: &Workload,
+    dir: &std::path::Path,
+) -> (f64, f64, f64) {
     // CDCMON_BENCH_LOG_DIR: where the child writes its event log (default: a temp dir on disk).
     let log_dir = std::env::var("CDCMON_BENCH_LOG_DIR").map_or(dir.to_owned(), Into::into);
     let log = log_dir.join(format!("{topic}.ndjson"));
@@ -379,6 +426,7 @@ fn full_consume(brokers: &str, topic: &str, w: &Workload, dir: &std::path::Path)
         );
     };
     let peak_kib = child.peak_rss_kib().expect("VmHWM");
+    let cpu_us = stat_cpu_us(&format!("/proc/{}/stat", child.pid())).expect("child stat");
     if let Some(mut perf) = perf {
         common::signal(perf.id(), libc::SIGINT);
         let _ = perf.wait();
@@ -389,7 +437,11 @@ fn full_consume(brokers: &str, topic: &str, w: &Workload, dir: &std::path::Path)
     let lines = count_lines(&log);
     assert_eq!(lines, w.rows + w.ddl, "event-log lines");
     let _ = std::fs::remove_file(&log);
-    (want / elapsed.as_secs_f64(), peak_kib as f64 / 1024.0)
+    (
+        want / elapsed.as_secs_f64(),
+        peak_kib as f64 / 1024.0,
+        cpu_us / want,
+    )
 }
 
 fn count_lines(path: &std::path::Path) -> u64 {
@@ -532,16 +584,18 @@ fn run(
         ],
     );
     eprintln!("  produced in {:.1?}", t.elapsed());
-    let ceiling = ceiling(&brokers, &topic, w);
-    eprintln!("  ceiling: {ceiling:.0} events/s");
-    let (events, rss) = full_consume(&brokers, &topic, w, dir.path());
-    eprintln!("  cdcmon consume: {events:.0} events/s, peak RSS {rss:.1} MiB");
+    let (ceiling, drain_cpu) = ceiling(&brokers, &topic, w);
+    eprintln!("  ceiling: {ceiling:.0} events/s, {drain_cpu:.3} CPU µs per message");
+    let (events, rss, cpu) = full_consume(&brokers, &topic, w, dir.path());
+    eprintln!(
+        "  cdcmon consume: {events:.0} events/s, peak RSS {rss:.1} MiB, {cpu:.3} CPU µs per event"
+    );
     let pipeline = pipeline_only(&topic, w, dir.path());
     eprintln!("  pipeline: {pipeline:.0} events/s");
     let parse = parse_only(w);
     eprintln!("  parse only: {parse:.0} events/s");
     format!(
-        "events_per_sec={events:.0} ceiling_per_sec={ceiling:.0} ratio={:.3} pipeline_events_per_sec={pipeline:.0} parse_only_per_sec={parse:.0} pipeline_ratio={:.3} peak_rss_mib={rss:.1}",
+        "events_per_sec={events:.0} ceiling_per_sec={ceiling:.0} ratio={:.3} pipeline_events_per_sec={pipeline:.0} parse_only_per_sec={parse:.0} pipeline_ratio={:.3} peak_rss_mib={rss:.1} cpu_us_per_event={cpu:.3} cpu_us_per_msg={drain_cpu:.3}",
         events / ceiling,
         pipeline / parse
     )
