@@ -14,7 +14,7 @@ pub struct Cli {
     /// Log output format (logs go to stderr; the event log is separate).
     #[arg(long, env = "CDCMON_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
-    /// Log filter in `tracing` EnvFilter syntax, e.g. `info` or `cdcmon=debug,rdkafka=warn`.
+    /// Log filter in `tracing` EnvFilter syntax, e.g. `info` or `cdcmon=debug,librdkafka=warn` (librdkafka's own lines use the target `librdkafka`).
     #[arg(long, env = "CDCMON_LOG", default_value = "info", global = true)]
     pub log: String,
     #[command(subcommand)]
