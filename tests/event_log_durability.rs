@@ -193,7 +193,6 @@ fn a_failed_periodic_sync_commits_nothing_more_and_stops() {
     let brokers = cluster.bootstrap_servers();
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("events.ndjson");
-    produce_to(&brokers, common::TOPIC, &canal_rows(N, 3), LZ4);
     let faults = Arc::new(Faults {
         fail_sync: Some(4),
         ..Faults::default()
@@ -205,9 +204,22 @@ fn a_failed_periodic_sync_commits_nothing_more_and_stops() {
         &["--commit-interval-ms", "100"],
         Arc::new(FaultyFs(faults.clone())),
     );
+    // Paced, not one backlog: a sync runs only when a tick has new lines, and a release build
+    // drained 30,000 messages within three ticks, so the 4th (failing) sync never came. Ten
+    // batches 150 ms apart (> the 100 ms tick) give every tick new lines.
+    let producer = {
+        let brokers = brokers.clone();
+        std::thread::spawn(move || {
+            for batch in canal_rows(N, 3).chunks(N / 10) {
+                produce_to(&brokers, common::TOPIC, batch, LZ4);
+                std::thread::sleep(Duration::from_millis(150));
+            }
+        })
+    };
     let err = c
         .wait_exit(Duration::from_secs(60))
         .expect_err("consume must end with an error after a failed fdatasync");
+    producer.join().expect("producer thread");
     let text = format!("{err:#}");
     assert!(
         text.contains(log.to_str().unwrap()) && text.contains("os error 5"),
