@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::files::{env_default, expand_dotted, read_json, root};
+use common::files::{env_default, expand_dotted, read_json, rfc3339_ms, root};
 
 use std::collections::BTreeSet;
 
@@ -173,28 +173,6 @@ fn is_rfc3339_ms_utc(s: &str) -> bool {
             23 => *c == b'Z',
             _ => c.is_ascii_digit(),
         })
-}
-
-/// Unix milliseconds → `YYYY-MM-DDTHH:MM:SS.mmmZ` (days-from-civil inverse, proleptic Gregorian).
-fn rfc3339_ms(unix_ms: i64) -> String {
-    let days = unix_ms.div_euclid(86_400_000);
-    let ms_of_day = unix_ms.rem_euclid(86_400_000);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        ms_of_day / 3_600_000,
-        ms_of_day / 60_000 % 60,
-        ms_of_day / 1000 % 60,
-        ms_of_day % 1000
-    )
 }
 
 #[test]

@@ -28,7 +28,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::files::{expand_dotted, read_json, read_yaml, root};
+use common::files::{expand_dotted, read_json, read_yaml, rfc3339_ms, root};
 use serde_json::{Map, Value, json};
 
 // ------------------------------------------------------------------------------------------------
@@ -173,28 +173,10 @@ const JOURNAL_FIELDS: &[(&str, &[&str], bool)] = &[
 /// Dropped by default.go (kept in the registry cursor instead).
 const JOURNAL_DROPPED: &[&str] = &["__MONOTONIC_TIMESTAMP", "__CURSOR"];
 
+/// Journal microseconds → Filebeat's millisecond `@timestamp` (the sub-millisecond part is
+/// dropped, as Filebeat's date formatting does).
 fn rfc3339_from_micros(us: i64) -> String {
-    let secs = us.div_euclid(1_000_000);
-    let micros = us.rem_euclid(1_000_000);
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    // civil_from_days (H. Hinnant), as in tests/monitoring_eventlog.rs.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60,
-        micros / 1000
-    )
+    rfc3339_ms(us.div_euclid(1000))
 }
 
 fn journal_event(entry: &Value) -> Value {
