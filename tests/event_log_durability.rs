@@ -204,22 +204,27 @@ fn a_failed_periodic_sync_commits_nothing_more_and_stops() {
         &["--commit-interval-ms", "100"],
         Arc::new(FaultyFs(faults.clone())),
     );
-    // Paced, not one backlog: a sync runs only when a tick has new lines, and a release build
-    // drained 30,000 messages within three ticks, so the 4th (failing) sync never came. Ten
-    // batches 150 ms apart (> the 100 ms tick) give every tick new lines.
-    let producer = {
-        let brokers = brokers.clone();
-        std::thread::spawn(move || {
-            for batch in canal_rows(N, 3).chunks(N / 10) {
-                produce_to(&brokers, common::TOPIC, batch, LZ4);
-                std::thread::sleep(Duration::from_millis(150));
-            }
-        })
-    };
+    // Paced by what the consumer has read, not by the clock: a sync runs only when a tick has new
+    // lines, and a backlog drained within three ticks (a release build, or a slow group join that
+    // let a clock-paced producer finish first) never reaches the 4th, failing sync. Each batch
+    // is read before the next is produced, with two ticks in between: every batch brings a sync.
+    let mut produced = 0;
+    for batch in canal_rows(N, 3).chunks(N / 10) {
+        if c.finished() {
+            break;
+        }
+        produce_to(&brokers, common::TOPIC, batch, LZ4);
+        produced += batch.len();
+        wait_until(
+            Duration::from_secs(30),
+            "the batch read, or consume stopped",
+            || c.finished() || c.metric_total("cdcmon_kafka_messages_total") >= produced as f64,
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
     let err = c
         .wait_exit(Duration::from_secs(60))
         .expect_err("consume must end with an error after a failed fdatasync");
-    producer.join().expect("producer thread");
     let text = format!("{err:#}");
     assert!(
         text.contains(log.to_str().unwrap()) && text.contains("os error 5"),
@@ -367,7 +372,6 @@ fn many_rotations_under_load_keep_every_line_exactly_once() {
     let brokers = cluster.bootstrap_servers();
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("events.ndjson");
-    produce_to(&brokers, common::TOPIC, &canal_rows(N, 4), LZ4);
     let max = MAX_BYTES.to_string();
     let c = ChildConsumer::start(
         &brokers,
@@ -382,13 +386,23 @@ fn many_rotations_under_load_keep_every_line_exactly_once() {
             "50",
         ],
     );
-    c.wait_messages(N as f64, Duration::from_secs(120));
-    std::thread::sleep(Duration::from_millis(300));
+    // Rotation is checked once per commit tick, so a single backlog drained within a few ticks
+    // (a fast build, an idle machine) rotates only a few times. Produce in batches, each far
+    // above max-bytes, with a few ticks after each: at least one rotation per batch whatever the
+    // drain rate (CI once saw 10 files from one 20,000-message backlog).
+    const BATCHES: usize = 12;
+    let rows = canal_rows(N, 4);
+    for (i, batch) in rows.chunks(N / BATCHES + 1).enumerate() {
+        produce_to(&brokers, common::TOPIC, batch, LZ4);
+        let done = ((i + 1) * (N / BATCHES + 1)).min(N);
+        c.wait_messages(done as f64, Duration::from_secs(90));
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let (_, status) = c.terminate();
     assert!(status.success(), "{status}");
 
     let files = log_files(&log);
-    assert!(files.len() >= 11, "only {} files", files.len());
+    assert!(files.len() > BATCHES, "only {} files", files.len());
     let mut seen: Vec<(i64, i64)> = Vec::new();
     let mut last_in_partition: HashMap<i64, i64> = HashMap::new();
     for f in &files {
