@@ -25,6 +25,8 @@ let
   envFile = envFormat.generate "cdcmon.env" cfg.settings;
   exe = getExe cfg.package;
   eventLog = cfg.settings.CDCMON_EVENT_LOG;
+  registry = cfg.schemaRegistry;
+  registryAuth = registry.user != null && registry.passwordFile != null;
   strOption =
     default: description:
     mkOption {
@@ -68,6 +70,35 @@ in
       };
     };
 
+    schemaRegistry = {
+      url = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "http://registry.internal:8081";
+        description = ''
+          Confluent schema registry for TiCDC's avro protocol (`cdcmon consume
+          --schema-registry-url`); with the default `CDCMON_PROTOCOL=auto` it also turns on
+          Avro detection. No `user:password@` here (it would land in the Nix store): use `user`
+          and `passwordFile`.
+        '';
+      };
+      user = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        description = "Registry basic-auth user (`--schema-registry-user`), with `passwordFile`.";
+      };
+      passwordFile = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "/run/secrets/schema-registry-password";
+        description = ''
+          File with the registry basic-auth password (first line). Passed with systemd
+          `LoadCredential` (`--schema-registry-password-file=%d/schema-registry-password`), so it
+          is read at start and never copied into the Nix store.
+        '';
+      };
+    };
+
     openFirewall = mkOption {
       type = types.bool;
       default = false;
@@ -80,6 +111,15 @@ in
     dbInit = {
       enable = mkEnableOption "the `cdcmon db init` oneshot (schema `app`, seed rows, application user; idempotent)";
       tidbUrl = strOption "mysql://root@127.0.0.1:${toString ports.tidb}" "Administrative TiDB URL (`--tidb-url`).";
+      rowChecksum = mkOption {
+        type = types.bool;
+        default = false;
+        description = ''
+          Also `SET GLOBAL tidb_enable_row_level_checksum = ON` (`db init --row-checksum`),
+          which TiCDC's `integrity-check-level = correctness` needs to have checksums to send.
+          TiDB only; skipped with a warning on MySQL/MariaDB.
+        '';
+      };
       appPasswordFile = mkOption {
         type = types.str;
         example = "/run/secrets/cdcmon-app-password";
@@ -126,6 +166,22 @@ in
         message = "services.cdcmon.smoke.grafanaPasswordFile must not be in the Nix store: the store is world-readable.";
       }
       {
+        assertion = registry.passwordFile == null || helpers.notInStore registry.passwordFile;
+        message = "services.cdcmon.schemaRegistry.passwordFile must not be in the Nix store: the store is world-readable.";
+      }
+      {
+        assertion = (registry.user == null) == (registry.passwordFile == null);
+        message = "services.cdcmon.schemaRegistry.user and .passwordFile go together (basic auth needs both).";
+      }
+      {
+        assertion = registry.url != null || registry.user == null;
+        message = "services.cdcmon.schemaRegistry.user is set but schemaRegistry.url is null.";
+      }
+      {
+        assertion = registry.url == null || builtins.match "[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#]*@.*" registry.url == null;
+        message = "services.cdcmon.schemaRegistry.url must not carry user:password@ (it would be in the world-readable Nix store): use schemaRegistry.user and schemaRegistry.passwordFile.";
+      }
+      {
         assertion = !cfg.dbInit.enable || helpers.notInStore cfg.dbInit.appPasswordFile;
         message = "services.cdcmon.dbInit.appPasswordFile must not be in the Nix store: the store is world-readable.";
       }
@@ -144,7 +200,22 @@ in
       after = [ "network.target" ];
       serviceConfig = helpers.hardening // {
         Type = "exec";
-        ExecStart = "${exe} consume";
+        ExecStart =
+          if registry.url == null then
+            "${exe} consume"
+          else
+            lib.escapeShellArgs (
+              [
+                exe
+                "consume"
+                "--schema-registry-url=${registry.url}"
+              ]
+              # %d is $CREDENTIALS_DIRECTORY: the path is on the command line, never the secret.
+              ++ lib.optionals registryAuth [
+                "--schema-registry-user=${registry.user}"
+                "--schema-registry-password-file=%d/schema-registry-password"
+              ]
+            );
         EnvironmentFile = envFile;
         # /var/log/cdcmon (via /var/log/private with DynamicUser); Filebeat runs as root and reads it.
         LogsDirectory = "cdcmon";
@@ -153,6 +224,9 @@ in
         RestartMode = "direct";
         # cdcmon flushes and commits on SIGTERM (CDCMON_SHUTDOWN_TIMEOUT_MS, 8 s by default).
         TimeoutStopSec = "20s";
+      }
+      // lib.optionalAttrs registryAuth {
+        LoadCredential = [ "schema-registry-password:${registry.passwordFile}" ];
       };
     };
 
@@ -165,13 +239,14 @@ in
         RemainAfterExit = true;
         LoadCredential = [ "app-password:${cfg.dbInit.appPasswordFile}" ];
         # %d is $CREDENTIALS_DIRECTORY: only the path is on the command line, never the secret.
-        ExecStart = lib.escapeShellArgs [
+        ExecStart = lib.escapeShellArgs ([
           exe
           "db"
           "init"
           "--tidb-url=${cfg.dbInit.tidbUrl}"
           "--app-password-file=%d/app-password"
-        ];
+        ]
+        ++ lib.optional cfg.dbInit.rowChecksum "--row-checksum");
         # `db init` waits for TiDB itself (CDCMON_WAIT_TIMEOUT_SECS); after that, systemd retries
         # with bounded backoff. RestartMode=direct: smoke, ordered after it, keeps waiting.
         Restart = stack.units.cdcmon-db-init.restart;

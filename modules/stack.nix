@@ -51,6 +51,11 @@ let
     "grafana.service"
   ];
   svc = name: "${name}.service";
+  wiring = stack.protocolWiring {
+    inherit (cfg) protocol;
+    schemaRegistryUrl = cfg.schemaRegistry.url;
+    inherit (cfg.integrity) checkLevel corruptionHandleLevel;
+  };
   # Exposure check (issue 16.4): host ports opened by openFirewall that answer without any
   # authentication, with the reason, for the assertion message.
   exposedUnauthenticated =
@@ -142,6 +147,65 @@ in
       description = "Password of the `app` database user. Generated on first boot (root-only, 0600) if the default path does not exist.";
     };
 
+    protocol = mkOption {
+      type = types.enum [
+        "canal-json"
+        "open-protocol"
+        "debezium"
+        "simple"
+        "avro"
+      ];
+      default = "canal-json";
+      description = ''
+        TiCDC's Kafka protocol for the stack's changefeed. `avro` needs `schemaRegistry.url`
+        (the stack runs no registry: nixpkgs has no module for one), puts one table per topic
+        (`tidb_app_<table>`) and makes cdcmon subscribe to `^tidb_app_.*`. See
+        docs/protocols.md, "Running the stack on Avro".
+      '';
+    };
+
+    schemaRegistry = {
+      url = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "http://registry.internal:8081";
+        description = "Confluent schema registry for `protocol = \"avro\"`, reached by TiCDC and cdcmon alike (no `user:password@`: it would be in the Nix store).";
+      };
+      user = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        description = "cdcmon's registry basic-auth user (with `passwordFile`). TiCDC's registry access cannot carry credentials from here.";
+      };
+      passwordFile = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        description = "File with cdcmon's registry password, passed with LoadCredential (never copied into the store).";
+      };
+    };
+
+    integrity = {
+      checkLevel = mkOption {
+        type = types.enum [
+          "none"
+          "correctness"
+        ];
+        default = "none";
+        description = ''
+          `correctness`: the changefeed sends TiDB's row checksums (simple, avro), `db init`
+          turns on `tidb_enable_row_level_checksum`, and cdcmon verifies every row
+          (`cdc_checksum_*` metrics).
+        '';
+      };
+      corruptionHandleLevel = mkOption {
+        type = types.enum [
+          "warn"
+          "error"
+        ];
+        default = "warn";
+        description = "What TiCDC does when its own checksum check fails: `warn` (flag and send) or `error` (stop the changefeed).";
+      };
+    };
+
     kafka.externalHost = mkOption {
       type = types.str;
       default = "127.0.0.1";
@@ -227,7 +291,8 @@ in
           through an SSH tunnel or a reverse proxy with authentication.
         '';
       }
-    ];
+    ]
+    ++ wiring.assertions;
     warnings = optional (cfg.grafana.adminPasswordFile == null) ''
       services.cdcmon-stack: Grafana keeps the default admin/admin login. Set
       services.cdcmon-stack.grafana.adminPasswordFile for anything but a local test VM.
@@ -246,15 +311,25 @@ in
       # A throwaway dev stack: after more than gc-ttl (24 h) of downtime the changefeed can never
       # resume; recreate it from now (loudly: the gap is lost) instead of stalling forever.
       # Production keeps the module default `fail` (docs/operations.md).
-      changefeeds.${stack.changefeedId}.ifUnrecoverable = "recreate";
+      changefeeds.${stack.changefeedId} = {
+        ifUnrecoverable = "recreate";
+        inherit (wiring.changefeed) protocol schemaRegistry integrity;
+      };
     };
 
     services.cdcmon = {
       enable = true;
       settings.CDCMON_LISTEN = mkDefault "${cfg.listenAddress}:${str ports.cdcmon}";
+      # canal-json: the module's own default topic; avro: the per-table topics' regex.
+      settings.CDCMON_TOPIC = mkDefault wiring.consumerTopic;
+      schemaRegistry = {
+        url = wiring.consumerRegistryUrl;
+        inherit (cfg.schemaRegistry) user passwordFile;
+      };
       dbInit = {
         enable = true;
         appPasswordFile = cfg.appPasswordFile;
+        inherit (wiring) rowChecksum;
       };
       smoke = {
         enable = true;

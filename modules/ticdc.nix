@@ -25,6 +25,41 @@ let
   helpers = import ./lib.nix { inherit lib pkgs; };
   toml = pkgs.formats.toml { };
   apiUrl = "http://${cfg.advertiseAddress}";
+  protocols = [
+    "canal-json"
+    "open-protocol"
+    "debezium"
+    "simple"
+    "avro"
+  ];
+  # The URI `ensure` gets, and the protocol it names (ensure reads `protocol=` from it too).
+  sinkUriOf = feed: if feed.sinkUri == null then stack.sinkUri { inherit (feed) protocol; } else feed.sinkUri;
+  uriHas = re: uri: builtins.match ".*[?&]${re}([&#].*)?" uri != null;
+  isAvro = feed: uriHas "protocol=avro" (sinkUriOf feed);
+  # Per changefeed: [ { assertion; message; } ], each message naming the option to set.
+  feedAssertions =
+    id: feed:
+    let
+      opt = "services.ticdc.changefeeds.${id}";
+    in
+    [
+      {
+        assertion = uriHas "protocol=${feed.protocol}" (sinkUriOf feed);
+        message = "${opt}.sinkUri says a protocol other than ${opt}.protocol = \"${feed.protocol}\"; make them agree (the URI's protocol= is what TiCDC uses).";
+      }
+      {
+        assertion = !(isAvro feed) || feed.schemaRegistry != null || uriHas "schema-registry=[^&#]+" (sinkUriOf feed);
+        message = "${opt}: protocol avro needs a Confluent schema registry: set ${opt}.schemaRegistry (e.g. \"http://registry.internal:8081\"). nixpkgs has no schema-registry service, so the stack does not run one.";
+      }
+      {
+        assertion = feed.schemaRegistry == null || isAvro feed;
+        message = "${opt}.schemaRegistry is only for protocol avro (protocol is ${feed.protocol}); `cdcmon changefeed ensure` refuses it otherwise.";
+      }
+      {
+        assertion = feed.schemaRegistry == null || builtins.match "[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#]*@.*" feed.schemaRegistry == null;
+        message = "${opt}.schemaRegistry must not carry user:password@: it would be copied into the world-readable Nix store and shown on the command line.";
+      }
+    ];
 in
 {
   options.services.ticdc = {
@@ -74,10 +109,61 @@ in
       type = types.attrsOf (
         types.submodule {
           options.sinkUri = mkOption {
+            type = types.nullOr types.str;
+            default = null;
+            description = ''
+              TiCDC sink URI. null: the stack's Kafka topic with `protocol`
+              (nix/lib/stack.nix `sinkUri`; for canal-json
+              `${stack.sinkUri { }}`). A URI set here decides the protocol by its own
+              `protocol=` parameter, which must then equal `protocol`.
+            '';
+          };
+          options.protocol = mkOption {
+            type = types.enum protocols;
+            default = "canal-json";
+            description = ''
+              TiCDC Kafka protocol. `avro` needs `schemaRegistry` and puts one table per topic
+              (`topicRule`); the consumer then subscribes with a regex (docs/protocols.md).
+            '';
+          };
+          options.schemaRegistry = mkOption {
+            type = types.nullOr types.str;
+            default = null;
+            example = "http://registry.internal:8081";
+            description = ''
+              Confluent schema registry URL as TiCDC reaches it (`changefeed ensure
+              --schema-registry`, the changefeed's `sink.schema_registry`). Required for
+              `avro`, refused otherwise. No `user:password@` in it: the URL lands in the Nix
+              store and on the command line (an assertion checks).
+            '';
+          };
+          options.topicRule = mkOption {
             type = types.str;
-            default = stack.sinkUri { };
-            defaultText = stack.sinkUri { };
-            description = "TiCDC sink URI (nix/lib/stack.nix `sinkUri` builds Kafka ones).";
+            default = stack.avroTopicRule;
+            description = "Avro topic dispatcher (`--topic-rule`); must contain `{schema}` and `{table}`.";
+          };
+          options.integrity = {
+            checkLevel = mkOption {
+              type = types.enum [
+                "none"
+                "correctness"
+              ];
+              default = "none";
+              description = ''
+                The changefeed's `integrity.integrity_check_level`: `correctness` makes TiCDC send
+                TiDB's row checksum with every row (simple, avro), which cdcmon verifies. TiDB
+                must also have `tidb_enable_row_level_checksum = ON` (`cdcmon db init
+                --row-checksum`, docs/protocols.md).
+              '';
+            };
+            corruptionHandleLevel = mkOption {
+              type = types.enum [
+                "warn"
+                "error"
+              ];
+              default = "warn";
+              description = "`integrity.corruption_handle_level`: `warn` flags a corrupted row and sends it, `error` stops the changefeed.";
+            };
           };
           options.ifUnrecoverable = mkOption {
             type = types.enum [
@@ -108,7 +194,8 @@ in
         assertion = cfg.pdEndpoints != [ ];
         message = "services.ticdc.pdEndpoints must name at least one PD client URL.";
       }
-    ];
+    ]
+    ++ lib.concatLists (lib.mapAttrsToList feedAssertions cfg.changefeeds);
 
     systemd.services = {
       ticdc = {
@@ -156,15 +243,25 @@ in
         # ordered after this one (db init) wait for the changefeed instead of racing it.
         # Exit status 3 = "cannot resume, policy `fail`": stop at once, no retry.
         script = stack.retryScript {
-          command = lib.escapeShellArgs [
+          command = lib.escapeShellArgs (
+            [
             (getExe cfg.changefeedTool)
             "changefeed"
             "ensure"
             "--ticdc-url=${apiUrl}"
             "--changefeed-id=${id}"
-            "--sink-uri=${feed.sinkUri}"
+            "--sink-uri=${sinkUriOf feed}"
             "--if-unrecoverable=${feed.ifUnrecoverable}"
-          ];
+          ]
+          # Only what differs from `ensure`'s defaults, so a canal-json feed's command line is
+          # what it always was.
+          ++ lib.optionals (isAvro feed) (
+            lib.optional (feed.schemaRegistry != null) "--schema-registry=${feed.schemaRegistry}"
+            ++ [ "--topic-rule=${feed.topicRule}" ]
+          )
+          ++ lib.optional (feed.integrity.checkLevel != "none") "--integrity-check-level=${feed.integrity.checkLevel}"
+          ++ lib.optional (feed.integrity.corruptionHandleLevel != "warn") "--corruption-handle-level=${feed.integrity.corruptionHandleLevel}"
+          );
           stopOn = 3;
         };
         # The attempt length the start-job timeout is computed from (nix/lib/stack.nix).

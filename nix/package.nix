@@ -13,8 +13,8 @@ let
   root = ../.;
   # Cargo sources plus the non-Rust files the tests read (scripts/check-nix.sh fails when a
   # file the tests open is missing here: nix/tests/crane-src.nix). Nix files, docs and the rest
-  # of docker/ are left out so editing them does not rebuild Rust; docker/compose.yaml is in
-  # because tests/compose.rs reads it.
+  # of docker/ are left out so editing them does not rebuild Rust; docker/compose.yaml and
+  # docker/compose.avro.yaml are in because tests/compose.rs reads them.
   src = lib.fileset.toSource {
     inherit root;
     fileset = lib.fileset.unions [
@@ -23,6 +23,7 @@ let
       (lib.fileset.maybeMissing ../monitoring)
       (lib.fileset.maybeMissing ../sql)
       (lib.fileset.maybeMissing ../docker/compose.yaml)
+      (lib.fileset.maybeMissing ../docker/compose.avro.yaml)
     ];
   };
 

@@ -49,6 +49,28 @@ pub struct DbInitArgs {
     /// How long to keep retrying the first connection while the server starts, in seconds.
     #[arg(long, env = "CDCMON_WAIT_TIMEOUT_SECS", default_value_t = 120)]
     pub wait_timeout_secs: u64,
+    /// Also `SET GLOBAL tidb_enable_row_level_checksum = ON`, before the seed rows: TiDB writes
+    /// row checksums only when it is on, and a changefeed with `--integrity-check-level
+    /// correctness` has nothing to send without them. TiDB only: skipped with a warning on
+    /// MySQL/MariaDB, which have no such variable.
+    #[arg(long, env = "CDCMON_ROW_CHECKSUM")]
+    pub row_checksum: bool,
+}
+
+/// TiDB's global switch for row-level checksums (pingcap/docs `ticdc/ticdc-integrity-check.md`:
+/// "SET GLOBAL tidb_enable_row_level_checksum = ON"). Only rows written after it is on carry a
+/// checksum.
+pub const ROW_CHECKSUM_VARIABLE: &str = "tidb_enable_row_level_checksum";
+
+/// What `--row-checksum` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowChecksum {
+    /// Not asked for.
+    NotRequested,
+    /// TiDB: the global variable reads ON.
+    Enabled,
+    /// Not TiDB (MySQL, MariaDB): nothing to set.
+    SkippedNotTidb,
 }
 
 /// What `db init` left behind, for the summary line and for tests.
@@ -57,6 +79,7 @@ pub struct InitSummary {
     pub users: u64,
     pub orders: u64,
     pub account: String,
+    pub row_checksum: RowChecksum,
 }
 
 /// Entry point of `cdcmon db init`.
@@ -65,8 +88,13 @@ pub async fn run(args: DbInitArgs) -> anyhow::Result<()> {
     let summary = tokio::task::spawn_blocking(move || init_blocking(&args, &password))
         .await
         .context("db init task failed to run")??;
+    let checksum = match summary.row_checksum {
+        RowChecksum::NotRequested => "",
+        RowChecksum::Enabled => ", tidb_enable_row_level_checksum ON",
+        RowChecksum::SkippedNotTidb => ", row checksum skipped (not TiDB)",
+    };
     println!(
-        "db init: database {APP_DB} ready (users: {} rows, orders: {} rows), user {} granted on {APP_DB}.*",
+        "db init: database {APP_DB} ready (users: {} rows, orders: {} rows), user {} granted on {APP_DB}.*{checksum}",
         summary.users, summary.orders, summary.account
     );
     Ok(())
@@ -76,6 +104,12 @@ pub async fn run(args: DbInitArgs) -> anyhow::Result<()> {
 pub fn init_blocking(args: &DbInitArgs, password: &str) -> anyhow::Result<InitSummary> {
     let deadline = Duration::from_secs(args.wait_timeout_secs);
     let mut conn = connect_with_retry(&args.tidb_url, deadline)?;
+    // Before the seed: rows written earlier never get a checksum.
+    let row_checksum = if args.row_checksum {
+        enable_row_checksum(&mut conn)?
+    } else {
+        RowChecksum::NotRequested
+    };
     run_script(&mut conn, "sql/schema.sql", SCHEMA_SQL)?;
     run_script(&mut conn, "sql/seed.sql", SEED_SQL)?;
     let account = ensure_app_user(&mut conn, &args.app_user, &args.app_user_host, password)?;
@@ -85,7 +119,50 @@ pub fn init_blocking(args: &DbInitArgs, password: &str) -> anyhow::Result<InitSu
         users,
         orders,
         account,
+        row_checksum,
     })
+}
+
+/// Whether `SELECT VERSION()` names TiDB: TiDB answers e.g. `8.0.11-TiDB-v8.5.4` (a
+/// MySQL-compatible version, then `-TiDB-` and its own), MariaDB `10.11.6-MariaDB-0+deb12u1`,
+/// MySQL `8.0.36`.
+pub fn is_tidb_version(version: &str) -> bool {
+    version.contains("-TiDB-")
+}
+
+/// `SET GLOBAL tidb_enable_row_level_checksum = ON` on TiDB, then read it back; on any other
+/// server a warning and nothing else (setting it there would fail with "Unknown system
+/// variable").
+pub fn enable_row_checksum(conn: &mut Conn) -> anyhow::Result<RowChecksum> {
+    let version: Option<String> = conn
+        .query_first("SELECT VERSION()")
+        .context("cannot read the server version (SELECT VERSION())")?;
+    let version = version.unwrap_or_default();
+    if !is_tidb_version(&version) {
+        tracing::warn!(
+            server_version = %version,
+            "--row-checksum: not a TiDB server, so there is no {ROW_CHECKSUM_VARIABLE} to set; skipped"
+        );
+        return Ok(RowChecksum::SkippedNotTidb);
+    }
+    conn.query_drop(format!("SET GLOBAL {ROW_CHECKSUM_VARIABLE} = ON"))
+        .with_context(|| {
+            format!("cannot SET GLOBAL {ROW_CHECKSUM_VARIABLE} = ON (needs SUPER or SYSTEM_VARIABLES_ADMIN)")
+        })?;
+    let value: Option<String> = conn
+        .query_first(format!(
+            "SELECT CAST(@@GLOBAL.{ROW_CHECKSUM_VARIABLE} AS CHAR)"
+        ))
+        .with_context(|| format!("cannot read back @@GLOBAL.{ROW_CHECKSUM_VARIABLE}"))?;
+    match value.as_deref() {
+        Some("1" | "ON" | "on") => {
+            tracing::info!(server_version = %version, "{ROW_CHECKSUM_VARIABLE} is ON");
+            Ok(RowChecksum::Enabled)
+        }
+        other => {
+            bail!("SET GLOBAL {ROW_CHECKSUM_VARIABLE} = ON was accepted but it reads {other:?}")
+        }
+    }
 }
 
 /// The application password: `file` if given, else `CDCMON_APP_PASSWORD`. Never a default —
@@ -305,6 +382,17 @@ mod tests {
             split_statements("-- c\nSELECT 1;\n\nSELECT\n  2"),
             ["SELECT 1", "SELECT\n  2"]
         );
+    }
+
+    #[test]
+    fn only_a_tidb_version_string_is_tidb() {
+        // TiDB's VERSION() as public `SELECT VERSION()` transcripts show it (`8.0.11-TiDB-v8.5.4`,
+        // TiDB Cloud `8.0.11-TiDB-v8.5.3-serverless`); MariaDB as Debian 12 ships it, MySQL.
+        assert!(is_tidb_version("8.0.11-TiDB-v8.5.0"));
+        assert!(is_tidb_version("5.7.25-TiDB-v7.5.1-serverless"));
+        assert!(!is_tidb_version("10.11.6-MariaDB-0+deb12u1"));
+        assert!(!is_tidb_version("8.0.36"));
+        assert!(!is_tidb_version(""));
     }
 
     #[test]

@@ -87,9 +87,27 @@ pub struct ChangefeedEnsureArgs {
     #[arg(long, env = "CDCMON_SINK_URI")]
     pub sink_uri: Option<String>,
     /// Protocol of the default sink URI (ignored with --sink-uri): canal-json, open-protocol,
-    /// debezium, simple.
+    /// debezium, simple, avro (needs --schema-registry; one topic per table, see --topic-rule).
     #[arg(long, env = "CDCMON_SINK_PROTOCOL", default_value = "canal-json", value_parser = parse_protocol)]
     pub protocol: Protocol,
+    /// Confluent schema registry as TiCDC reaches it, for an avro sink (the changefeed's
+    /// `sink.schema_registry`, what `cdc cli changefeed create --schema-registry` sets).
+    #[arg(long, env = "CDCMON_SCHEMA_REGISTRY")]
+    pub schema_registry: Option<String>,
+    /// Topic dispatcher of an avro sink: Avro puts one table per topic, so the rule must contain
+    /// `{schema}` and `{table}` (TiCDC refuses anything else). Consume them with
+    /// `cdcmon consume --topic '^tidb_app_.*'`.
+    #[arg(long, env = "CDCMON_TOPIC_RULE", default_value = DEFAULT_AVRO_TOPIC_RULE)]
+    pub topic_rule: String,
+    /// TiCDC row-checksum integrity check (`integrity.integrity_check_level`): `none` or
+    /// `correctness` (simple and avro then carry TiDB's row checksums; TiDB also needs
+    /// `tidb_enable_row_level_checksum = ON`).
+    #[arg(long, env = "CDCMON_INTEGRITY_CHECK_LEVEL", value_enum, default_value_t = IntegrityCheckLevel::None)]
+    pub integrity_check_level: IntegrityCheckLevel,
+    /// What TiCDC does when its own checksum check fails (`integrity.corruption_handle_level`):
+    /// `warn` (flag the event `corrupted` and send it) or `error` (stop the changefeed).
+    #[arg(long, env = "CDCMON_CORRUPTION_HANDLE_LEVEL", value_enum, default_value_t = CorruptionHandleLevel::Warn)]
+    pub corruption_handle_level: CorruptionHandleLevel,
     /// Table filter rules of the changefeed (TiDB table-filter syntax), comma-separated.
     #[arg(
         long = "filter-rule",
@@ -116,9 +134,85 @@ pub struct ChangefeedEnsureArgs {
 
 fn parse_protocol(s: &str) -> Result<Protocol, String> {
     Protocol::from_name(s).ok_or_else(|| {
-        format!("unknown protocol {s:?}: expected canal-json, open-protocol, debezium or simple")
+        format!(
+            "unknown protocol {s:?}: expected canal-json, open-protocol, debezium, simple or avro"
+        )
     })
 }
+
+/// The avro topic dispatcher `ensure` sets by default: `tidb_app_orders` for table `app.orders`.
+pub const DEFAULT_AVRO_TOPIC_RULE: &str = "tidb_{schema}_{table}";
+
+/// `integrity.integrity_check_level` (tiflow `pkg/integrity/integrity.go` `CheckLevelNone`,
+/// `CheckLevelCorrectness`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IntegrityCheckLevel {
+    /// No row checksums (TiCDC's default).
+    None,
+    /// TiCDC verifies TiDB's row checksum and sends it with every row (simple, avro).
+    Correctness,
+}
+
+/// `integrity.corruption_handle_level` (tiflow `pkg/integrity/integrity.go`
+/// `CorruptionHandleLevelWarn`, `CorruptionHandleLevelError`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CorruptionHandleLevel {
+    /// Log it, flag the event `corrupted`, send it anyway (TiCDC's default).
+    Warn,
+    /// Log it and stop the changefeed.
+    Error,
+}
+
+/// Whether `rule` is a topic expression TiCDC accepts for avro: tiflow
+/// `cdc/sink/dmlsink/mq/dispatcher/topic/expression.go:39-41` `avroTopicNameRE`
+/// `^[A-Za-z0-9\._\-]*\{schema\}[A-Za-z0-9\._\-]*\{table\}[A-Za-z0-9\._\-]*$`
+/// (`ValidateForAvro`, called by `dispatcher/event_router.go:263-275` for protocol avro).
+pub fn is_avro_topic_rule(rule: &str) -> bool {
+    let literal = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    };
+    let Some((prefix, rest)) = rule.split_once("{schema}") else {
+        return false;
+    };
+    let Some((middle, suffix)) = rest.split_once("{table}") else {
+        return false;
+    };
+    literal(prefix) && literal(middle) && literal(suffix)
+}
+
+/// The value of query parameter `name` in a sink URI (no percent-decoding: the names and values
+/// `ensure` checks are plain words).
+pub fn sink_uri_param<'a>(uri: &'a str, name: &str) -> Option<&'a str> {
+    let query = uri.split_once('?')?.1;
+    let query = query.split('#').next().unwrap_or(query);
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then_some(v)
+    })
+}
+
+/// `scheme://user:pass@host` → `scheme://***@host`, for logs and errors.
+pub fn redact_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***{}", &rest[at..]),
+        None => url.to_owned(),
+    }
+}
+
+/// Sink-URI parameters of the stack's avro changefeed (tiflow `pkg/sink/codec/common/config.go`):
+/// `enable-tidb-extension` adds `_tidb_op` (without it an update cannot be told from an
+/// insert) and the commit ts; DECIMAL and BIGINT UNSIGNED as strings, exact, and required with
+/// row checksums (`config.go:386-396` rejects avro + integrity without all three). Not
+/// `avro-enable-watermark`: TiCDC marks it "only used for internal testing" (`config.go:58-62,
+/// 161-164`), so an avro changefeed sends no watermarks and no DDL.
+pub const AVRO_URI_PARAMS: &str = "&enable-tidb-extension=true&avro-decimal-handling-mode=string&avro-bigint-unsigned-handling-mode=string";
 
 /// The stack's default sink URI for `protocol`.
 ///
@@ -131,8 +225,9 @@ pub fn default_sink_uri(protocol: Protocol) -> String {
     let extension = match protocol {
         Protocol::CanalJson | Protocol::Debezium => "&enable-tidb-extension=true",
         Protocol::OpenProtocol | Protocol::Simple => "",
-        // Avro also needs `--schema-registry` on the changefeed (not wired here yet).
-        Protocol::Avro => "&enable-tidb-extension=true",
+        // The registry goes in `replica_config.sink.schema_registry`, not here (the URI is logged
+        // and compared; a registry URL may carry a password). See AVRO_URI_PARAMS.
+        Protocol::Avro => AVRO_URI_PARAMS,
     };
     format!(
         "kafka://{}/{}?protocol={}{extension}&partition-num=1&replication-factor=1&max-message-bytes=1048576",
@@ -155,13 +250,50 @@ pub struct CreateChangefeed {
     pub replica_config: ReplicaConfig,
 }
 
-/// The part of `replica_config` we set; everything else keeps TiCDC's defaults.
+/// The part of `replica_config` we set; everything else keeps TiCDC's defaults: the server
+/// decodes the body into `GetDefaultReplicaConfig()` (tiflow `cdc/api/v2/changefeed.go`
+/// `createChangefeed`), so an absent field or object stays at its default.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ReplicaConfig {
     pub filter: FilterConfig,
     /// Skip tables without a primary key or not-null unique key instead of refusing the
     /// changefeed (`CDC:ErrTableIneligible`).
     pub ignore_ineligible_table: bool,
+    /// Only for avro (registry + topic dispatcher).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sink: Option<SinkConfig>,
+    /// Only when not TiCDC's default (`none` / `warn`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub integrity: Option<IntegrityConfig>,
+}
+
+/// `replica_config.sink` (tiflow `cdc/api/v2/model.go` `SinkConfig`: `schema_registry`,
+/// `dispatchers`; the same names in pingcap/ticdc `api/v2/model.go`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct SinkConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_registry: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dispatchers: Vec<DispatchRule>,
+}
+
+/// One `sink.dispatchers` entry (tiflow `model.go` `DispatchRule`: `matcher`, `topic`; the
+/// partition dispatcher stays TiCDC's default).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct DispatchRule {
+    #[serde(default)]
+    pub matcher: Vec<String>,
+    #[serde(default)]
+    pub topic: String,
+}
+
+/// `replica_config.integrity` (tiflow `model.go` `IntegrityConfig`: `integrity_check_level`,
+/// `corruption_handle_level` — the v2 API's names; the internal `integrity.Config` uses
+/// hyphens, which the API does not read).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct IntegrityConfig {
+    pub integrity_check_level: IntegrityCheckLevel,
+    pub corruption_handle_level: CorruptionHandleLevel,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -179,7 +311,200 @@ impl CreateChangefeed {
                     rules: rules.to_vec(),
                 },
                 ignore_ineligible_table: true,
+                sink: None,
+                integrity: None,
             },
+        }
+    }
+
+    /// An avro sink: one topic per table (`topic_rule` for the tables of the filter) and the
+    /// registry (`None`: it is in the sink URI's `schema-registry=`, which TiCDC also reads,
+    /// tiflow `pkg/sink/codec/common/config.go:214-216`). tiflow routes a row by the first
+    /// dispatcher whose matcher matches, then by an implicit `*.*` rule to the sink URI's
+    /// topic (`cdc/sink/dmlsink/mq/dispatcher/event_router.go:43-53`).
+    pub fn with_avro(mut self, schema_registry: Option<&str>, topic_rule: &str) -> Self {
+        let matcher = self.replica_config.filter.rules.clone();
+        self.replica_config.sink = Some(SinkConfig {
+            schema_registry: schema_registry.map(str::to_owned),
+            dispatchers: vec![DispatchRule {
+                matcher,
+                topic: topic_rule.to_owned(),
+            }],
+        });
+        self
+    }
+
+    /// The integrity config, sent only when it is not TiCDC's default.
+    pub fn with_integrity(
+        mut self,
+        check: IntegrityCheckLevel,
+        handle: CorruptionHandleLevel,
+    ) -> Self {
+        let config = IntegrityConfig {
+            integrity_check_level: check,
+            corruption_handle_level: handle,
+        };
+        self.replica_config.integrity = (config != IntegrityConfig::DEFAULT).then_some(config);
+        self
+    }
+
+    /// The request `cdcmon changefeed ensure` sends for `args`, or why TiCDC would refuse it.
+    pub fn from_args(args: &ChangefeedEnsureArgs) -> anyhow::Result<Self> {
+        let sink_uri = args
+            .sink_uri
+            .clone()
+            .unwrap_or_else(|| default_sink_uri(args.protocol));
+        // With --sink-uri the URI's own `protocol=` decides, not --protocol.
+        let protocol = sink_uri_param(&sink_uri, "protocol").unwrap_or("");
+        let registry = args.schema_registry.as_deref().filter(|r| !r.is_empty());
+        let mut request = CreateChangefeed::new(&args.changefeed_id, &sink_uri, &args.filter_rules);
+        if protocol == Protocol::Avro.as_str() {
+            let in_uri =
+                sink_uri_param(&sink_uri, "schema-registry").is_some_and(|v| !v.is_empty());
+            if registry.is_none() && !in_uri {
+                // TiCDC would refuse it too (config.go:358-364), with a less direct message.
+                bail!(
+                    "protocol avro needs a schema registry: set --schema-registry (env CDCMON_SCHEMA_REGISTRY) to the registry URL as TiCDC reaches it"
+                );
+            }
+            if !is_avro_topic_rule(&args.topic_rule) {
+                bail!(
+                    "--topic-rule {:?} is not valid for avro: it must contain {{schema}} then {{table}} with only [A-Za-z0-9._-] around them, e.g. {DEFAULT_AVRO_TOPIC_RULE}",
+                    args.topic_rule
+                );
+            }
+            request = request.with_avro(registry, &args.topic_rule);
+        } else if let Some(registry) = registry {
+            bail!(
+                "--schema-registry {} is only for protocol avro, but the sink URI says protocol={protocol}",
+                redact_userinfo(registry)
+            );
+        }
+        if args.integrity_check_level == IntegrityCheckLevel::Correctness {
+            if protocol == Protocol::Avro.as_str() {
+                // tiflow pkg/sink/codec/common/config.go:386-396.
+                for (name, want) in [
+                    ("enable-tidb-extension", "true"),
+                    ("avro-decimal-handling-mode", "string"),
+                    ("avro-bigint-unsigned-handling-mode", "string"),
+                ] {
+                    if sink_uri_param(&sink_uri, name) != Some(want) {
+                        bail!(
+                            "avro with --integrity-check-level correctness needs {name}={want} in the sink URI (TiCDC refuses the changefeed otherwise)"
+                        );
+                    }
+                }
+            } else if protocol != Protocol::Simple.as_str() {
+                tracing::warn!(
+                    protocol,
+                    "integrity-check-level correctness: only the simple and avro protocols carry TiDB's row checksum, so cdcmon verifies none on this sink"
+                );
+            }
+        }
+        Ok(request.with_integrity(args.integrity_check_level, args.corruption_handle_level))
+    }
+
+    /// How an existing changefeed's configuration differs from this request, one line per
+    /// field (`ensure` reports them and changes nothing).
+    pub fn differences(&self, existing: &ChangefeedInfo) -> Vec<String> {
+        let mut out = Vec::new();
+        if !existing.sink_uri.is_empty() && existing.sink_uri != self.sink_uri {
+            out.push(format!(
+                "sink URI {:?}, requested {:?}",
+                existing.sink_uri, self.sink_uri
+            ));
+        }
+        // Without `config` (an old server, a partial answer) nothing more can be compared.
+        let Some(config) = &existing.config else {
+            return out;
+        };
+        let want_sink = self.replica_config.sink.clone().unwrap_or_default();
+        let none = || "none".to_owned();
+        let want_registry = want_sink
+            .schema_registry
+            .as_deref()
+            .filter(|r| !r.is_empty())
+            .map_or_else(none, redact_userinfo);
+        let have_registry = config
+            .pointer("/sink/schema_registry")
+            .and_then(|v| v.as_str())
+            .filter(|r| !r.is_empty())
+            .map_or_else(none, redact_userinfo);
+        if want_registry != have_registry {
+            out.push(format!(
+                "schema registry {have_registry}, requested {want_registry}"
+            ));
+        }
+        let want_topics: Vec<&str> = want_sink
+            .dispatchers
+            .iter()
+            .map(|r| r.topic.as_str())
+            .filter(|t| !t.is_empty())
+            .collect();
+        let have_topics: Vec<&str> = config
+            .pointer("/sink/dispatchers")
+            .and_then(|v| v.as_array())
+            .map(|rules| {
+                rules
+                    .iter()
+                    .filter_map(|r| r.get("topic").and_then(|t| t.as_str()))
+                    .filter(|t| !t.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if want_topics != have_topics {
+            out.push(format!(
+                "topic dispatchers {have_topics:?}, requested {want_topics:?}"
+            ));
+        }
+        let want = self
+            .replica_config
+            .integrity
+            .unwrap_or(IntegrityConfig::DEFAULT);
+        let level = |name: &str, default: &'static str| {
+            config
+                .pointer(&format!("/integrity/{name}"))
+                .and_then(|v| v.as_str())
+                .unwrap_or(default)
+                .to_owned()
+        };
+        let have_check = level("integrity_check_level", "none");
+        let have_handle = level("corruption_handle_level", "warn");
+        if have_check != want.integrity_check_level.as_str()
+            || have_handle != want.corruption_handle_level.as_str()
+        {
+            out.push(format!(
+                "integrity {have_check}/{have_handle}, requested {}/{}",
+                want.integrity_check_level.as_str(),
+                want.corruption_handle_level.as_str()
+            ));
+        }
+        out
+    }
+}
+
+impl IntegrityConfig {
+    /// TiCDC's default (`pkg/config/replica_config.go` `defaultReplicaConfig`).
+    pub const DEFAULT: IntegrityConfig = IntegrityConfig {
+        integrity_check_level: IntegrityCheckLevel::None,
+        corruption_handle_level: CorruptionHandleLevel::Warn,
+    };
+}
+
+impl IntegrityCheckLevel {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            IntegrityCheckLevel::None => "none",
+            IntegrityCheckLevel::Correctness => "correctness",
+        }
+    }
+}
+
+impl CorruptionHandleLevel {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            CorruptionHandleLevel::Warn => "warn",
+            CorruptionHandleLevel::Error => "error",
         }
     }
 }
@@ -232,6 +557,11 @@ pub struct ChangefeedInfo {
     pub checkpoint_time: Option<String>,
     #[serde(default)]
     pub error: Option<RunningError>,
+    /// The changefeed's replica config as TiCDC shows it (tiflow `model.go` `ChangeFeedInfo.Config`,
+    /// filled by `toAPIModel` from `ToAPIReplicaConfig`), kept as JSON: `ensure` only compares a
+    /// few fields, and a value it does not know must not make the whole answer unreadable.
+    #[serde(default)]
+    pub config: Option<serde_json::Value>,
 }
 
 /// `POST /api/v2/tso` answer (tiflow `cdc/api/v2/model.go` `Tso`).
@@ -687,7 +1017,21 @@ pub enum EnsureAction {
 
 async fn create(client: &TicdcClient, request: &CreateChangefeed) -> anyhow::Result<EnsureAction> {
     let id = request.changefeed_id.as_str();
-    tracing::info!(changefeed = id, sink_uri = %request.sink_uri, rules = ?request.replica_config.filter.rules, "creating changefeed");
+    let sink = request.replica_config.sink.clone().unwrap_or_default();
+    let integrity = request
+        .replica_config
+        .integrity
+        .unwrap_or(IntegrityConfig::DEFAULT);
+    tracing::info!(
+        changefeed = id,
+        sink_uri = %request.sink_uri,
+        rules = ?request.replica_config.filter.rules,
+        schema_registry = sink.schema_registry.as_deref().map(redact_userinfo),
+        topic_rules = ?sink.dispatchers.iter().map(|d| d.topic.as_str()).collect::<Vec<_>>(),
+        integrity_check_level = integrity.integrity_check_level.as_str(),
+        corruption_handle_level = integrity.corruption_handle_level.as_str(),
+        "creating changefeed"
+    );
     Ok(
         match client
             .create_changefeed(request)
@@ -735,14 +1079,14 @@ pub async fn ensure(
         }
         Some(info) => {
             tracing::info!(changefeed = id, state = %info.state, "changefeed exists; not recreating it");
-            if info.sink_uri != request.sink_uri && !info.sink_uri.is_empty() {
-                // Changing a changefeed means pause → update → resume; `ensure` does not do that
-                // behind the operator's back.
+            // Changing a changefeed means pause → update → resume; `ensure` does not do that
+            // behind the operator's back (the same for the sink URI, the registry, the topic
+            // dispatcher and the integrity config): one warning per difference.
+            for difference in request.differences(&info) {
                 tracing::warn!(
                     changefeed = id,
-                    existing = %info.sink_uri,
-                    requested = %request.sink_uri,
-                    "existing changefeed has a different sink URI; left unchanged"
+                    difference = %difference,
+                    "existing changefeed is configured differently; left unchanged (pause, `cdc cli changefeed update`, resume to change it)"
                 );
             }
             EnsureAction::AlreadyPresent
@@ -806,12 +1150,8 @@ async fn recreate_or_fail(
 
 /// Entry point of `cdcmon changefeed ensure`.
 pub async fn run_ensure(args: ChangefeedEnsureArgs) -> anyhow::Result<()> {
+    let request = CreateChangefeed::from_args(&args)?;
     let client = TicdcClient::new(&args.ticdc_url)?;
-    let sink_uri = args
-        .sink_uri
-        .clone()
-        .unwrap_or_else(|| default_sink_uri(args.protocol));
-    let request = CreateChangefeed::new(&args.changefeed_id, &sink_uri, &args.filter_rules);
     let (action, info) = ensure(
         &client,
         &request,
@@ -896,5 +1236,262 @@ mod tests {
     fn protocol_flag_rejects_auto() {
         assert!(parse_protocol("auto").is_err());
         assert_eq!(parse_protocol("simple"), Ok(Protocol::Simple));
+        assert_eq!(parse_protocol("avro"), Ok(Protocol::Avro));
+    }
+
+    /// `cdcmon changefeed ensure ...` parsed by the real CLI definition.
+    fn ensure_args(extra: &[&str]) -> Result<ChangefeedEnsureArgs, clap::Error> {
+        use clap::Parser;
+        let argv = ["cdcmon", "changefeed", "ensure"].iter().chain(extra);
+        match crate::cli::Cli::try_parse_from(argv)?.command {
+            crate::cli::Command::Changefeed(crate::cli::ChangefeedCommand::Ensure(args)) => {
+                Ok(args)
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn avro_and_integrity_flags_parse_and_default_to_ticdc_defaults() {
+        let args = ensure_args(&[]).unwrap();
+        assert_eq!(args.protocol, Protocol::CanalJson);
+        assert_eq!(args.schema_registry, None);
+        assert_eq!(args.topic_rule, "tidb_{schema}_{table}");
+        assert_eq!(args.integrity_check_level, IntegrityCheckLevel::None);
+        assert_eq!(args.corruption_handle_level, CorruptionHandleLevel::Warn);
+
+        let args = ensure_args(&[
+            "--protocol=avro",
+            "--schema-registry=http://registry:8081",
+            "--topic-rule=cdc_{schema}.{table}",
+            "--integrity-check-level=correctness",
+            "--corruption-handle-level=error",
+        ])
+        .unwrap();
+        assert_eq!(args.protocol, Protocol::Avro);
+        assert_eq!(
+            args.schema_registry.as_deref(),
+            Some("http://registry:8081")
+        );
+        assert_eq!(args.topic_rule, "cdc_{schema}.{table}");
+        assert_eq!(args.integrity_check_level, IntegrityCheckLevel::Correctness);
+        assert_eq!(args.corruption_handle_level, CorruptionHandleLevel::Error);
+
+        let err = ensure_args(&["--integrity-check-level=full"]).unwrap_err();
+        assert!(err.to_string().contains("correctness"), "{err}");
+        let err = ensure_args(&["--corruption-handle-level=panic"]).unwrap_err();
+        assert!(err.to_string().contains("warn"), "{err}");
+    }
+
+    #[test]
+    fn avro_integrity_request_body_uses_tiflow_api_v2_field_names() {
+        let args = ensure_args(&[
+            "--protocol=avro",
+            "--schema-registry=http://registry:8081",
+            "--filter-rule=app.*,!app.secret",
+            "--integrity-check-level=correctness",
+        ])
+        .unwrap();
+        let req = CreateChangefeed::from_args(&args).unwrap();
+        assert_eq!(
+            serde_json::to_value(&req).unwrap(),
+            serde_json::json!({
+                "changefeed_id": "app-cdc",
+                "sink_uri": "kafka://127.0.0.1:9092/app_cdc?protocol=avro&enable-tidb-extension=true&avro-decimal-handling-mode=string&avro-bigint-unsigned-handling-mode=string&partition-num=1&replication-factor=1&max-message-bytes=1048576",
+                "replica_config": {
+                    "filter": {"rules": ["app.*", "!app.secret"]},
+                    "ignore_ineligible_table": true,
+                    "sink": {
+                        "schema_registry": "http://registry:8081",
+                        "dispatchers": [
+                            {"matcher": ["app.*", "!app.secret"], "topic": "tidb_{schema}_{table}"}
+                        ]
+                    },
+                    "integrity": {
+                        "integrity_check_level": "correctness",
+                        "corruption_handle_level": "warn"
+                    }
+                }
+            })
+        );
+    }
+
+    #[test]
+    fn integrity_alone_is_sent_for_simple_and_nothing_extra_for_defaults() {
+        let args = ensure_args(&[
+            "--protocol=simple",
+            "--integrity-check-level=correctness",
+            "--corruption-handle-level=error",
+        ])
+        .unwrap();
+        let json = serde_json::to_value(CreateChangefeed::from_args(&args).unwrap()).unwrap();
+        assert_eq!(
+            json["replica_config"]["integrity"],
+            serde_json::json!({"integrity_check_level": "correctness", "corruption_handle_level": "error"})
+        );
+        assert!(json["replica_config"].get("sink").is_none(), "{json}");
+        // Defaults: the canal-json body stays exactly what it was before avro existed.
+        let json =
+            serde_json::to_value(CreateChangefeed::from_args(&ensure_args(&[]).unwrap()).unwrap())
+                .unwrap();
+        assert_eq!(
+            json["replica_config"],
+            serde_json::json!({"filter": {"rules": ["app.*"]}, "ignore_ineligible_table": true})
+        );
+    }
+
+    #[test]
+    fn avro_requests_ticdc_would_refuse_are_refused_with_the_flag_to_set() {
+        let err = |extra: &[&str]| {
+            CreateChangefeed::from_args(&ensure_args(extra).unwrap())
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err(&["--protocol=avro"]);
+        assert!(
+            e.contains("--schema-registry") && e.contains("CDCMON_SCHEMA_REGISTRY"),
+            "{e}"
+        );
+        let e = err(&[
+            "--protocol=avro",
+            "--schema-registry=http://r:8081",
+            "--topic-rule=app_cdc",
+        ]);
+        assert!(
+            e.contains("--topic-rule \"app_cdc\"") && e.contains("{schema}"),
+            "{e}"
+        );
+        // A password in the registry URL never reaches an error message.
+        let e = err(&["--schema-registry=https://u:secret@r:8081"]);
+        assert!(
+            e.contains("only for protocol avro") && e.contains("protocol=canal-json"),
+            "{e}"
+        );
+        assert!(!e.contains("secret"), "{e}");
+        // Avro + row checksums without the string modes (tiflow config.go:386-396).
+        let e = err(&[
+            "--sink-uri=kafka://k:9092/t?protocol=avro&enable-tidb-extension=true",
+            "--schema-registry=http://r:8081",
+            "--integrity-check-level=correctness",
+        ]);
+        assert!(e.contains("avro-decimal-handling-mode=string"), "{e}");
+    }
+
+    #[test]
+    fn sink_uri_protocol_wins_over_the_protocol_flag() {
+        // --sink-uri says avro and carries its registry: the dispatcher is still set, and no
+        // --schema-registry is needed.
+        let args = ensure_args(&[
+            "--sink-uri=kafka://k:9092/t?protocol=avro&schema-registry=http://r:8081&enable-tidb-extension=true",
+        ])
+        .unwrap();
+        let json = serde_json::to_value(CreateChangefeed::from_args(&args).unwrap()).unwrap();
+        assert_eq!(
+            json["replica_config"]["sink"],
+            serde_json::json!({"dispatchers": [{"matcher": ["app.*"], "topic": "tidb_{schema}_{table}"}]})
+        );
+        // --protocol avro with a canal-json --sink-uri: no dispatcher, and a registry is refused.
+        let args = ensure_args(&[
+            "--protocol=avro",
+            "--sink-uri=kafka://k:9092/t?protocol=canal-json",
+        ])
+        .unwrap();
+        let json = serde_json::to_value(CreateChangefeed::from_args(&args).unwrap()).unwrap();
+        assert!(json["replica_config"].get("sink").is_none(), "{json}");
+    }
+
+    #[test]
+    fn avro_topic_rule_check_equals_tiflows_regex() {
+        // tiflow cdc/sink/dmlsink/mq/dispatcher/topic/expression.go:39-41.
+        let re = regex::Regex::new(
+            r"^[A-Za-z0-9\._\-]*\{schema\}[A-Za-z0-9\._\-]*\{table\}[A-Za-z0-9\._\-]*$",
+        )
+        .unwrap();
+        for rule in [
+            "tidb_{schema}_{table}",
+            "{schema}{table}",
+            "{schema}.{table}-v1",
+            "a{schema}b{table}c",
+            "{table}_{schema}",
+            "{schema}",
+            "{table}",
+            "app_cdc",
+            "",
+            "tidb {schema}_{table}",
+            "x/{schema}_{table}",
+            "{schema}_{table}_{table}",
+            "{schema}_{schema}_{table}",
+            "{schema}_{Table}",
+            "é{schema}{table}",
+        ] {
+            assert_eq!(is_avro_topic_rule(rule), re.is_match(rule), "{rule:?}");
+        }
+    }
+
+    #[test]
+    fn sink_uri_params_and_redaction() {
+        let uri = "kafka://k:9092/t?protocol=avro&enable-tidb-extension=true&flag&x=";
+        assert_eq!(sink_uri_param(uri, "protocol"), Some("avro"));
+        assert_eq!(sink_uri_param(uri, "enable-tidb-extension"), Some("true"));
+        assert_eq!(sink_uri_param(uri, "flag"), Some(""));
+        assert_eq!(sink_uri_param(uri, "x"), Some(""));
+        assert_eq!(sink_uri_param(uri, "tidb"), None);
+        assert_eq!(sink_uri_param("kafka://k:9092/t", "protocol"), None);
+        assert_eq!(
+            redact_userinfo("https://user:p@ss@reg:8081/x?a=b@c"),
+            "https://***@reg:8081/x?a=b@c"
+        );
+        assert_eq!(redact_userinfo("http://reg:8081"), "http://reg:8081");
+        assert_eq!(redact_userinfo("reg:8081"), "reg:8081");
+    }
+
+    #[test]
+    fn differences_name_each_changed_field_and_nothing_when_equal() {
+        let avro = CreateChangefeed::from_args(
+            &ensure_args(&[
+                "--protocol=avro",
+                "--schema-registry=http://u:pw@registry:8081",
+                "--integrity-check-level=correctness",
+            ])
+            .unwrap(),
+        )
+        .unwrap();
+        // What tiflow's GET shows for exactly this changefeed (ToAPIReplicaConfig: integrity
+        // always present, dispatchers with matcher/partition/topic).
+        let same: ChangefeedInfo = serde_json::from_value(serde_json::json!({
+            "id": "app-cdc", "state": "normal", "sink_uri": avro.sink_uri,
+            "config": {"sink": {"schema_registry": "http://u:pw@registry:8081",
+                                "dispatchers": [{"matcher": ["app.*"], "partition": "default", "topic": "tidb_{schema}_{table}"}]},
+                       "integrity": {"integrity_check_level": "correctness", "corruption_handle_level": "warn"}}
+        }))
+        .unwrap();
+        assert_eq!(avro.differences(&same), Vec::<String>::new());
+        // A canal-json changefeed as TiCDC shows it, defaults spelled out.
+        let canal: ChangefeedInfo = serde_json::from_value(serde_json::json!({
+            "id": "app-cdc", "state": "normal", "sink_uri": default_sink_uri(Protocol::CanalJson),
+            "config": {"sink": {"protocol": "canal-json"},
+                       "integrity": {"integrity_check_level": "none", "corruption_handle_level": "warn"}}
+        }))
+        .unwrap();
+        let diffs = avro.differences(&canal);
+        assert_eq!(diffs.len(), 4, "{diffs:?}");
+        assert!(diffs[0].starts_with("sink URI"), "{diffs:?}");
+        assert_eq!(
+            diffs[1],
+            "schema registry none, requested http://***@registry:8081"
+        );
+        assert_eq!(
+            diffs[2],
+            "topic dispatchers [], requested [\"tidb_{schema}_{table}\"]"
+        );
+        assert_eq!(diffs[3], "integrity none/warn, requested correctness/warn");
+        let plain = CreateChangefeed::from_args(&ensure_args(&[]).unwrap()).unwrap();
+        assert_eq!(plain.differences(&canal), Vec::<String>::new());
+        // A server that shows no config: only the sink URI is compared.
+        let bare = ChangefeedInfo {
+            config: None,
+            ..canal
+        };
+        assert_eq!(avro.differences(&bare).len(), 1);
     }
 }

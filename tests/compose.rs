@@ -264,3 +264,105 @@ fn event_log_rotation_equals_the_nix_modules() {
         );
     }
 }
+
+fn avro_override() -> Value {
+    let text = std::fs::read_to_string(root().join("docker/compose.avro.yaml"))
+        .expect("read docker/compose.avro.yaml");
+    serde_norway::from_str(&text).expect("docker/compose.avro.yaml is YAML")
+}
+
+/// `cdcmon <command...>` parsed by the binary's own CLI definition.
+fn parse_cli(command: &[String]) -> cdcmon::cli::Command {
+    use clap::Parser;
+    let argv = std::iter::once("cdcmon".to_owned()).chain(command.iter().cloned());
+    cdcmon::cli::Cli::try_parse_from(argv)
+        .unwrap_or_else(|e| panic!("{command:?} does not parse: {e}"))
+        .command
+}
+
+/// issue 12: the Avro override's jobs parse, build the changefeed TiCDC accepts, and agree with
+/// the consumer on the registry and the topics.
+#[test]
+fn avro_override_wires_changefeed_consumer_and_db_init_consistently() {
+    use cdcmon::cli::{ChangefeedCommand, Command as Cmd, DbCommand};
+    let base = compose();
+    let over = avro_override();
+    // It only adds the registry; every other service it names exists in the base file.
+    for name in over["services"].as_mapping().expect("services").keys() {
+        let name = name.as_str().expect("service name");
+        assert!(
+            name == "schema-registry" || base["services"].get(name).is_some(),
+            "{name} is not a service of docker/compose.yaml"
+        );
+    }
+    let registry = service(&over, "schema-registry");
+    assert_eq!(
+        registry["environment"]["SCHEMA_REGISTRY_LISTENERS"].as_str(),
+        Some("http://127.0.0.1:8081"),
+        "the registry listens on loopback like the rest of the stack"
+    );
+
+    let Cmd::Changefeed(ChangefeedCommand::Ensure(args)) =
+        parse_cli(&strings(&service(&over, "changefeed")["command"]))
+    else {
+        panic!("the changefeed job is not `changefeed ensure`");
+    };
+    let request = cdcmon::ticdc_api::CreateChangefeed::from_args(&args).expect("a valid request");
+    assert!(
+        request.sink_uri.contains("protocol=avro"),
+        "{}",
+        request.sink_uri
+    );
+    let sink = request
+        .replica_config
+        .sink
+        .clone()
+        .expect("avro sink config");
+    let integrity = request.replica_config.integrity.expect("integrity config");
+    assert_eq!(integrity.integrity_check_level.as_str(), "correctness");
+
+    let env = &service(&over, "cdcmon")["environment"];
+    assert_eq!(
+        sink.schema_registry.as_deref(),
+        env["CDCMON_SCHEMA_REGISTRY_URL"].as_str(),
+        "TiCDC and cdcmon must use the same registry (both on the host network)"
+    );
+    // The consumer's topic regex takes every topic the dispatcher makes for schema `app`, and
+    // nothing else.
+    let topic = env["CDCMON_TOPIC"].as_str().expect("CDCMON_TOPIC");
+    let pattern = topic
+        .strip_prefix('^')
+        .map(|_| topic)
+        .expect("a `^` regex entry");
+    let re = regex::Regex::new(pattern).expect("valid regex");
+    let rule = &sink.dispatchers[0].topic;
+    let topic_of =
+        |schema: &str, table: &str| rule.replace("{schema}", schema).replace("{table}", table);
+    assert!(
+        re.is_match(&topic_of("app", "orders")),
+        "{pattern} vs {rule}"
+    );
+    assert!(
+        re.is_match(&topic_of("app", "users")),
+        "{pattern} vs {rule}"
+    );
+    assert!(
+        !re.is_match(&topic_of("other", "orders")),
+        "{pattern} vs {rule}"
+    );
+    assert!(!re.is_match("app_cdc"), "{pattern}");
+
+    let Cmd::Db(DbCommand::Init(db)) = parse_cli(&strings(&service(&over, "db-init")["command"]))
+    else {
+        panic!("the db-init job is not `db init`");
+    };
+    assert!(
+        db.row_checksum,
+        "row checksums need tidb_enable_row_level_checksum"
+    );
+    // Same server and secret as the base job.
+    assert_eq!(
+        secret_paths_in_command(&over, "db-init"),
+        secret_paths_in_command(&base, "db-init")
+    );
+}

@@ -33,6 +33,7 @@ fn args(url: &str, password_file: PathBuf) -> DbInitArgs {
         app_user_host: "%".to_owned(),
         app_password_file: Some(password_file),
         wait_timeout_secs: 30,
+        row_checksum: false,
     }
 }
 
@@ -191,6 +192,41 @@ async fn wrong_admin_password_fails_at_once_instead_of_retrying() {
 }
 
 /// Needs no server: nothing listens on the port, so every attempt fails until the deadline.
+/// `--row-checksum` on MariaDB/MySQL: not TiDB, so nothing is set and nothing fails — the same
+/// schema, seed and user as without it, and the summary says it was skipped. (The TiDB branch,
+/// `SET GLOBAL tidb_enable_row_level_checksum = ON`, needs a TiDB server; none runs here.)
+#[tokio::test(flavor = "multi_thread")]
+async fn row_checksum_is_skipped_cleanly_on_a_server_that_is_not_tidb() {
+    let Some(url) = server_url("row_checksum_is_skipped_cleanly_on_a_server_that_is_not_tidb")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let pw_file = dir.path().join("app-password");
+    std::fs::write(&pw_file, "checksum-pw\n").unwrap();
+    // Its own application account: the other server test runs in parallel with another
+    // password for TEST_USER.
+    let mut plain = args(&url, pw_file);
+    plain.app_user = "cdcmon_test_ck".to_owned();
+    let mut with_checksum = plain.clone();
+    with_checksum.row_checksum = true;
+    let summary =
+        tokio::task::spawn_blocking(move || db::init_blocking(&with_checksum, "checksum-pw"))
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(summary.row_checksum, db::RowChecksum::SkippedNotTidb);
+    let mut admin = db::connect(&url).unwrap();
+    let version: Option<String> = admin.query_first("SELECT VERSION()").unwrap();
+    assert!(!db::is_tidb_version(&version.unwrap_or_default()));
+    // The variable really does not exist there: setting it would have failed the run.
+    let direct = admin.query_drop("SET GLOBAL tidb_enable_row_level_checksum = ON");
+    assert!(direct.is_err(), "MariaDB accepted a TiDB-only variable?");
+    let after = snapshot(&mut admin);
+    db::run(plain).await.unwrap();
+    assert_eq!(snapshot(&mut admin), after);
+}
+
 #[test]
 fn unreachable_server_gives_up_at_the_deadline_with_the_attempt_count() {
     let port = {
@@ -226,6 +262,7 @@ async fn missing_password_is_an_error_before_connecting() {
         app_user_host: "%".to_owned(),
         app_password_file: None,
         wait_timeout_secs: 0,
+        row_checksum: false,
     })
     .await
     .unwrap_err();

@@ -24,8 +24,9 @@ use std::time::Duration;
 
 use cdcmon::event::Protocol;
 use cdcmon::ticdc_api::{
-    ChangefeedEnsureArgs, CreateChangefeed, EnsureAction, IfUnrecoverable, TicdcClient,
-    default_sink_uri, ensure, exit_code, now_ms, run_ensure,
+    ChangefeedEnsureArgs, ChangefeedInfo, CorruptionHandleLevel, CreateChangefeed, EnsureAction,
+    IfUnrecoverable, IntegrityCheckLevel, TicdcClient, default_sink_uri, ensure, exit_code, now_ms,
+    run_ensure,
 };
 use server::{FixtureServer, reply};
 
@@ -64,6 +65,23 @@ async fn run_with(
         Duration::from_millis(20),
     )
     .await
+}
+
+/// `ChangefeedEnsureArgs` with the CLI's defaults (the tests override what they exercise).
+fn args() -> ChangefeedEnsureArgs {
+    ChangefeedEnsureArgs {
+        ticdc_url: "http://127.0.0.1:1".to_owned(),
+        changefeed_id: "app-cdc".to_owned(),
+        sink_uri: None,
+        protocol: Protocol::CanalJson,
+        schema_registry: None,
+        topic_rule: "tidb_{schema}_{table}".to_owned(),
+        integrity_check_level: IntegrityCheckLevel::None,
+        corruption_handle_level: CorruptionHandleLevel::Warn,
+        filter_rules: vec!["app.*".to_owned()],
+        wait_timeout_secs: 10,
+        if_unrecoverable: IfUnrecoverable::Fail,
+    }
 }
 
 /// Every ensure run reads a TSO first: `tso.json` is 1677512812888 ms, at or below the
@@ -314,6 +332,7 @@ async fn run_ensure_builds_the_default_sink_uri_from_protocol() {
         filter_rules: vec!["app.*".to_owned()],
         wait_timeout_secs: 10,
         if_unrecoverable: IfUnrecoverable::Fail,
+        ..args()
     })
     .await
     .unwrap();
@@ -596,4 +615,119 @@ fn every_changefeed_fixture_carries_an_upstream_id_the_client_reads_past() {
         checked += 1;
     }
     assert!(checked >= 9, "only {checked} changefeed fixtures found");
+}
+
+/// The avro + integrity changefeed: exact POST body over HTTP, field names from tiflow
+/// `cdc/api/v2/model.go` (`sink.schema_registry`, `sink.dispatchers[].matcher/topic`,
+/// `integrity.integrity_check_level/corruption_handle_level`).
+#[tokio::test]
+async fn run_ensure_posts_avro_registry_dispatcher_and_integrity() {
+    let server = FixtureServer::start().await;
+    with_tso(&server)
+        .route("GET", HEALTH, vec![reply(200, "ticdc/health-ok.json")])
+        .route(
+            "GET",
+            CF,
+            vec![
+                reply(400, "ticdc/changefeed-not-exists.json"),
+                reply(200, "ticdc/changefeed-normal-avro.json"),
+            ],
+        )
+        .route(
+            "POST",
+            CREATE,
+            vec![reply(200, "ticdc/changefeed-created.json")],
+        );
+    run_ensure(ChangefeedEnsureArgs {
+        ticdc_url: server.url(),
+        protocol: Protocol::Avro,
+        schema_registry: Some("http://registry.example:8081".to_owned()),
+        integrity_check_level: IntegrityCheckLevel::Correctness,
+        corruption_handle_level: CorruptionHandleLevel::Error,
+        ..args()
+    })
+    .await
+    .unwrap();
+    let posts = server.requests_to("POST", CREATE);
+    assert_eq!(posts.len(), 1);
+    let body: serde_json::Value = serde_json::from_str(&posts[0].body).unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({
+            "changefeed_id": "app-cdc",
+            "sink_uri": "kafka://127.0.0.1:9092/app_cdc?protocol=avro&enable-tidb-extension=true&avro-decimal-handling-mode=string&avro-bigint-unsigned-handling-mode=string&partition-num=1&replication-factor=1&max-message-bytes=1048576",
+            "replica_config": {
+                "filter": {"rules": ["app.*"]},
+                "ignore_ineligible_table": true,
+                "sink": {
+                    "schema_registry": "http://registry.example:8081",
+                    "dispatchers": [{"matcher": ["app.*"], "topic": "tidb_{schema}_{table}"}]
+                },
+                "integrity": {"integrity_check_level": "correctness", "corruption_handle_level": "error"}
+            }
+        })
+    );
+}
+
+/// Avro without a registry is refused before TiCDC is called at all.
+#[tokio::test]
+async fn run_ensure_refuses_avro_without_a_registry_without_calling_ticdc() {
+    let server = FixtureServer::start().await;
+    let err = run_ensure(ChangefeedEnsureArgs {
+        ticdc_url: server.url(),
+        protocol: Protocol::Avro,
+        ..args()
+    })
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("CDCMON_SCHEMA_REGISTRY"),
+        "{err:#}"
+    );
+    assert_eq!(exit_code(&err), 1);
+    assert!(server.requests().is_empty());
+}
+
+/// Mismatch policy (as for the sink URI): an existing changefeed configured differently is
+/// reported and left alone — no POST, no DELETE — and `ensure` still succeeds once it is normal.
+#[tokio::test]
+async fn existing_changefeed_with_other_protocol_and_integrity_is_left_unchanged() {
+    let server = FixtureServer::start().await;
+    with_tso(&server)
+        .route("GET", HEALTH, vec![reply(200, "ticdc/health-ok.json")])
+        .route("GET", CF, vec![reply(200, "ticdc/changefeed-normal.json")]);
+    let requested = CreateChangefeed::from_args(&ChangefeedEnsureArgs {
+        protocol: Protocol::Avro,
+        schema_registry: Some("http://registry.example:8081".to_owned()),
+        integrity_check_level: IntegrityCheckLevel::Correctness,
+        ..args()
+    })
+    .unwrap();
+    let client = TicdcClient::new(&server.url()).unwrap();
+    let (action, _) = ensure(
+        &client,
+        &requested,
+        IfUnrecoverable::Recreate,
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+    )
+    .await
+    .unwrap();
+    assert_eq!(action, EnsureAction::AlreadyPresent);
+    let methods: Vec<String> = server.requests().iter().map(|r| r.method.clone()).collect();
+    assert!(
+        methods.iter().all(|m| m == "GET" || m == "POST"),
+        "{methods:?}"
+    );
+    assert!(server.requests_to("POST", CREATE).is_empty());
+    // What the warnings say, from the same GET answer.
+    let existing: ChangefeedInfo =
+        serde_json::from_str(&server::fixture("ticdc/changefeed-normal.json")).unwrap();
+    let diffs = requested.differences(&existing);
+    assert_eq!(diffs.len(), 4, "{diffs:?}");
+    assert!(diffs[3].starts_with("integrity none/warn"), "{diffs:?}");
+    // The avro changefeed as TiCDC shows it matches the request: nothing to report.
+    let same: ChangefeedInfo =
+        serde_json::from_str(&server::fixture("ticdc/changefeed-normal-avro.json")).unwrap();
+    assert_eq!(requested.differences(&same), Vec::<String>::new());
 }

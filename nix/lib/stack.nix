@@ -18,6 +18,18 @@ rec {
 
   topic = "app_cdc";
   changefeedId = "app-cdc";
+  # Avro: one topic per table (TiCDC requires {schema} and {table} in the topic rule, tiflow
+  # cdc/sink/dmlsink/mq/dispatcher/topic/expression.go:39-41), consumed by a librdkafka regex
+  # subscription (a `--topic` entry starting with `^`). `ensure --topic-rule` default.
+  avroTopicRule = "tidb_{schema}_{table}";
+  appSchema = "app";
+  # `^tidb_app_.*` for the rule above: the rule with {schema} = the stack's schema, {table} =
+  # any name, dots escaped (TiCDC keeps `.` in topic names; the Avro encoder only sanitizes
+  # them in subject names).
+  avroTopicRegex =
+    rule: schema:
+    "^"
+    + builtins.replaceStrings [ "{schema}" "{table}" "." ] [ schema ".*" "\\." ] rule;
   consumerGroup = "cdcmon";
   eventLog = "/var/log/cdcmon/events.ndjson";
   # cdcmon's own rotation of the event log (issue 16.8; `--event-log-max-bytes`,
@@ -100,10 +112,58 @@ rec {
     "${str ports.cdcmon}" = "cdcmon /metrics: no authentication";
   };
 
+  # The stack's protocol choice (services.cdcmon-stack.protocol, .schemaRegistry.url,
+  # .integrity.*) -> what the changefeed, the consumer and `db init` get. canal-json (the default)
+  # leaves every one of them as it was: no registry, the single topic, no TiDB setting.
+  protocolWiring =
+    {
+      protocol ? "canal-json",
+      schemaRegistryUrl ? null,
+      checkLevel ? "none",
+      corruptionHandleLevel ? "warn",
+    }:
+    let
+      avro = protocol == "avro";
+    in
+    {
+      changefeed = {
+        inherit protocol;
+        schemaRegistry = if avro then schemaRegistryUrl else null;
+        integrity = { inherit checkLevel corruptionHandleLevel; };
+      };
+      # Avro: every `tidb_app_<table>` topic, by a librdkafka regex subscription.
+      consumerTopic = if avro then avroTopicRegex avroTopicRule appSchema else topic;
+      consumerRegistryUrl = if avro then schemaRegistryUrl else null;
+      # TiDB computes row checksums only with this global on (db init --row-checksum).
+      rowChecksum = checkLevel == "correctness";
+      # [ { assertion; message; } ] for the stack module.
+      assertions = [
+        {
+          assertion = !avro || schemaRegistryUrl != null;
+          message = ''
+            services.cdcmon-stack.protocol = "avro" needs services.cdcmon-stack.schemaRegistry.url:
+            the URL of a Confluent-compatible schema registry that both TiCDC and cdcmon reach.
+            nixpkgs has no schema-registry service module, so the stack runs none; point the
+            option at an existing one (docs/protocols.md, "Running the stack on Avro").
+          '';
+        }
+        {
+          assertion = checkLevel == "none" || protocol == "avro" || protocol == "simple";
+          message = ''
+            services.cdcmon-stack.integrity.checkLevel = "correctness" needs protocol "simple"
+            or "avro": only they carry TiDB's row checksum (protocol is ${protocol}).
+          '';
+        }
+      ];
+    };
+
   # TiCDC Kafka sink URI for a changefeed. `enable-tidb-extension` means something for canal-json
   # (commit ts, TIDB_WATERMARK) and debezium (watermark `m` events, new TiCDC architecture only:
   # classic TiCDC's debezium encoder sends none; docs/protocols.md); TiCDC ignores it for the
-  # others. Same as `cdcmon changefeed ensure`'s default (tests/nix_parity.rs).
+  # others. Avro gets `_tidb_op`/commit ts and exact DECIMAL / BIGINT UNSIGNED strings, which row
+  # checksums require (tiflow pkg/sink/codec/common/config.go:386-396; src/ticdc_api.rs
+  # AVRO_URI_PARAMS); its registry and topic dispatcher are changefeed config, not URI.
+  # Same as `cdcmon changefeed ensure`'s default (tests/nix_parity.rs).
   sinkUri =
     {
       host ? "127.0.0.1",
@@ -121,6 +181,12 @@ rec {
       ++ (
         if protocol == "canal-json" || protocol == "debezium" then
           [ (param "enable-tidb-extension" "true") ]
+        else if protocol == "avro" then
+          [
+            (param "enable-tidb-extension" "true")
+            (param "avro-decimal-handling-mode" "string")
+            (param "avro-bigint-unsigned-handling-mode" "string")
+          ]
         else
           [ ]
       )

@@ -70,6 +70,9 @@ let
     nameValuePair = name: value: { inherit name value; };
     hasPrefix = p: s: builtins.substring 0 (builtins.stringLength p) s == p;
     optional = c: x: if c then [ x ] else [ ];
+    optionals = c: l: if c then l else [ ];
+    optionalAttrs = c: a: if c then a else { };
+    inherit (builtins) concatLists;
     mapAttrsRecursive =
       f: set:
       let
@@ -155,6 +158,41 @@ let
     };
     smoke.enable = true;
   };
+
+  # Avro + integrity (issue 12): the changefeed and consumer options, and the assertions that
+  # catch a configuration TiCDC or cdcmon would refuse at run time.
+  avroFeed =
+    set:
+    evalAt ../../modules/ticdc.nix [ "services" "ticdc" ] {
+      enable = true;
+      changefeeds.app-cdc = recursiveUpdate ticdcFeedDefaults set;
+    };
+  registryUrl = "http://registry.internal:8081";
+  ticdcAvro = avroFeed {
+    protocol = "avro";
+    schemaRegistry = registryUrl;
+    integrity.checkLevel = "correctness";
+  };
+  failed = m: map (a: a.message) (builtins.filter (a: !a.assertion) m.config.assertions);
+  cdcmonWith =
+    registry:
+    evalAt ../../modules/cdcmon.nix [ "services" "cdcmon" ] {
+      enable = true;
+      schemaRegistry = registry;
+    };
+  cdcmonAvro = cdcmonWith {
+    url = registryUrl;
+    user = "cdcmon";
+    passwordFile = "/run/secrets/schema-registry-password";
+  };
+  # Literal substring test: each regex metacharacter as a one-character bracket expression
+  # (Nix's POSIX extended regex rejects `\{`). Needles here contain no `^`.
+  has =
+    needle: hay:
+    let
+      meta = [ "\\" "." "?" "{" "}" "[" "]" "(" ")" "*" "+" "$" "|" ];
+    in
+    builtins.length (builtins.split (builtins.replaceStrings meta (map (c: "[${c}]") meta) needle) hay) > 1;
 
   units = m: builtins.mapAttrs (_: unIf) m.config.systemd.services;
   tidbUnits = units tidb;
@@ -267,6 +305,108 @@ in
     )
     [ true true ]
   )
+
+  # ---- avro + integrity wiring (issue 12) ----------------------------------------------------
+  (check "the default changefeed command is canal-json and passes no avro/integrity flag" (
+    let
+      script = ticdcUnits.ticdc-changefeed-app-cdc.script;
+    in
+    [
+      (has "'--sink-uri=${stackLib.sinkUri { }}'" script)
+      (has "protocol=canal-json" script)
+      (has "--schema-registry" script)
+      (has "--topic-rule" script)
+      (has "--integrity-check-level" script)
+      (has "--corruption-handle-level" script)
+    ]
+  ) [ true true false false false false ])
+  (check "the default configuration passes every assertion" (failed ticdc ++ failed cdcmon) [ ])
+  (check "an avro + correctness changefeed evaluates, asserts nothing, and passes every flag" (
+    let
+      script = (units ticdcAvro).ticdc-changefeed-app-cdc.script;
+    in
+    [
+      (failed ticdcAvro)
+      (has "'--sink-uri=${stackLib.sinkUri { protocol = "avro"; }}'" script)
+      (has "protocol=avro&enable-tidb-extension=true&avro-decimal-handling-mode=string&avro-bigint-unsigned-handling-mode=string" script)
+      (has "'--schema-registry=${registryUrl}'" script)
+      (has "'--topic-rule=tidb_{schema}_{table}'" script)
+      (has "'--integrity-check-level=correctness'" script)
+      (has "--corruption-handle-level" script)
+    ]
+  ) [ [ ] true true true true true false ])
+  (check "avro without a schema registry fails one assertion that names the option" (
+    map (m: has "services.ticdc.changefeeds.app-cdc.schemaRegistry" m) (failed (avroFeed { protocol = "avro"; }))
+  ) [ true ])
+  (check "a registry URL in the sink URI is enough for avro" (failed (avroFeed {
+    protocol = "avro";
+    sinkUri = "kafka://127.0.0.1:9092/app_cdc?protocol=avro&schema-registry=http://r:8081&enable-tidb-extension=true";
+  })) [ ])
+  (check "a registry with user:password@ is refused (it would be in the store)" (
+    map (m: has "user:password@" m) (failed (avroFeed {
+      protocol = "avro";
+      schemaRegistry = "https://cdc:secret@registry.internal:8081";
+    }))
+  ) [ true ])
+  (check "a registry on a canal-json changefeed is refused" (
+    map (m: has "only for protocol avro" m) (failed (avroFeed { schemaRegistry = registryUrl; }))
+  ) [ true ])
+  (check "protocol and a sinkUri naming another protocol are refused" (
+    builtins.any (m: has "sinkUri says a protocol other than" m) (failed (avroFeed {
+      protocol = "avro";
+      schemaRegistry = registryUrl;
+      sinkUri = stackLib.sinkUri { };
+    }))
+  ) true)
+  (check "the consumer's default command line is unchanged, with no credential" [
+    cdcmonUnits.cdcmon.serviceConfig.ExecStart
+    (cdcmonUnits.cdcmon.serviceConfig ? LoadCredential)
+  ] [ "/nix/store/00000000000000000000000000000000-cdcmon/bin/cdcmon consume" false ])
+  (check "an avro consumer gets the registry flags and its password as a credential" [
+    (failed cdcmonAvro)
+    (units cdcmonAvro).cdcmon.serviceConfig.ExecStart
+    (units cdcmonAvro).cdcmon.serviceConfig.LoadCredential
+  ] [
+    [ ]
+    "'/nix/store/00000000000000000000000000000000-cdcmon/bin/cdcmon' 'consume' '--schema-registry-url=${registryUrl}' '--schema-registry-user=cdcmon' '--schema-registry-password-file=%d/schema-registry-password'"
+    [ "schema-registry-password:/run/secrets/schema-registry-password" ]
+  ])
+  (check "registry secrets in the store, half a basic auth, or a password in the URL are refused" (
+    map (r: builtins.length (failed (cdcmonWith r))) [
+      {
+        url = registryUrl;
+        user = "cdcmon";
+        passwordFile = "/nix/store/00000000000000000000000000000000-pw";
+      }
+      {
+        url = registryUrl;
+        user = "cdcmon";
+        passwordFile = null;
+      }
+      {
+        url = null;
+        user = "cdcmon";
+        passwordFile = "/run/secrets/pw";
+      }
+      {
+        url = "http://cdcmon:pw@registry.internal:8081";
+        user = null;
+        passwordFile = null;
+      }
+    ]
+  ) [ 1 1 1 1 ])
+
+  (check "db init turns on TiDB's row checksum only when asked" [
+    (has "--row-checksum" cdcmonUnits.cdcmon-db-init.serviceConfig.ExecStart)
+    (has "'--row-checksum'" (units (evalAt ../../modules/cdcmon.nix [ "services" "cdcmon" ] {
+      enable = true;
+      dbInit = {
+        enable = true;
+        appPasswordFile = "/run/secrets/app-password";
+        rowChecksum = true;
+      };
+    })).cdcmon-db-init.serviceConfig.ExecStart)
+  ] [ false true ])
 
   # ---- event log rotation (16.8) -----------------------------------------------------------
   (check "cdcmon rotates its event log by default" [

@@ -179,4 +179,79 @@ in
       block-cache.capacity = "512MB";
     };
   })
+  # ---- protocol wiring (issue 12): services.cdcmon-stack.protocol / schemaRegistry / integrity ----
+  (check "canal-json (the default) changes nothing: no registry, the single topic, no TiDB setting"
+    (
+      let
+        w = stack.protocolWiring { };
+      in
+      {
+        inherit (w) changefeed consumerTopic consumerRegistryUrl rowChecksum;
+        failed = builtins.filter (a: !a.assertion) w.assertions;
+      }
+    )
+    {
+      changefeed = {
+        protocol = "canal-json";
+        schemaRegistry = null;
+        integrity = {
+          checkLevel = "none";
+          corruptionHandleLevel = "warn";
+        };
+      };
+      consumerTopic = "app_cdc";
+      consumerRegistryUrl = null;
+      rowChecksum = false;
+      failed = [ ];
+    }
+  )
+  (check "avro + correctness: registry to both, the per-table topic regex, row checksums on"
+    (
+      let
+        w = stack.protocolWiring {
+          protocol = "avro";
+          schemaRegistryUrl = "http://registry.internal:8081";
+          checkLevel = "correctness";
+          corruptionHandleLevel = "error";
+        };
+      in
+      {
+        inherit (w) changefeed consumerTopic consumerRegistryUrl rowChecksum;
+        failed = builtins.filter (a: !a.assertion) w.assertions;
+      }
+    )
+    {
+      changefeed = {
+        protocol = "avro";
+        schemaRegistry = "http://registry.internal:8081";
+        integrity = {
+          checkLevel = "correctness";
+          corruptionHandleLevel = "error";
+        };
+      };
+      consumerTopic = "^tidb_app_.*";
+      consumerRegistryUrl = "http://registry.internal:8081";
+      rowChecksum = true;
+      failed = [ ];
+    }
+  )
+  (check "avro without a registry URL fails with a message naming the option"
+    (map (a: builtins.match ".*services[.]cdcmon-stack[.]schemaRegistry[.]url.*nixpkgs has no schema-registry.*" (builtins.replaceStrings [ "\n" ] [ " " ] a.message) != null) (
+      builtins.filter (a: !a.assertion) (stack.protocolWiring { protocol = "avro"; }).assertions
+    ))
+    [ true ]
+  )
+  (check "a registry URL is not passed on for a protocol other than avro"
+    (stack.protocolWiring { schemaRegistryUrl = "http://r:8081"; }).changefeed.schemaRegistry
+    null
+  )
+  (check "row checksums on a protocol that carries none are refused"
+    (map (p: builtins.length (builtins.filter (a: !a.assertion) (stack.protocolWiring {
+      protocol = p;
+      schemaRegistryUrl = "http://r:8081";
+      checkLevel = "correctness";
+    }).assertions)) [ "canal-json" "open-protocol" "debezium" "simple" "avro" ])
+    [ 1 1 1 0 0 ]
+  )
+  (check "avro topic regex escapes the rule's dots" (stack.avroTopicRegex "cdc.{schema}.{table}" "app") "^cdc\\.app\\..*")
 ]
