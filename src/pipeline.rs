@@ -243,8 +243,9 @@ fn count(
                 }
             }
         }
-        // Partition 0 *of each topic*: TiCDC broadcasts a DDL to the partitions of the topic
-        // its table dispatches to, so each topic's partition 0 has one copy.
+        // Partition 0 *of each topic*: TiCDC sends a DDL to one topic, its table's (the default
+        // topic for schema-level DDL), so that topic's partition 0 holds the one counted copy
+        // (tiflow `release-8.5` `mq_ddl_sink.go` `WriteDDLEvent` → `GetTopicForDDL`).
         EventKind::Ddl if is_ddl_broadcast_copy(ev, tp.partition) => {
             // Handled (its offset is committed), counted once from partition 0.
             metrics.ddl_broadcast_copies.inc();

@@ -29,9 +29,9 @@
 //!
 //! With several topics (`--topic` a list or a `^regex`, src/topics.rs) every assigned
 //! (topic, partition) is one entry of the minimum: TiCDC broadcasts each checkpoint to every
-//! partition of every topic it writes (tiflow master `c7b2588ef6c74ef2a42ef35a539251d026de722e`
-//! `cdc/sink/ddlsink/mq/mq_ddl_sink.go` `WriteCheckpointTs`: `SyncBroadcastMessage` to each of
-//! `eventRouter.GetActiveTopics`), so the rules above apply to each
+//! partition of every topic it writes (tiflow `release-8.5`
+//! `d94457526fcccdb236c14d7fa53e3ca3a9f9914e` `cdc/sink/ddlsink/mq/mq_ddl_sink.go`
+//! `WriteCheckpointTs`: `SyncBroadcastMessage` to each of `eventRouter.GetActiveTopics`), so the rules above apply to each
 //! topic-partition alike.
 //!
 //! The state is a `Vec` per interned topic indexed by partition number: the per-event update is
