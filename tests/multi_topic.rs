@@ -240,3 +240,148 @@ fn a_bad_topic_regex_is_refused_at_startup_with_one_line() {
         "{stderr}"
     );
 }
+
+/// Topic-partitions a member reports consumer lag for: the ones it owns.
+fn owned(m: &str) -> Vec<(String, i32)> {
+    let mut v: Vec<(String, i32)> = samples(m)
+        .into_iter()
+        .filter(|s| s.name == "cdc_kafka_consumer_lag_messages")
+        .filter_map(|s| {
+            let topic = s.labels.get("topic")?.clone();
+            Some((topic, s.labels.get("partition")?.parse().ok()?))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn assigned(m: &str) -> f64 {
+    metric(m, "cdcmon_kafka_assigned_partitions", &[]).unwrap_or(0.0)
+}
+
+/// The watermark of (topic, partition) in the cooperative test, in seconds: all distinct, and
+/// partition 0 of orders is the lowest while partition 0 of users is the highest.
+fn wm_seconds(topic: &str, partition: i32) -> u64 {
+    match (topic, partition) {
+        (ORDERS, 0) => 10,
+        (ORDERS, 1) => 20,
+        (USERS, 1) => 30,
+        _ => 40,
+    }
+}
+
+/// Cooperative-sticky with a `^regex` subscription over two topics (the real binary, two
+/// members): a member that gives up some topic-partitions keeps exactly the others in its
+/// assignment, lag series and watermark minimum; rows produced afterwards are logged once
+/// across both members, and the final commits are exact per (topic, partition).
+#[test]
+fn cooperative_rebalance_over_two_topics_keeps_each_topic_partition_apart() {
+    let cluster = cluster(&[(USERS, 2), (ORDERS, 2), (OTHER, 2)]);
+    let brokers = cluster.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--topic",
+        "^tidb_app_.*",
+        "--commit-interval-ms",
+        "200",
+        "--kafka-option",
+        "partition.assignment.strategy=cooperative-sticky",
+        "--kafka-option",
+        "session.timeout.ms=6000",
+        "--kafka-option",
+        "heartbeat.interval.ms=500",
+    ];
+    let log = |name: &str| dir.path().join(format!("{name}.ndjson"));
+    let a = ChildConsumer::start(&brokers, "g-coop-topics", &log("a"), &args);
+    wait_until(
+        Duration::from_secs(60),
+        "a owns all 4 topic-partitions",
+        || assigned(&a.metrics()) == 4.0,
+    );
+    for topic in [USERS, ORDERS] {
+        let wms: Vec<Msg> = (0..2)
+            .map(|p| watermark(p, 1_000 * wm_seconds(topic, p)))
+            .collect();
+        produce_to(&brokers, topic, &wms, &[]);
+    }
+    a.wait_messages(4.0, Duration::from_secs(60));
+    wait_until(Duration::from_secs(10), "a's minimum is orders p0", || {
+        metric(&a.metrics(), "cdc_watermark_timestamp_seconds", &[]) == Some(10.0)
+    });
+
+    let b = ChildConsumer::start(&brokers, "g-coop-topics", &log("b"), &args);
+    wait_until(
+        Duration::from_secs(60),
+        "4 topic-partitions over both",
+        || {
+            let (x, y) = (assigned(&a.metrics()), assigned(&b.metrics()));
+            x > 0.0 && y > 0.0 && x + y == 4.0
+        },
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let (ma, mb) = (a.metrics(), b.metrics());
+    let (oa, ob) = (owned(&ma), owned(&mb));
+    assert_eq!(oa.len() as f64, assigned(&ma), "{ma}");
+    assert_eq!(ob.len() as f64, assigned(&mb), "{mb}");
+    let mut all: Vec<(String, i32)> = oa.iter().chain(&ob).cloned().collect();
+    all.sort();
+    assert_eq!(
+        all,
+        [(ORDERS, 0), (ORDERS, 1), (USERS, 0), (USERS, 1)].map(|(t, p)| (t.to_owned(), p)),
+        "each topic-partition owned by exactly one member"
+    );
+    // a's minimum is over what it still owns (b starts its partitions fresh: no watermark yet).
+    let expected = oa
+        .iter()
+        .map(|(t, p)| wm_seconds(t, *p) as f64)
+        .fold(f64::MAX, f64::min);
+    assert_eq!(
+        metric(&ma, "cdc_watermark_timestamp_seconds", &[]),
+        Some(expected),
+        "a owns {oa:?}\n{ma}"
+    );
+
+    // Rows on every topic-partition after the handover: each logged by exactly one member.
+    let mut users = inserts("users", 0, 0, 20);
+    users.extend(inserts("users", 1, 20, 10));
+    let mut orders = inserts("orders", 0, 0, 4);
+    orders.extend(inserts("orders", 1, 4, 6));
+    produce_to(&brokers, USERS, &users, &[]);
+    produce_to(&brokers, ORDERS, &orders, &[]);
+    produce_to(&brokers, OTHER, &inserts("other", 0, 0, 5), &[]);
+    wait_until(Duration::from_secs(60), "40 rows over both members", || {
+        read_lines(&log("a")).len() + read_lines(&log("b")).len() >= 40
+    });
+    for c in [a, b] {
+        let (_, status) = c.terminate();
+        assert!(status.success(), "{status}");
+    }
+    let mut rows: Vec<(String, i64, i64)> = read_lines(&log("a"))
+        .into_iter()
+        .chain(read_lines(&log("b")))
+        .map(|l| {
+            let k = &l["kafka"];
+            let topic = k["topic"].as_str().unwrap_or("?").to_owned();
+            let partition = k["partition"].as_i64().unwrap_or(-1);
+            (topic, partition, k["offset"].as_i64().unwrap_or(-1))
+        })
+        .collect();
+    let n = rows.len();
+    rows.sort();
+    rows.dedup();
+    assert_eq!((n, rows.len()), (40, 40), "each row logged once: {rows:?}");
+    assert!(rows.iter().all(|(t, _, _)| t != OTHER));
+    // One watermark then the rows on each topic-partition: next offsets are 1 + rows.
+    assert_eq!(
+        committed_in(&brokers, "g-coop-topics", USERS, 2),
+        BTreeMap::from([(0, 21), (1, 11)])
+    );
+    assert_eq!(
+        committed_in(&brokers, "g-coop-topics", ORDERS, 2),
+        BTreeMap::from([(0, 5), (1, 7)])
+    );
+    assert_eq!(
+        committed_in(&brokers, "g-coop-topics", OTHER, 2),
+        BTreeMap::from([(0, -1), (1, -1)])
+    );
+}
