@@ -64,8 +64,10 @@ pub struct ConsumeArgs {
     /// Kafka bootstrap servers, comma-separated.
     #[arg(long, env = "CDCMON_BROKERS", default_value = crate::defaults::BROKERS)]
     pub brokers: String,
-    /// Topic TiCDC writes to.
-    #[arg(long, env = "CDCMON_TOPIC", default_value = crate::defaults::TOPIC)]
+    /// Topic TiCDC writes to; a comma-separated list reads several, and an entry starting with
+    /// `^` is a regex over the cluster's topics (Avro's one topic per table: `^tidb_app_.*`).
+    #[arg(long, env = "CDCMON_TOPIC", default_value = crate::defaults::TOPIC,
+          value_parser = crate::topics::validate)]
     pub topic: String,
     /// Consumer group. A new group starts from the earliest offset.
     #[arg(long, env = "CDCMON_GROUP", default_value = crate::defaults::GROUP)]

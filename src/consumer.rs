@@ -33,6 +33,7 @@ use crate::http::{self, HttpState, Readiness};
 use crate::metrics::Metrics;
 use crate::pipeline::{self, Outcome, Pipeline, Sink};
 use crate::protocol::{DecodeError, Decoder};
+use crate::topics::TopicPartition;
 
 /// How often librdkafka reports statistics (consumer lag, broker state for readiness).
 const STATS_INTERVAL_MS: u32 = 1000;
@@ -116,11 +117,10 @@ pub async fn run_with_log_fs(
 struct Shared {
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
-    topic: String,
     sink: Arc<Mutex<Sink>>,
     /// The last async commit failed: commit again at the next tick even without new messages.
     commit_failed: AtomicBool,
-    /// The partitions of `topic` this member owns, from the rebalance callbacks.
+    /// The topic-partitions this member owns, from the rebalance callbacks.
     assignment: Mutex<Assignment>,
 }
 
@@ -159,10 +159,16 @@ impl ClientContext for Context {
             .any(|b| b.nodeid >= 0 && b.state == "UP");
         self.shared.readiness.broker_up.store(up, Ordering::Relaxed);
         self.update_ready_gauge();
-        if let Some(topic) = stats.topics.get(&self.shared.topic) {
+        let mut sink = pipeline::lock(&self.shared.sink);
+        let mut changed = false;
+        for (name, topic) in &stats.topics {
+            // Only topics a rebalance gave us (interned then); statistics may also list a
+            // topic just revoked or one only known from metadata.
+            let Some(id) = sink.topics.get(name) else {
+                continue;
+            };
             // Partitions whose position reached the broker's high watermark (nothing unread):
             // the watermark minimum need not wait for them (src/watermark.rs).
-            let mut drained = Vec::new();
             for p in topic.partitions.values() {
                 // -1 is librdkafka's internal UA partition; only partitions we fetch count.
                 if p.partition < 0 || !p.desired || p.hi_offset < 0 {
@@ -174,36 +180,48 @@ impl ClientContext for Context {
                     p.committed_offset
                 } else {
                     // No position yet: drained only if the partition holds no message at all.
-                    drained.push((p.partition, p.lo_offset == p.hi_offset));
+                    let tp = TopicPartition {
+                        topic: id,
+                        partition: p.partition,
+                    };
+                    changed |= sink.watermarks.drained(tp, p.lo_offset == p.hi_offset);
                     continue;
                 };
-                drained.push((p.partition, position >= p.hi_offset));
+                let tp = TopicPartition {
+                    topic: id,
+                    partition: p.partition,
+                };
+                changed |= sink.watermarks.drained(tp, position >= p.hi_offset);
                 self.shared
                     .metrics
                     .consumer_lag
-                    .with_label_values(&[&p.partition.to_string()])
+                    .with_label_values(&[name, &p.partition.to_string()])
                     .set((p.hi_offset - position).max(0));
             }
-            let mut sink = pipeline::lock(&self.shared.sink);
-            let mut changed = false;
-            for (partition, is_drained) in drained {
-                changed |= sink.watermarks.drained(partition, is_drained);
-            }
-            if changed {
-                sink.publish_watermark(&self.shared.metrics);
-            }
+        }
+        if changed {
+            sink.publish_watermark(&self.shared.metrics);
         }
     }
 }
 
 impl Context {
-    /// The partitions of our topic in a rebalance callback's list.
-    fn topic_partitions(&self, tpl: &TopicPartitionList) -> Vec<i32> {
+    /// The topic-partitions of a rebalance callback's list (every subscribed topic: a list or
+    /// a `^regex` subscription hands out partitions of several), interned in `sink`.
+    fn topic_partitions(sink: &mut Sink, tpl: &TopicPartitionList) -> Vec<TopicPartition> {
         tpl.elements()
             .iter()
-            .filter(|e| e.topic() == self.shared.topic)
-            .map(|e| e.partition())
+            .map(|e| sink.topics.key(e.topic(), e.partition()))
             .collect()
+    }
+
+    /// Drop the lag series of `tp` (no longer ours: another member reports it).
+    fn remove_lag(&self, sink: &Sink, tp: TopicPartition) {
+        let _ = self
+            .shared
+            .metrics
+            .consumer_lag
+            .remove_label_values(&[&**sink.topics.name(tp.topic), &tp.partition.to_string()]);
     }
 
     fn lock_assignment(&self) -> std::sync::MutexGuard<'_, Assignment> {
@@ -241,32 +259,30 @@ impl ConsumerContext for Context {
             return;
         };
         let protocol = assignment::Protocol::from(consumer.rebalance_protocol());
-        let partitions = self.topic_partitions(revoked);
+        let mut sink = pipeline::lock(&self.shared.sink);
+        let partitions = Self::topic_partitions(&mut sink, revoked);
         tracing::info!(
-            ?partitions,
+            partitions = %describe(&sink, &partitions),
             ?protocol,
             "partitions revoked: committing their offsets"
         );
         // Commit what we logged for the revoked partitions before another member takes them.
-        let mut sink = pipeline::lock(&self.shared.sink);
         if let Err(err) = sink.event_log.flush_durable() {
             // Not durable: do not commit; the next owner re-reads (duplicates, no loss).
             self.shared.metrics.event_log_errors.inc();
             tracing::error!(error = %err, "event log flush failed on revoke; offsets not committed");
         } else {
-            let offsets = partitions
-                .iter()
-                .filter_map(|p| sink.pending.get(p).map(|next| (*p, *next)));
-            commit_offsets(consumer, &self.shared.topic, offsets, CommitMode::Sync);
+            let offsets = sink.named(
+                partitions
+                    .iter()
+                    .filter_map(|p| sink.pending.get(p).map(|next| (*p, *next))),
+            );
+            commit_offsets(consumer, offsets, CommitMode::Sync);
         }
         for p in &partitions {
             sink.pending.remove(p);
             sink.syncing.remove(p);
-            let _ = self
-                .shared
-                .metrics
-                .consumer_lag
-                .remove_label_values(&[&p.to_string()]);
+            self.remove_lag(&sink, *p);
         }
         // Under cooperative rebalancing only the listed partitions go; the rest stay ours.
         let mut owned = self.lock_assignment();
@@ -278,14 +294,14 @@ impl ConsumerContext for Context {
         match rebalance {
             Rebalance::Assign(tpl) => {
                 let protocol = assignment::Protocol::from(consumer.rebalance_protocol());
-                let partitions = self.topic_partitions(tpl);
                 let mut sink = pipeline::lock(&self.shared.sink);
+                let partitions = Self::topic_partitions(&mut sink, tpl);
                 let mut owned = self.lock_assignment();
                 owned.assign(protocol, &partitions);
                 tracing::info!(
-                    ?partitions,
+                    partitions = %describe(&sink, &partitions),
                     ?protocol,
-                    assignment = ?owned.partitions(),
+                    assignment = %describe(&sink, &owned.partitions()),
                     "partitions assigned"
                 );
                 self.apply_assignment(&owned, &mut sink);
@@ -295,14 +311,14 @@ impl ConsumerContext for Context {
                 // rdkafka has just unassigned (eager: everything; cooperative: a list we are
                 // not shown): take the assignment from librdkafka itself.
                 tracing::error!(error = %err, "rebalance error");
+                let mut sink = pipeline::lock(&self.shared.sink);
                 let partitions = match consumer.assignment() {
-                    Ok(tpl) => self.topic_partitions(&tpl),
+                    Ok(tpl) => Self::topic_partitions(&mut sink, &tpl),
                     Err(err) => {
                         tracing::warn!(error = %err, "cannot read the assignment after a rebalance error");
                         Vec::new()
                     }
                 };
-                let mut sink = pipeline::lock(&self.shared.sink);
                 let mut owned = self.lock_assignment();
                 let before = owned.partitions();
                 owned.set(&partitions);
@@ -312,11 +328,7 @@ impl ConsumerContext for Context {
                 let dropped = sink.retain_owned(&partitions);
                 for p in before.iter().chain(&dropped) {
                     if !partitions.contains(p) {
-                        let _ = self
-                            .shared
-                            .metrics
-                            .consumer_lag
-                            .remove_label_values(&[&p.to_string()]);
+                        self.remove_lag(&sink, *p);
                     }
                 }
                 self.apply_assignment(&owned, &mut sink);
@@ -414,10 +426,10 @@ async fn consume(
         log_fs,
     )?;
     let sink = Arc::new(Mutex::new(Sink::new(event_log)));
+    let subscription = crate::topics::parse(&args.topic)?;
     let shared = Arc::new(Shared {
         metrics: metrics.clone(),
         readiness,
-        topic: args.topic.clone(),
         sink: sink.clone(),
         commit_failed: AtomicBool::new(false),
         assignment: Mutex::new(Assignment::default()),
@@ -429,9 +441,12 @@ async fn consume(
         .map_err(|e| {
             anyhow::anyhow!("cannot create the Kafka consumer for {}: {e}", args.brokers)
         })?;
+    // Names and `^` patterns alike: librdkafka matches the patterns against the cluster's
+    // topics and re-checks every topic.metadata.refresh.interval.ms (src/topics.rs).
+    let entries: Vec<&str> = subscription.iter().map(String::as_str).collect();
     consumer
-        .subscribe(&[&args.topic])
-        .map_err(|e| anyhow::anyhow!("cannot subscribe to topic {}: {e}", args.topic))?;
+        .subscribe(&entries)
+        .map_err(|e| anyhow::anyhow!("cannot subscribe to --topic {:?}: {e}", args.topic))?;
     let dead_letter = dead_letter_producer(args)?;
     tracing::info!(brokers = %args.brokers, topic = %args.topic, group = %args.group, "consuming");
 
@@ -584,6 +599,21 @@ async fn consume(
     result
 }
 
+/// `topic[partition]` for each key, for the rebalance log lines (`app_cdc[0], app_cdc[1]`).
+fn describe(sink: &Sink, partitions: &[TopicPartition]) -> String {
+    let mut out = String::new();
+    for (i, tp) in partitions.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(sink.topics.name(tp.topic));
+        out.push('[');
+        out.push_str(&tp.partition.to_string());
+        out.push(']');
+    }
+    out
+}
+
 /// The one loud error line of a failed event-log sync: the file, the errno, what happens next.
 fn report_sync_failure(shared: &Shared, err: &anyhow::Error) {
     shared.metrics.event_log_errors.inc();
@@ -703,9 +733,9 @@ fn finish_commit(
         let mut sink = pipeline::lock(&shared.sink);
         let offsets = std::mem::take(&mut sink.syncing);
         synced?;
-        offsets
+        sink.named(offsets)
     };
-    commit_offsets(consumer, &shared.topic, offsets, CommitMode::Async);
+    commit_offsets(consumer, offsets, CommitMode::Async);
     Ok(())
 }
 
@@ -713,7 +743,7 @@ fn finish_commit(
 /// write error commits nothing (the events are read again after the restart); a sync failure
 /// is returned, so the process exits non-zero.
 fn commit_at_shutdown(consumer: &StreamConsumer<Context>, shared: &Shared) -> anyhow::Result<()> {
-    let offsets: Vec<(i32, i64)> = {
+    let offsets = {
         let mut sink = pipeline::lock(&shared.sink);
         let retry = shared.commit_failed.swap(false, Ordering::Relaxed);
         if !sink.dirty && !retry {
@@ -728,24 +758,23 @@ fn commit_at_shutdown(consumer: &StreamConsumer<Context>, shared: &Shared) -> an
             return Ok(());
         }
         sink.dirty = false;
-        sink.pending.iter().map(|(p, next)| (*p, *next)).collect()
+        sink.named(sink.pending.iter().map(|(p, next)| (*p, *next)))
     };
-    commit_offsets(consumer, &shared.topic, offsets, CommitMode::Sync);
+    commit_offsets(consumer, offsets, CommitMode::Sync);
     Ok(())
 }
 
-/// Commit the next offset to read per partition of `topic`. Never fatal: a failure is recorded
-/// (metric, retry at the next tick, log). Async results arrive in `commit_callback`; a
-/// synchronous result, and an error raised at once, are recorded here.
+/// Commit the next offset to read per (topic, partition), all topics in one list. Never fatal:
+/// a failure is recorded (metric, retry at the next tick, log). Async results arrive in
+/// `commit_callback`; a synchronous result, and an error raised at once, are recorded here.
 fn commit_offsets<C: Consumer<Context>>(
     consumer: &C,
-    topic: &str,
-    offsets: impl IntoIterator<Item = (i32, i64)>,
+    offsets: Vec<(Arc<str>, i32, i64)>,
     mode: CommitMode,
 ) {
     let mut tpl = TopicPartitionList::new();
-    for (partition, next) in offsets {
-        let _ = tpl.add_partition_offset(topic, partition, Offset::Offset(next));
+    for (topic, partition, next) in offsets {
+        let _ = tpl.add_partition_offset(&topic, partition, Offset::Offset(next));
     }
     if tpl.count() == 0 {
         return;

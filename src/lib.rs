@@ -23,4 +23,5 @@ pub mod schema_registry;
 pub mod shutdown;
 pub mod smoke;
 pub mod ticdc_api;
+pub mod topics;
 pub mod watermark;

@@ -134,7 +134,9 @@ impl Metrics {
                         "cdc_kafka_consumer_lag_messages",
                         "Partition high watermark minus the consumer position.",
                     ),
-                    &["partition"],
+                    // `topic` added to DESIGN.md's `partition`: with --topic a list or a
+                    // ^regex, partition 0 of two topics are two series.
+                    &["topic", "partition"],
                 )?,
             )?,
             messages: register(
@@ -411,7 +413,7 @@ mod tests {
         let mut c = EventCounters::new(&m);
         c.row("app", "users", RowOp::Insert);
         c.ddl("app", "users", "CREATE");
-        m.consumer_lag.with_label_values(&["0"]).set(3);
+        m.consumer_lag.with_label_values(&["app_cdc", "0"]).set(3);
         let t = text(&m);
         for name in [
             "cdc_events_total{db=\"app\",op=\"insert\",table=\"users\"} 1",
@@ -420,7 +422,7 @@ mod tests {
             "cdcmon_watermark_partitions_waiting 0",
             "cdcmon_ddl_broadcast_copies_total 0",
             "cdc_decode_errors_total{reason=\"invalid_json\"} 0",
-            "cdc_kafka_consumer_lag_messages{partition=\"0\"} 3",
+            "cdc_kafka_consumer_lag_messages{partition=\"0\",topic=\"app_cdc\"} 3",
             "cdcmon_build_info{version=\"",
             "process_resident_memory_bytes",
         ] {

@@ -11,14 +11,17 @@ use crate::event::{ChangeEvent, EventKind};
 use crate::eventlog::{EventLog, KafkaPosition};
 use crate::metrics::{EventCounters, Metrics};
 use crate::protocol::{DecodeError, Decoder};
+use crate::topics::{TopicPartition, Topics};
 use crate::watermark::{WatermarkTracker, expects_watermarks, is_ddl_broadcast_copy};
 
 /// State the consume loop and the rebalance callback share.
 pub struct Sink {
     pub event_log: EventLog,
-    /// Next offset to commit per partition: set only after the message's events are logged and
-    /// counted (at-least-once).
-    pub pending: HashMap<i32, i64>,
+    /// The topic names the keys below refer to (`--topic` may select several).
+    pub topics: Topics,
+    /// Next offset to commit per (topic, partition): set only after the message's events are
+    /// logged and counted (at-least-once).
+    pub pending: HashMap<TopicPartition, i64>,
     /// `pending` changed since the last commit.
     pub dirty: bool,
     /// Watermark progress of the assigned partitions (`src/watermark.rs`).
@@ -26,13 +29,14 @@ pub struct Sink {
     /// Offsets whose lines were handed to the OS and await the `fdatasync` running off the loop;
     /// committed when it succeeds. A revoke drops its partitions from here (it commits them
     /// itself), so a late sync never commits a partition this member no longer owns.
-    pub syncing: HashMap<i32, i64>,
+    pub syncing: HashMap<TopicPartition, i64>,
 }
 
 impl Sink {
     pub fn new(event_log: EventLog) -> Self {
         Sink {
             event_log,
+            topics: Topics::new(),
             pending: HashMap::new(),
             dirty: false,
             watermarks: WatermarkTracker::new(),
@@ -44,8 +48,8 @@ impl Sink {
     /// return those partitions, sorted. After a rebalance error librdkafka has unassigned
     /// partitions without a revoke callback; committing their stale offsets later would rewind
     /// the member that owns them now (duplicates for it).
-    pub fn retain_owned(&mut self, owned: &[i32]) -> Vec<i32> {
-        let mut dropped: Vec<i32> = self
+    pub fn retain_owned(&mut self, owned: &[TopicPartition]) -> Vec<TopicPartition> {
+        let mut dropped: Vec<TopicPartition> = self
             .pending
             .keys()
             .chain(self.syncing.keys())
@@ -57,6 +61,18 @@ impl Sink {
         self.pending.retain(|p, _| owned.contains(p));
         self.syncing.retain(|p, _| owned.contains(p));
         dropped
+    }
+
+    /// `offsets` with their topic names, ready for a commit (which may happen after the lock
+    /// is released).
+    pub fn named(
+        &self,
+        offsets: impl IntoIterator<Item = (TopicPartition, i64)>,
+    ) -> Vec<(Arc<str>, i32, i64)> {
+        offsets
+            .into_iter()
+            .map(|(tp, next)| (self.topics.name(tp.topic).clone(), tp.partition, next))
+            .collect()
     }
 
     /// Export what the watermark state says now (after a watermark, new data or a rebalance).
@@ -143,6 +159,7 @@ impl Pipeline {
         // the message does not double-count. All of the message's lines go in one go: a failure
         // takes none of them, so a retry never writes a line twice. A broadcast DDL copy is
         // logged from partition 0 only (`is_ddl_broadcast_copy`), as it is counted.
+        let tp = sink.topics.key(pos.topic, pos.partition);
         sink.event_log.write_message(
             events
                 .iter()
@@ -151,7 +168,7 @@ impl Pipeline {
             now_ms,
         )?;
         for ev in &events {
-            count(counters, metrics, ev, &mut sink, pos.partition, now_ms);
+            count(counters, metrics, ev, &mut sink, tp, now_ms);
             if let Some(ck) = &ev.checksum {
                 crate::checksum::observe(metrics, ev, ck, pos, key);
             }
@@ -169,7 +186,9 @@ impl Pipeline {
                 "events of a batch could not be decoded; the others are kept"
             );
         }
-        mark_done(&mut sink, pos);
+        // The key found above: one topic lookup per message.
+        sink.pending.insert(tp, pos.offset + 1);
+        sink.dirty = true;
         Ok(Outcome::Processed {
             events: events.len(),
         })
@@ -190,9 +209,10 @@ impl Pipeline {
     }
 }
 
-/// The message at `pos` is handled: its partition's next offset may be committed.
+/// The message at `pos` is handled: its topic-partition's next offset may be committed.
 fn mark_done(sink: &mut Sink, pos: &KafkaPosition<'_>) {
-    sink.pending.insert(pos.partition, pos.offset + 1);
+    let tp = sink.topics.key(pos.topic, pos.partition);
+    sink.pending.insert(tp, pos.offset + 1);
     sink.dirty = true;
 }
 
@@ -201,12 +221,12 @@ fn count(
     metrics: &Metrics,
     ev: &ChangeEvent<'_>,
     sink: &mut Sink,
-    partition: i32,
+    tp: TopicPartition,
     now_ms: i64,
 ) {
     match ev.kind {
         EventKind::Row | EventKind::Ddl => {
-            if sink.watermarks.data(partition, expects_watermarks(ev)) {
+            if sink.watermarks.data(tp, expects_watermarks(ev)) {
                 sink.publish_watermark(metrics);
             }
         }
@@ -225,7 +245,10 @@ fn count(
                 }
             }
         }
-        EventKind::Ddl if is_ddl_broadcast_copy(ev, partition) => {
+        // Partition 0 *of each topic*: TiCDC sends a DDL to one topic, its table's (the default
+        // topic for schema-level DDL), so that topic's partition 0 holds the one counted copy
+        // (tiflow `release-8.5` `mq_ddl_sink.go` `WriteDDLEvent` → `GetTopicForDDL`).
+        EventKind::Ddl if is_ddl_broadcast_copy(ev, tp.partition) => {
             // Handled (its offset is committed), counted once from partition 0.
             metrics.ddl_broadcast_copies.inc();
         }
@@ -239,7 +262,7 @@ fn count(
         EventKind::Watermark => {
             metrics.watermarks.inc();
             if let Some(ts) = ev.commit_ts {
-                sink.watermarks.watermark(partition, ts);
+                sink.watermarks.watermark(tp, ts);
                 sink.publish_watermark(metrics);
             }
         }
@@ -269,16 +292,45 @@ mod tests {
     fn retain_owned_forgets_offsets_of_partitions_no_longer_owned() {
         let log = EventLog::open("-", LogOptions::default()).expect("stdout event log");
         let mut sink = Sink::new(log);
-        sink.pending.extend([(0, 10), (1, 20), (2, 30)]);
-        sink.syncing.extend([(1, 19), (3, 40)]);
+        let [a0, a1, a2, a3] = [0, 1, 2, 3].map(|p| sink.topics.key("app_cdc", p));
+        let b1 = sink.topics.key("other_topic", 1);
+        sink.pending.extend([(a0, 10), (a1, 20), (a2, 30), (b1, 5)]);
+        sink.syncing.extend([(a1, 19), (a3, 40)]);
 
-        let dropped = sink.retain_owned(&[0, 2]);
+        let dropped = sink.retain_owned(&[a0, a2, b1]);
 
-        assert_eq!(dropped, vec![1, 3]);
-        assert_eq!(sink.pending, HashMap::from([(0, 10), (2, 30)]));
+        assert_eq!(dropped, vec![a1, a3]);
+        assert_eq!(sink.pending, HashMap::from([(a0, 10), (a2, 30), (b1, 5)]));
         assert!(sink.syncing.is_empty(), "left: {:?}", sink.syncing);
+        // Partition 1 of the other topic is not partition 1 of app_cdc.
+        assert_eq!(sink.retain_owned(&[a0, a2, a1]), vec![b1]);
         // Losing everything (an eager rebalance error) leaves nothing to commit.
-        assert_eq!(sink.retain_owned(&[]), vec![0, 2]);
+        assert_eq!(sink.retain_owned(&[]), vec![a0, a2]);
         assert!(sink.pending.is_empty());
+    }
+
+    #[test]
+    fn offsets_of_the_same_partition_in_two_topics_are_kept_apart() {
+        let log = EventLog::open("-", LogOptions::default()).expect("stdout event log");
+        let mut sink = Sink::new(log);
+        for (topic, offset) in [("tidb_app_users", 99), ("tidb_app_orders", 2)] {
+            mark_done(
+                &mut sink,
+                &KafkaPosition {
+                    topic,
+                    partition: 0,
+                    offset,
+                },
+            );
+        }
+        let mut named = sink.named(sink.pending.clone());
+        named.sort();
+        assert_eq!(
+            named,
+            vec![
+                (Arc::from("tidb_app_orders"), 0, 3),
+                (Arc::from("tidb_app_users"), 0, 100)
+            ]
+        );
     }
 }

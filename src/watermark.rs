@@ -27,10 +27,19 @@
 //! `cdcmon_watermark_partitions_waiting` (alert `CdcWatermarkMissing`), while a protocol that
 //! never sends them (classic debezium, canal-json without the TiDB extension) is not.
 //!
-//! The state is a `Vec` indexed by partition number: the per-event update is an index and two
-//! flag checks, no hashing (partition numbers are small and dense).
+//! With several topics (`--topic` a list or a `^regex`, src/topics.rs) every assigned
+//! (topic, partition) is one entry of the minimum: TiCDC broadcasts each checkpoint to every
+//! partition of every topic it writes (tiflow `release-8.5`
+//! `d94457526fcccdb236c14d7fa53e3ca3a9f9914e` `cdc/sink/ddlsink/mq/mq_ddl_sink.go`
+//! `WriteCheckpointTs`: `SyncBroadcastMessage` to each of `eventRouter.GetActiveTopics`), so the rules above apply to each
+//! topic-partition alike.
+//!
+//! The state is a `Vec` per interned topic indexed by partition number: the per-event update is
+//! two indexes and two flag checks, no hashing (topic ids and partition numbers are small and
+//! dense).
 
 use crate::event::{ChangeEvent, EventKind, Protocol};
+use crate::topics::TopicPartition;
 
 #[derive(Debug, Clone, Copy, Default)]
 struct PartitionProgress {
@@ -46,10 +55,11 @@ struct PartitionProgress {
     drained: bool,
 }
 
-/// Per-partition watermark progress of the partitions assigned to this consumer.
+/// Per-partition watermark progress of the topic-partitions assigned to this consumer.
 #[derive(Debug, Default)]
 pub struct WatermarkTracker {
-    partitions: Vec<PartitionProgress>,
+    /// Indexed by [`crate::topics::TopicId`], then by partition number.
+    topics: Vec<Vec<PartitionProgress>>,
 }
 
 /// Whether the protocol of `ev` always sends watermarks on every partition, as TiCDC
@@ -84,36 +94,46 @@ fn index(partition: i32) -> Option<usize> {
         .filter(|&i| i < MAX_PARTITIONS)
 }
 
+/// The progress of `tp`, if it has a slot.
+fn get(topics: &[Vec<PartitionProgress>], tp: TopicPartition) -> Option<&PartitionProgress> {
+    topics.get(tp.topic.index())?.get(index(tp.partition)?)
+}
+
 impl WatermarkTracker {
     pub fn new() -> Self {
         Self::default()
     }
 
-    fn slot(&mut self, partition: i32) -> Option<&mut PartitionProgress> {
-        let i = index(partition)?;
-        if i >= self.partitions.len() {
-            self.partitions.resize(i + 1, PartitionProgress::default());
+    fn slot(&mut self, tp: TopicPartition) -> Option<&mut PartitionProgress> {
+        let i = index(tp.partition)?;
+        let t = tp.topic.index();
+        if t >= self.topics.len() {
+            self.topics.resize(t + 1, Vec::new());
         }
-        let p = &mut self.partitions[i];
+        let partitions = &mut self.topics[t];
+        if i >= partitions.len() {
+            partitions.resize(i + 1, PartitionProgress::default());
+        }
+        let p = &mut partitions[i];
         // A message proves the partition is ours even without a rebalance callback (manual
         // assignment, the benchmark feeding the pipeline from memory).
         p.assigned = true;
         Some(p)
     }
 
-    /// A row or DDL event arrived on `partition`. Returns true when this changed what the
+    /// A row or DDL event arrived on `tp`. Returns true when this changed what the
     /// minimum or the waiting count can be (first data, or first data that expects
     /// watermarks), so the caller recomputes only then.
     #[inline]
-    pub fn data(&mut self, partition: i32, expects: bool) -> bool {
-        if let Some(p) = index(partition).and_then(|i| self.partitions.get(i))
+    pub fn data(&mut self, tp: TopicPartition, expects: bool) -> bool {
+        if let Some(p) = get(&self.topics, tp)
             && p.assigned
             && p.data
             && (p.expects || !expects)
         {
             return false; // the common case: nothing new
         }
-        let Some(p) = self.slot(partition) else {
+        let Some(p) = self.slot(tp) else {
             return false;
         };
         p.data = true;
@@ -121,19 +141,21 @@ impl WatermarkTracker {
         true
     }
 
-    /// A watermark arrived on `partition`.
-    pub fn watermark(&mut self, partition: i32, ts: u64) {
-        if let Some(p) = self.slot(partition) {
+    /// A watermark arrived on `tp`.
+    pub fn watermark(&mut self, tp: TopicPartition, ts: u64) {
+        if let Some(p) = self.slot(tp) {
             p.watermark = Some(p.watermark.map_or(ts, |w| w.max(ts)));
         }
     }
 
     /// From librdkafka's statistics: whether the consumer's position on an assigned
-    /// `partition` has reached the broker's high watermark. Returns true when this changed
+    /// `tp` has reached the broker's high watermark. Returns true when this changed
     /// what the minimum can be. Unassigned partitions are ignored (statistics may lag a
     /// revoke).
-    pub fn drained(&mut self, partition: i32, drained: bool) -> bool {
-        match index(partition).and_then(|i| self.partitions.get_mut(i)) {
+    pub fn drained(&mut self, tp: TopicPartition, drained: bool) -> bool {
+        let slot =
+            index(tp.partition).and_then(|i| self.topics.get_mut(tp.topic.index())?.get_mut(i));
+        match slot {
             Some(p) if p.assigned && p.drained != drained => {
                 p.drained = drained;
                 // Only a partition without data or watermark is affected by it.
@@ -145,31 +167,40 @@ impl WatermarkTracker {
 
     /// The assignment changed: keep progress of partitions still assigned, start the new ones
     /// fresh (they may have moved from another member: their past is not ours), forget the rest.
-    pub fn set_assigned(&mut self, assigned: &[i32]) {
-        let mut next = vec![PartitionProgress::default(); self.partitions.len()];
-        for &partition in assigned {
-            let Some(i) = index(partition) else {
+    pub fn set_assigned(&mut self, assigned: &[TopicPartition]) {
+        let mut next: Vec<Vec<PartitionProgress>> = self
+            .topics
+            .iter()
+            .map(|ps| vec![PartitionProgress::default(); ps.len()])
+            .collect();
+        for &tp in assigned {
+            let Some(i) = index(tp.partition) else {
                 continue;
             };
-            if i >= next.len() {
-                next.resize(i + 1, PartitionProgress::default());
+            let t = tp.topic.index();
+            if t >= next.len() {
+                next.resize(t + 1, Vec::new());
             }
-            let kept = self.partitions.get(i).copied().unwrap_or_default();
-            next[i] = if kept.assigned {
+            if i >= next[t].len() {
+                next[t].resize(i + 1, PartitionProgress::default());
+            }
+            let kept = get(&self.topics, tp).copied().unwrap_or_default();
+            let slot = &mut next[t][i];
+            *slot = if kept.assigned {
                 kept
             } else {
                 PartitionProgress::default()
             };
-            next[i].assigned = true;
+            slot.assigned = true;
         }
-        self.partitions = next;
+        self.topics = next;
     }
 
     fn assigned(&self) -> impl Iterator<Item = &PartitionProgress> {
-        self.partitions.iter().filter(|p| p.assigned)
+        self.topics.iter().flatten().filter(|p| p.assigned)
     }
 
-    /// The minimum watermark over the assigned partitions, leaving out only drained ones that
+    /// The minimum watermark over the assigned topic-partitions, leaving out only drained ones that
     /// delivered nothing; `None` while no watermark arrived or any other assigned partition
     /// has none yet.
     pub fn min(&self) -> Option<u64> {
@@ -213,18 +244,28 @@ pub fn is_ddl_broadcast_copy(ev: &ChangeEvent<'_>, partition: i32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::topics::Topics;
+
+    /// Partition `p` of the first topic.
+    fn tp(p: i32) -> TopicPartition {
+        Topics::new().key("app_cdc", p)
+    }
+
+    fn tps(ps: &[i32]) -> Vec<TopicPartition> {
+        ps.iter().map(|&p| tp(p)).collect()
+    }
 
     #[test]
     fn no_minimum_before_any_watermark() {
         let mut t = WatermarkTracker::new();
         assert_eq!(t.min(), None);
-        t.set_assigned(&[0, 1, 2]);
+        t.set_assigned(&tps(&[0, 1, 2]));
         assert_eq!(
             t.min(),
             None,
             "assigned partitions without watermarks are not 0"
         );
-        t.data(1, true);
+        t.data(tp(1), true);
         assert_eq!(t.min(), None);
         assert_eq!(t.waiting(), 1);
     }
@@ -234,69 +275,72 @@ mod tests {
         // Partition 1's backlog (or its unreachable leader) has delivered nothing yet: the
         // watermark of partition 0 says nothing about it.
         let mut t = WatermarkTracker::new();
-        t.set_assigned(&[0, 1]);
-        t.watermark(0, 100);
+        t.set_assigned(&tps(&[0, 1]));
+        t.watermark(tp(0), 100);
         assert_eq!(t.min(), None);
         // Statistics: partition 1's position is at its high watermark, nothing unread, and it
         // never delivered anything (beyond TiCDC's partition-num): it holds nothing back.
-        assert!(t.drained(1, true));
-        assert!(!t.drained(1, true), "no change");
+        assert!(t.drained(tp(1), true));
+        assert!(!t.drained(tp(1), true), "no change");
         assert_eq!(t.min(), Some(100));
         // New messages on it: held back again until they are read.
-        assert!(t.drained(1, false));
+        assert!(t.drained(tp(1), false));
         assert_eq!(t.min(), None);
         // Statistics for a partition not assigned (a lagging report after a revoke): ignored.
-        assert!(!t.drained(7, true));
+        assert!(!t.drained(tp(7), true));
         // Once a partition has data, being drained does not excuse a missing watermark.
-        t.drained(1, true);
-        t.data(1, true);
+        t.drained(tp(1), true);
+        t.data(tp(1), true);
         assert_eq!(t.min(), None);
-        assert!(!t.drained(1, false), "a partition with data is unaffected");
-        t.watermark(1, 90);
+        assert!(
+            !t.drained(tp(1), false),
+            "a partition with data is unaffected"
+        );
+        t.watermark(tp(1), 90);
         assert_eq!(t.min(), Some(90));
     }
 
     #[test]
     fn a_data_partition_without_watermark_withholds_the_minimum() {
         let mut t = WatermarkTracker::new();
-        t.set_assigned(&[0, 1, 2]);
-        t.watermark(0, 100);
+        t.set_assigned(&tps(&[0, 1, 2]));
+        t.watermark(tp(0), 100);
         // Partitions 1 and 2 have neither data nor watermark and nothing unread: they hold
         // nothing back.
-        t.drained(1, true);
-        t.drained(2, true);
+        t.drained(tp(1), true);
+        t.drained(tp(2), true);
         assert_eq!(t.min(), Some(100));
         // Partition 1 delivers rows: its watermark is unknown, so 100 could be ahead of it.
-        assert!(t.data(1, true));
-        assert!(!t.data(1, true), "second row: nothing new");
+        assert!(t.data(tp(1), true));
+        assert!(!t.data(tp(1), true), "second row: nothing new");
         assert_eq!(t.min(), None);
         assert_eq!(t.waiting(), 1);
-        t.watermark(1, 90);
+        t.watermark(tp(1), 90);
         assert_eq!(t.min(), Some(90));
         assert_eq!(t.waiting(), 0);
-        t.watermark(1, 120);
+        t.watermark(tp(1), 120);
         assert_eq!(t.min(), Some(100));
         // Watermarks never go back.
-        t.watermark(0, 50);
+        t.watermark(tp(0), 50);
         assert_eq!(t.min(), Some(100));
     }
 
     #[test]
     fn revoke_drops_a_partition_and_reassign_starts_it_fresh() {
         let mut t = WatermarkTracker::new();
-        t.set_assigned(&[0, 1]);
-        t.watermark(0, 100);
-        t.watermark(1, 10);
+        t.set_assigned(&tps(&[0, 1]));
+        t.watermark(tp(0), 100);
+        t.watermark(tp(1), 10);
         assert_eq!(t.min(), Some(10));
         // Partition 1 revoked: its old watermark leaves the minimum.
-        t.set_assigned(&[0]);
+        t.set_assigned(&tps(&[0]));
         assert_eq!(t.min(), Some(100));
         // Assigned again (moved back from another member): its old watermark is not reused.
-        t.set_assigned(&[0, 1]);
-        t.data(1, true);
+        t.set_assigned(&tps(&[0, 1]));
+        t.data(tp(1), true);
         assert_eq!(t.min(), None);
         // Everything revoked: nothing to report.
-        t.set_assigned(&[]);
+        t.set_assigned(&tps(&[]));
         assert_eq!(t.min(), None);
         assert_eq!(t.waiting(), 0);
     }
@@ -304,11 +348,11 @@ mod tests {
     #[test]
     fn protocols_without_watermarks_are_not_waiting() {
         let mut t = WatermarkTracker::new();
-        t.data(0, false); // classic debezium rows
+        t.data(tp(0), false); // classic debezium rows
         assert_eq!(t.waiting(), 0);
         assert_eq!(t.min(), None);
         assert!(
-            t.data(0, true),
+            t.data(tp(0), true),
             "first data that expects watermarks is news"
         );
         assert_eq!(t.waiting(), 1);
@@ -317,10 +361,36 @@ mod tests {
     #[test]
     fn negative_partitions_are_ignored() {
         let mut t = WatermarkTracker::new();
-        assert!(!t.data(-1, true));
-        t.watermark(-1, 5);
-        t.watermark(i32::MAX, 5);
-        t.set_assigned(&[-3, i32::MAX]);
+        assert!(!t.data(tp(-1), true));
+        t.watermark(tp(-1), 5);
+        t.watermark(tp(i32::MAX), 5);
+        t.set_assigned(&tps(&[-3, i32::MAX]));
         assert_eq!(t.min(), None);
+    }
+
+    #[test]
+    fn the_minimum_spans_every_topic_and_partition_numbers_do_not_collide() {
+        let mut topics = Topics::new();
+        let users0 = topics.key("tidb_app_users", 0);
+        let users1 = topics.key("tidb_app_users", 1);
+        let orders0 = topics.key("tidb_app_orders", 0);
+        let mut t = WatermarkTracker::new();
+        t.set_assigned(&[users0, users1, orders0]);
+        t.watermark(users0, 300);
+        t.watermark(users1, 200);
+        assert_eq!(t.min(), None, "partition 0 of orders has not been read yet");
+        // Partition 0 of orders is not partition 0 of users: its own watermark counts.
+        t.watermark(orders0, 100);
+        assert_eq!(t.min(), Some(100));
+        t.watermark(orders0, 400);
+        assert_eq!(t.min(), Some(200));
+        // Rows on orders p0 do not disturb users p0 (and the reverse).
+        assert!(t.data(orders0, true));
+        assert_eq!(t.min(), Some(200));
+        // Revoking partition 0 of users keeps partition 0 of orders.
+        t.set_assigned(&[users1, orders0]);
+        assert_eq!(t.min(), Some(200));
+        t.set_assigned(&[orders0]);
+        assert_eq!(t.min(), Some(400));
     }
 }

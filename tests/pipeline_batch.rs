@@ -59,7 +59,10 @@ fn a_bad_event_does_not_drop_its_batch() {
         .unwrap_or_else(|| panic!("no insert series in\n{text}"));
     assert!(inserts.ends_with(" 2"), "{inserts}");
     // The message is done: its next offset awaits commit.
-    assert_eq!(pipeline::lock(&sink).pending.get(&0), Some(&42));
+    let mut guard = pipeline::lock(&sink);
+    let tp = guard.topics.key(pos.topic, 0);
+    assert_eq!(guard.pending.get(&tp), Some(&42));
+    drop(guard);
     pipeline::lock(&sink)
         .event_log
         .flush_durable()

@@ -130,8 +130,23 @@ pub fn canal_rows(n: usize, partitions: i32) -> Vec<Msg> {
         .collect()
 }
 
-/// Committed offsets of `group` for partitions `0..partitions` (a fresh, unsubscribed client).
+/// Committed offsets of `group` for partitions `0..partitions` of `TOPIC` (a fresh,
+/// unsubscribed client); a partition without a commit reads as 0.
 pub fn committed(brokers: &str, group: &str, partitions: i32) -> BTreeMap<i32, i64> {
+    committed_in(brokers, group, TOPIC, partitions)
+        .into_iter()
+        .map(|(p, off)| (p, off.max(0)))
+        .collect()
+}
+
+/// Committed offsets of `group` for partitions `0..partitions` of `topic`; -1 where the group
+/// never committed (so "nothing committed" and "committed 0" differ).
+pub fn committed_in(
+    brokers: &str,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> BTreeMap<i32, i64> {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", group)
@@ -140,7 +155,7 @@ pub fn committed(brokers: &str, group: &str, partitions: i32) -> BTreeMap<i32, i
         .unwrap();
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
-        tpl.add_partition(TOPIC, p);
+        tpl.add_partition(topic, p);
     }
     let got = c
         .committed_offsets(tpl, Duration::from_secs(10))
@@ -151,7 +166,7 @@ pub fn committed(brokers: &str, group: &str, partitions: i32) -> BTreeMap<i32, i
         .map(|e| {
             let off = match e.offset() {
                 Offset::Offset(o) => o,
-                _ => 0,
+                _ => -1,
             };
             (e.partition(), off)
         })
