@@ -5,6 +5,9 @@
   config,
   lib,
   pkgs,
+  # nixpkgs nixos/lib/utils.nix, a module argument of every NixOS module
+  # (nixos/modules/misc/extra-arguments.nix `_module.args.utils`).
+  utils,
   ...
 }:
 let
@@ -200,22 +203,25 @@ in
       after = [ "network.target" ];
       serviceConfig = helpers.hardening // {
         Type = "exec";
+        # utils.escapeSystemdExecArgs (nixpkgs nixos/lib/utils.nix @ 0229f9ed9a89): each value
+        # JSON-quoted with `%` -> `%%` and `$` -> `$$`, so a `%` or `$` in a user-supplied URL or
+        # name reaches cdcmon as written instead of being expanded by systemd (a shell quote,
+        # lib.escapeShellArgs, does not protect against that: systemd does not run a shell).
+        # The credential argument is appended unescaped: its `%d` ($CREDENTIALS_DIRECTORY) must
+        # be expanded; only the path is on the command line, never the secret.
         ExecStart =
           if registry.url == null then
             "${exe} consume"
           else
-            lib.escapeShellArgs (
+            utils.escapeSystemdExecArgs (
               [
                 exe
                 "consume"
                 "--schema-registry-url=${registry.url}"
               ]
-              # %d is $CREDENTIALS_DIRECTORY: the path is on the command line, never the secret.
-              ++ lib.optionals registryAuth [
-                "--schema-registry-user=${registry.user}"
-                "--schema-registry-password-file=%d/schema-registry-password"
-              ]
-            );
+              ++ lib.optional registryAuth "--schema-registry-user=${registry.user}"
+            )
+            + lib.optionalString registryAuth " --schema-registry-password-file=%d/schema-registry-password";
         EnvironmentFile = envFile;
         # /var/log/cdcmon (via /var/log/private with DynamicUser); Filebeat runs as root and reads it.
         LogsDirectory = "cdcmon";
@@ -238,15 +244,17 @@ in
         Type = "oneshot";
         RemainAfterExit = true;
         LoadCredential = [ "app-password:${cfg.dbInit.appPasswordFile}" ];
-        # %d is $CREDENTIALS_DIRECTORY: only the path is on the command line, never the secret.
-        ExecStart = lib.escapeShellArgs ([
-          exe
-          "db"
-          "init"
-          "--tidb-url=${cfg.dbInit.tidbUrl}"
-          "--app-password-file=%d/app-password"
-        ]
-        ++ lib.optional cfg.dbInit.rowChecksum "--row-checksum");
+        # Values escaped for systemd (see cdcmon above); `%d` ($CREDENTIALS_DIRECTORY) left
+        # for systemd to expand: only the path is on the command line, never the secret.
+        ExecStart =
+          utils.escapeSystemdExecArgs [
+            exe
+            "db"
+            "init"
+            "--tidb-url=${cfg.dbInit.tidbUrl}"
+          ]
+          + " --app-password-file=%d/app-password"
+          + lib.optionalString cfg.dbInit.rowChecksum " --row-checksum";
         # `db init` waits for TiDB itself (CDCMON_WAIT_TIMEOUT_SECS); after that, systemd retries
         # with bounded backoff. RestartMode=direct: smoke, ordered after it, keeps waiting.
         Restart = stack.units.cdcmon-db-init.restart;
@@ -269,7 +277,8 @@ in
         LoadCredential =
           lib.optional cfg.dbInit.enable "app-password:${cfg.dbInit.appPasswordFile}"
           ++ lib.optional (cfg.smoke.grafanaPasswordFile != null) "grafana-password:${cfg.smoke.grafanaPasswordFile}";
-        ExecStart = lib.escapeShellArgs (
+        # Only fixed words and `%d` credential paths: nothing user-supplied to escape.
+        ExecStart = lib.concatStringsSep " " (
           [
             exe
             "smoke"

@@ -35,7 +35,10 @@ let
   # The URI `ensure` gets, and the protocol it names (ensure reads `protocol=` from it too).
   sinkUriOf = feed: if feed.sinkUri == null then stack.sinkUri { inherit (feed) protocol; } else feed.sinkUri;
   uriHas = re: uri: builtins.match ".*[?&]${re}([&#].*)?" uri != null;
-  isAvro = feed: uriHas "protocol=avro" (sinkUriOf feed);
+  # TiCDC lower-cases protocol= (tiflow pkg/config/sink_protocol.go:52 @ release-8.5).
+  isAvro = feed: uriHas "protocol=[aA][vV][rR][oO]" (sinkUriOf feed);
+  # Go strconv.ParseBool's true spellings: gin binds enable-tidb-extension with it.
+  goTrue = "(1|t|T|TRUE|true|True)";
   # Per changefeed: [ { assertion; message; } ], each message naming the option to set.
   feedAssertions =
     id: feed:
@@ -50,6 +53,20 @@ let
       {
         assertion = !(isAvro feed) || feed.schemaRegistry != null || uriHas "schema-registry=[^&#]+" (sinkUriOf feed);
         message = "${opt}: protocol avro needs a Confluent schema registry: set ${opt}.schemaRegistry (e.g. \"http://registry.internal:8081\"). nixpkgs has no schema-registry service, so the stack does not run one.";
+      }
+      {
+        # `ensure` refuses this before calling TiCDC (exit 3, not retried), as TiCDC would
+        # (tiflow pkg/sink/codec/common/config.go:386-396 @ release-8.5); the stack URI for
+        # protocol avro has all three, so only an own sinkUri can miss them (audit B2 #5).
+        assertion =
+          !(isAvro feed)
+          || feed.integrity.checkLevel != "correctness"
+          || (
+            uriHas "enable-tidb-extension=${goTrue}" (sinkUriOf feed)
+            && uriHas "avro-decimal-handling-mode=string" (sinkUriOf feed)
+            && uriHas "avro-bigint-unsigned-handling-mode=string" (sinkUriOf feed)
+          );
+        message = "${opt}: avro with integrity.checkLevel = \"correctness\" needs enable-tidb-extension=true, avro-decimal-handling-mode=string and avro-bigint-unsigned-handling-mode=string in ${opt}.sinkUri (TiCDC refuses the changefeed otherwise).";
       }
       {
         assertion = feed.schemaRegistry == null || isAvro feed;

@@ -123,25 +123,34 @@ pub fn init_blocking(args: &DbInitArgs, password: &str) -> anyhow::Result<InitSu
     })
 }
 
-/// Whether `SELECT VERSION()` names TiDB: TiDB answers e.g. `8.0.11-TiDB-v8.5.4` (a
-/// MySQL-compatible version, then `-TiDB-` and its own), MariaDB `10.11.6-MariaDB-0+deb12u1`,
-/// MySQL `8.0.36`.
-pub fn is_tidb_version(version: &str) -> bool {
-    version.contains("-TiDB-")
+/// Whether the answer to `SHOW GLOBAL VARIABLES LIKE 'tidb_enable_row_level_checksum'` says the
+/// server has the variable, i.e. is a TiDB that can carry row checksums. Detecting TiDB by the
+/// variable itself, not by `VERSION()`: TiDB's `server-version` config replaces the whole
+/// version string (no `-TiDB-` then), and MariaDB/MySQL answer this with no rows (audit B2 #1).
+pub fn has_row_checksum_variable(rows: &[(String, String)]) -> bool {
+    rows.iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case(ROW_CHECKSUM_VARIABLE))
 }
 
-/// `SET GLOBAL tidb_enable_row_level_checksum = ON` on TiDB, then read it back; on any other
-/// server a warning and nothing else (setting it there would fail with "Unknown system
-/// variable").
+/// `SET GLOBAL tidb_enable_row_level_checksum = ON` on a server that has the variable (TiDB),
+/// then read it back; on any other server a warning and nothing else (setting it there would
+/// fail with "Unknown system variable").
 pub fn enable_row_checksum(conn: &mut Conn) -> anyhow::Result<RowChecksum> {
     let version: Option<String> = conn
         .query_first("SELECT VERSION()")
         .context("cannot read the server version (SELECT VERSION())")?;
     let version = version.unwrap_or_default();
-    if !is_tidb_version(&version) {
+    // `\_`: LIKE's `_` would match any character.
+    let pattern = ROW_CHECKSUM_VARIABLE.replace('_', "\\_");
+    let rows: Vec<(String, String)> = conn
+        .query(format!("SHOW GLOBAL VARIABLES LIKE '{pattern}'"))
+        .with_context(|| {
+            format!("cannot look up {ROW_CHECKSUM_VARIABLE} (SHOW GLOBAL VARIABLES)")
+        })?;
+    if !has_row_checksum_variable(&rows) {
         tracing::warn!(
             server_version = %version,
-            "--row-checksum: not a TiDB server, so there is no {ROW_CHECKSUM_VARIABLE} to set; skipped"
+            "--row-checksum: the server has no {ROW_CHECKSUM_VARIABLE} (not TiDB), so there is nothing to set; skipped"
         );
         return Ok(RowChecksum::SkippedNotTidb);
     }
@@ -385,14 +394,17 @@ mod tests {
     }
 
     #[test]
-    fn only_a_tidb_version_string_is_tidb() {
-        // TiDB's VERSION() as public `SELECT VERSION()` transcripts show it (`8.0.11-TiDB-v8.5.4`,
-        // TiDB Cloud `8.0.11-TiDB-v8.5.3-serverless`); MariaDB as Debian 12 ships it, MySQL.
-        assert!(is_tidb_version("8.0.11-TiDB-v8.5.0"));
-        assert!(is_tidb_version("5.7.25-TiDB-v7.5.1-serverless"));
-        assert!(!is_tidb_version("10.11.6-MariaDB-0+deb12u1"));
-        assert!(!is_tidb_version("8.0.36"));
-        assert!(!is_tidb_version(""));
+    fn tidb_is_detected_by_its_row_checksum_variable_not_by_version() {
+        let row = |n: &str| (n.to_owned(), "OFF".to_owned());
+        // TiDB (whatever `server-version` makes VERSION() say) lists the variable.
+        assert!(has_row_checksum_variable(&[row(
+            "tidb_enable_row_level_checksum"
+        )]));
+        // MariaDB/MySQL: no rows; a LIKE neighbour that is not the variable does not count.
+        assert!(!has_row_checksum_variable(&[]));
+        assert!(!has_row_checksum_variable(&[row(
+            "tidbXenable_row_level_checksum"
+        )]));
     }
 
     #[test]

@@ -94,11 +94,14 @@ pub struct ChangefeedEnsureArgs {
     /// `sink.schema_registry`, what `cdc cli changefeed create --schema-registry` sets).
     #[arg(long, env = "CDCMON_SCHEMA_REGISTRY")]
     pub schema_registry: Option<String>,
-    /// Topic dispatcher of an avro sink: Avro puts one table per topic, so the rule must contain
-    /// `{schema}` and `{table}` (TiCDC refuses anything else). Consume them with
-    /// `cdcmon consume --topic '^tidb_app_.*'`.
-    #[arg(long, env = "CDCMON_TOPIC_RULE", default_value = DEFAULT_AVRO_TOPIC_RULE)]
-    pub topic_rule: String,
+    /// Topic dispatcher of an avro sink (default tidb_{schema}_{table}): Avro puts one table per
+    /// topic, so the rule must contain `{schema}` and `{table}` (TiCDC refuses anything else).
+    /// Consume them with `cdcmon consume --topic '^tidb_app_.*'`. Ignored, with a warning, for
+    /// other protocols.
+    // No clap default_value: `None` tells "not given" from "given", so a rule given for a
+    // protocol that ignores it is reported (audit B2 #9).
+    #[arg(long, env = "CDCMON_TOPIC_RULE")]
+    pub topic_rule: Option<String>,
     /// TiCDC row-checksum integrity check (`integrity.integrity_check_level`): `none` or
     /// `correctness` (simple and avro then carry TiDB's row checksums; TiDB also needs
     /// `tidb_enable_row_level_checksum = ON`).
@@ -354,8 +357,16 @@ impl CreateChangefeed {
             .sink_uri
             .clone()
             .unwrap_or_else(|| default_sink_uri(args.protocol));
-        // With --sink-uri the URI's own `protocol=` decides, not --protocol.
-        let protocol = sink_uri_param(&sink_uri, "protocol").unwrap_or("");
+        // With --sink-uri the URI's own `protocol=` decides, not --protocol. TiCDC lower-cases
+        // it (tiflow pkg/config/sink_protocol.go:52 `strings.ToLower(protocol)` @ release-8.5).
+        let protocol = sink_uri_param(&sink_uri, "protocol")
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let protocol = protocol.as_str();
+        let topic_rule = args
+            .topic_rule
+            .as_deref()
+            .unwrap_or(DEFAULT_AVRO_TOPIC_RULE);
         let registry = args.schema_registry.as_deref().filter(|r| !r.is_empty());
         let mut request = CreateChangefeed::new(&args.changefeed_id, &sink_uri, &args.filter_rules);
         if protocol == Protocol::Avro.as_str() {
@@ -363,22 +374,30 @@ impl CreateChangefeed {
                 sink_uri_param(&sink_uri, "schema-registry").is_some_and(|v| !v.is_empty());
             if registry.is_none() && !in_uri {
                 // TiCDC would refuse it too (config.go:358-364), with a less direct message.
-                bail!(
-                    "protocol avro needs a schema registry: set --schema-registry (env CDCMON_SCHEMA_REGISTRY) to the registry URL as TiCDC reaches it"
+                return Err(refused(
+                    "protocol avro needs a schema registry: set --schema-registry (env CDCMON_SCHEMA_REGISTRY) to the registry URL as TiCDC reaches it".to_owned(),
+                ));
+            }
+            if !is_avro_topic_rule(topic_rule) {
+                return Err(refused(format!(
+                    "--topic-rule {topic_rule:?} is not valid for avro: it must contain {{schema}} then {{table}} with only [A-Za-z0-9._-] around them, e.g. {DEFAULT_AVRO_TOPIC_RULE}"
+                )));
+            }
+            request = request.with_avro(registry, topic_rule);
+        } else {
+            if let Some(registry) = registry {
+                return Err(refused(format!(
+                    "--schema-registry {} is only for protocol avro, but the sink URI says protocol={protocol}",
+                    redact_userinfo(registry)
+                )));
+            }
+            if let Some(rule) = &args.topic_rule {
+                tracing::warn!(
+                    protocol,
+                    topic_rule = %rule,
+                    "--topic-rule is only used for protocol avro; ignored (every table goes to the sink URI's topic)"
                 );
             }
-            if !is_avro_topic_rule(&args.topic_rule) {
-                bail!(
-                    "--topic-rule {:?} is not valid for avro: it must contain {{schema}} then {{table}} with only [A-Za-z0-9._-] around them, e.g. {DEFAULT_AVRO_TOPIC_RULE}",
-                    args.topic_rule
-                );
-            }
-            request = request.with_avro(registry, &args.topic_rule);
-        } else if let Some(registry) = registry {
-            bail!(
-                "--schema-registry {} is only for protocol avro, but the sink URI says protocol={protocol}",
-                redact_userinfo(registry)
-            );
         }
         if args.integrity_check_level == IntegrityCheckLevel::Correctness {
             if protocol == Protocol::Avro.as_str() {
@@ -388,10 +407,19 @@ impl CreateChangefeed {
                     ("avro-decimal-handling-mode", "string"),
                     ("avro-bigint-unsigned-handling-mode", "string"),
                 ] {
-                    if sink_uri_param(&sink_uri, name) != Some(want) {
-                        bail!(
+                    let have = sink_uri_param(&sink_uri, name);
+                    // enable-tidb-extension is a Go bool bound by gin's form binding
+                    // (strconv.ParseBool); the handling modes are compared as written
+                    // (tiflow pkg/sink/codec/common/config.go:157-162, 391 @ release-8.5).
+                    let ok = if want == "true" {
+                        have.and_then(parse_go_bool) == Some(true)
+                    } else {
+                        have == Some(want)
+                    };
+                    if !ok {
+                        return Err(refused(format!(
                             "avro with --integrity-check-level correctness needs {name}={want} in the sink URI (TiCDC refuses the changefeed otherwise)"
-                        );
+                        )));
                     }
                 }
             } else if protocol != Protocol::Simple.as_str() {
@@ -435,26 +463,48 @@ impl CreateChangefeed {
                 "schema registry {have_registry}, requested {want_registry}"
             ));
         }
-        let want_topics: Vec<&str> = want_sink
+        // Each dispatcher as (matcher, topic): a changed matcher routes other tables to the
+        // rule's topics just as a changed topic does (audit B2 #9).
+        let want_rules: Vec<(Vec<String>, String)> = want_sink
             .dispatchers
             .iter()
-            .map(|r| r.topic.as_str())
-            .filter(|t| !t.is_empty())
+            .filter(|r| !r.topic.is_empty())
+            .map(|r| (r.matcher.clone(), r.topic.clone()))
             .collect();
-        let have_topics: Vec<&str> = config
+        let have_rules: Vec<(Vec<String>, String)> = config
             .pointer("/sink/dispatchers")
             .and_then(|v| v.as_array())
             .map(|rules| {
                 rules
                     .iter()
-                    .filter_map(|r| r.get("topic").and_then(|t| t.as_str()))
-                    .filter(|t| !t.is_empty())
+                    .filter_map(|r| {
+                        let topic = r.get("topic").and_then(|t| t.as_str())?;
+                        let matcher = r
+                            .get("matcher")
+                            .and_then(|m| m.as_array())
+                            .map(|m| {
+                                m.iter()
+                                    .filter_map(|x| x.as_str().map(str::to_owned))
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        (!topic.is_empty()).then(|| (matcher, topic.to_owned()))
+                    })
                     .collect()
             })
             .unwrap_or_default();
-        if want_topics != have_topics {
+        if want_rules != have_rules {
+            let show = |rules: &[(Vec<String>, String)]| {
+                rules
+                    .iter()
+                    .map(|(m, t)| format!("{m:?} -> {t}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
             out.push(format!(
-                "topic dispatchers {have_topics:?}, requested {want_topics:?}"
+                "topic dispatchers [{}], requested [{}]",
+                show(&have_rules),
+                show(&want_rules)
             ));
         }
         let want = self
@@ -640,13 +690,33 @@ pub struct Unrecoverable {
     pub advice: &'static str,
 }
 
+/// A changefeed configuration `ensure` refuses before calling TiCDC: running it again cannot
+/// help, so it exits with [`EXIT_UNRECOVERABLE`] like [`Unrecoverable`] and the stack's retry
+/// loop (modules/ticdc.nix, `-eq 3 ] && exit 3`) stops instead of retrying forever.
+#[derive(Debug, thiserror::Error)]
+#[error("refused changefeed configuration: {0}")]
+pub struct ConfigRefused(pub String);
+
+fn refused(reason: String) -> anyhow::Error {
+    ConfigRefused(reason).into()
+}
+
+/// Go's `strconv.ParseBool`: 1, t, T, TRUE, true, True, 0, f, F, FALSE, false, False
+/// (go/src/strconv/atob.go); anything else is no bool.
+pub fn parse_go_bool(s: &str) -> Option<bool> {
+    match s {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
 /// The process exit status for an error of `cdcmon changefeed ensure`: 3 for [`Unrecoverable`]
-/// anywhere in the chain, else 1.
+/// or [`ConfigRefused`] anywhere in the chain, else 1.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
-    if err
-        .chain()
-        .any(|e| e.downcast_ref::<Unrecoverable>().is_some())
-    {
+    if err.chain().any(|e| {
+        e.downcast_ref::<Unrecoverable>().is_some() || e.downcast_ref::<ConfigRefused>().is_some()
+    }) {
         EXIT_UNRECOVERABLE
     } else {
         1
@@ -1233,6 +1303,74 @@ mod tests {
     }
 
     #[test]
+    fn go_bools_are_parsed_like_strconv_parse_bool() {
+        for t in ["1", "t", "T", "TRUE", "true", "True"] {
+            assert_eq!(parse_go_bool(t), Some(true), "{t}");
+        }
+        for f in ["0", "f", "F", "FALSE", "false", "False"] {
+            assert_eq!(parse_go_bool(f), Some(false), "{f}");
+        }
+        for bad in ["", "yes", "tRUE", "on", " true"] {
+            assert_eq!(parse_go_bool(bad), None, "{bad}");
+        }
+    }
+
+    /// TiCDC lower-cases `protocol=` and binds `enable-tidb-extension` with strconv.ParseBool, so
+    /// `protocol=AVRO&enable-tidb-extension=1` is an avro sink with the extension on (audit B2 #8).
+    #[test]
+    fn sink_uri_protocol_is_case_insensitive_and_bools_are_go_bools() {
+        let uri = "kafka://k:9092/t?protocol=AVRO&enable-tidb-extension=1&avro-decimal-handling-mode=string&avro-bigint-unsigned-handling-mode=string";
+        let args = ensure_args(&[
+            &format!("--sink-uri={uri}"),
+            "--schema-registry=http://registry:8081",
+            "--integrity-check-level=correctness",
+        ])
+        .unwrap();
+        let req = CreateChangefeed::from_args(&args).unwrap();
+        let sink = req.replica_config.sink.expect("treated as avro");
+        assert_eq!(sink.dispatchers[0].topic, DEFAULT_AVRO_TOPIC_RULE);
+        // A value Go does not parse as true is still refused.
+        let bad = uri.replace("enable-tidb-extension=1", "enable-tidb-extension=yes");
+        let args = ensure_args(&[
+            &format!("--sink-uri={bad}"),
+            "--schema-registry=http://registry:8081",
+            "--integrity-check-level=correctness",
+        ])
+        .unwrap();
+        let err = CreateChangefeed::from_args(&args).unwrap_err();
+        assert!(
+            err.to_string().contains("enable-tidb-extension=true"),
+            "{err}"
+        );
+    }
+
+    /// Configuration refusals exit 3 (not retried by the stack's loop, audit B2 #5); a plain
+    /// error stays 1.
+    #[test]
+    fn refused_configurations_exit_with_the_do_not_retry_status() {
+        for extra in [
+            &["--protocol=avro"][..],
+            &[
+                "--protocol=avro",
+                "--schema-registry=http://r:8081",
+                "--topic-rule=x",
+            ],
+            &["--schema-registry=http://r:8081"],
+            &[
+                "--sink-uri=kafka://k:9092/t?protocol=avro",
+                "--schema-registry=http://r:8081",
+                "--integrity-check-level=correctness",
+            ],
+        ] {
+            let err = CreateChangefeed::from_args(&ensure_args(extra).unwrap()).unwrap_err();
+            assert_eq!(exit_code(&err), EXIT_UNRECOVERABLE, "{extra:?}: {err}");
+            let wrapped = err.context("changefeed ensure");
+            assert_eq!(exit_code(&wrapped), EXIT_UNRECOVERABLE);
+        }
+        assert_eq!(exit_code(&anyhow::anyhow!("cannot reach TiCDC")), 1);
+    }
+
+    #[test]
     fn protocol_flag_rejects_auto() {
         assert!(parse_protocol("auto").is_err());
         assert_eq!(parse_protocol("simple"), Ok(Protocol::Simple));
@@ -1256,7 +1394,7 @@ mod tests {
         let args = ensure_args(&[]).unwrap();
         assert_eq!(args.protocol, Protocol::CanalJson);
         assert_eq!(args.schema_registry, None);
-        assert_eq!(args.topic_rule, "tidb_{schema}_{table}");
+        assert_eq!(args.topic_rule, None, "not given: the avro default applies");
         assert_eq!(args.integrity_check_level, IntegrityCheckLevel::None);
         assert_eq!(args.corruption_handle_level, CorruptionHandleLevel::Warn);
 
@@ -1273,7 +1411,7 @@ mod tests {
             args.schema_registry.as_deref(),
             Some("http://registry:8081")
         );
-        assert_eq!(args.topic_rule, "cdc_{schema}.{table}");
+        assert_eq!(args.topic_rule.as_deref(), Some("cdc_{schema}.{table}"));
         assert_eq!(args.integrity_check_level, IntegrityCheckLevel::Correctness);
         assert_eq!(args.corruption_handle_level, CorruptionHandleLevel::Error);
 
@@ -1482,9 +1620,23 @@ mod tests {
         );
         assert_eq!(
             diffs[2],
-            "topic dispatchers [], requested [\"tidb_{schema}_{table}\"]"
+            "topic dispatchers [], requested [[\"app.*\"] -> tidb_{schema}_{table}]"
         );
         assert_eq!(diffs[3], "integrity none/warn, requested correctness/warn");
+        // Same topic, another matcher: other tables would be routed by it (audit B2 #9).
+        let other_matcher: ChangefeedInfo = serde_json::from_value(serde_json::json!({
+            "id": "app-cdc", "state": "normal", "sink_uri": avro.sink_uri,
+            "config": {"sink": {"schema_registry": "http://u:pw@registry:8081",
+                                "dispatchers": [{"matcher": ["shop.*"], "partition": "default", "topic": "tidb_{schema}_{table}"}]},
+                       "integrity": {"integrity_check_level": "correctness", "corruption_handle_level": "warn"}}
+        }))
+        .unwrap();
+        assert_eq!(
+            avro.differences(&other_matcher),
+            [
+                "topic dispatchers [[\"shop.*\"] -> tidb_{schema}_{table}], requested [[\"app.*\"] -> tidb_{schema}_{table}]"
+            ]
+        );
         let plain = CreateChangefeed::from_args(&ensure_args(&[]).unwrap()).unwrap();
         assert_eq!(plain.differences(&canal), Vec::<String>::new());
         // A server that shows no config: only the sink URI is compared.

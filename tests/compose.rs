@@ -301,6 +301,24 @@ fn avro_override_wires_changefeed_consumer_and_db_init_consistently() {
         Some("http://127.0.0.1:8081"),
         "the registry listens on loopback like the rest of the stack"
     );
+    // Audit B2 #6: dependents wait for a registry that answers, not one that merely started.
+    let probe = strings(&registry["healthcheck"]["test"]);
+    assert_eq!(probe.first().map(String::as_str), Some("CMD"), "{probe:?}");
+    assert!(
+        probe
+            .iter()
+            .any(|a| a.starts_with("http://127.0.0.1:8081/")),
+        "{probe:?}"
+    );
+    for (name, svc) in over["services"].as_mapping().expect("services") {
+        if let Some(dep) = svc["depends_on"].get("schema-registry") {
+            assert_eq!(
+                dep["condition"].as_str(),
+                Some("service_healthy"),
+                "{name:?} must wait for a healthy registry"
+            );
+        }
+    }
 
     let Cmd::Changefeed(ChangefeedCommand::Ensure(args)) =
         parse_cli(&strings(&service(&over, "changefeed")["command"]))

@@ -75,7 +75,7 @@ fn args() -> ChangefeedEnsureArgs {
         sink_uri: None,
         protocol: Protocol::CanalJson,
         schema_registry: None,
-        topic_rule: "tidb_{schema}_{table}".to_owned(),
+        topic_rule: None,
         integrity_check_level: IntegrityCheckLevel::None,
         corruption_handle_level: CorruptionHandleLevel::Warn,
         filter_rules: vec!["app.*".to_owned()],
@@ -684,7 +684,9 @@ async fn run_ensure_refuses_avro_without_a_registry_without_calling_ticdc() {
         err.to_string().contains("CDCMON_SCHEMA_REGISTRY"),
         "{err:#}"
     );
-    assert_eq!(exit_code(&err), 1);
+    // Exit 3: a refused configuration is not retried by the stack's loop (audit B2 #5; it
+    // asserted 1 before, and the unit retried forever).
+    assert_eq!(exit_code(&err), 3);
     assert!(server.requests().is_empty());
 }
 

@@ -56,8 +56,20 @@ let
     literalExpression = t: t;
     getExe = p: "${p}/bin/${p.meta.mainProgram}";
     getExe' = p: bin: "${p}/bin/${bin}";
-    escapeShellArg = a: "'${a}'";
-    escapeShellArgs = args: builtins.concatStringsSep " " (map (a: "'${a}'") args);
+    # nixpkgs lib/strings.nix escapeShellArg (nixos-26.05): a word of only
+    # [[:alnum:],._+:@%/-] is left bare, anything else single-quoted with ' as '\''. An
+    # always-quoting stub let checks expect text real nixpkgs never produces (audit B2 #3).
+    escapeShellArg =
+      arg:
+      let
+        string = toString arg;
+      in
+      if builtins.match "[[:alnum:],._+:@%/-]+" string == null then
+        "'${builtins.replaceStrings [ "'" ] [ "'\\''" ] string}'"
+      else
+        string;
+    escapeShellArgs = args: builtins.concatStringsSep " " (map lib.escapeShellArg args);
+    optionalString = c: s: if c then s else "";
     inherit (builtins)
       concatStringsSep
       replaceStrings
@@ -81,6 +93,12 @@ let
           if builtins.isAttrs v then builtins.mapAttrs (n: go (path ++ [ n ])) v else f path v;
       in
       go [ ] set;
+  };
+  # nixpkgs nixos/lib/utils.nix @ 0229f9ed9a895714550dc58c5585f7c9fb014129 escapeSystemdExecArg(s)
+  # for strings: toJSON, then % -> %% and $ -> $$ (systemd specifiers and variables).
+  utils = rec {
+    escapeSystemdExecArg = arg: builtins.replaceStrings [ "%" "$" ] [ "%%" "$$" ] (builtins.toJSON arg);
+    escapeSystemdExecArgs = args: builtins.concatStringsSep " " (map escapeSystemdExecArg args);
   };
   format = {
     type = anyType;
@@ -129,7 +147,7 @@ let
     file: path: set:
     let
       m = import file {
-        inherit lib pkgs;
+        inherit lib pkgs utils;
         config = nest path cfg;
       };
       cfg = recursiveUpdate (defaultsOf (builtins.foldl' (acc: p: acc.${p}) m.options path)) set;
@@ -143,7 +161,7 @@ let
   ticdcFeedDefaults =
     defaultsOf
       (import ../../modules/ticdc.nix {
-        inherit lib pkgs;
+        inherit lib pkgs utils;
         config = { };
       }).options.services.ticdc.changefeeds.type.elem.module.options;
   ticdc = evalAt ../../modules/ticdc.nix [ "services" "ticdc" ] {
@@ -193,6 +211,56 @@ let
       meta = [ "\\" "." "?" "{" "}" "[" "]" "(" ")" "*" "+" "$" "|" ];
     in
     builtins.length (builtins.split (builtins.replaceStrings meta (map (c: "[${c}]") meta) needle) hay) > 1;
+
+  # modules/stack.nix itself (audit B2 #4): its options and the parts of its config that feed
+  # our three modules, for canal-json and avro. Only what the checks force is evaluated (the
+  # nixpkgs services it also configures need the real nixpkgs: the VM build).
+  evalStack =
+    set:
+    let
+      m = import ../../modules/stack.nix {
+        inherit lib pkgs utils;
+        config = {
+          services = {
+            cdcmon-stack = cfg;
+            apache-kafka.package = fakePkg "apache-kafka";
+            grafana = {
+              package = fakePkg "grafana";
+              dataDir = "/var/lib/grafana";
+              settings.database = {
+                type = "sqlite3";
+                path = "/var/lib/grafana/data/grafana.db";
+              };
+            };
+          };
+        };
+      };
+      cfg = recursiveUpdate (defaultsOf m.options.services.cdcmon-stack) set;
+      config = unIf m.config;
+    in
+    {
+      inherit cfg config;
+      failed = map (a: a.message) (builtins.filter (a: !a.assertion) config.assertions);
+      # The stack's definitions fed through the real ticdc/cdcmon modules.
+      ticdc = evalAt ../../modules/ticdc.nix [ "services" "ticdc" ] (
+        config.services.ticdc
+        // { changefeeds.app-cdc = recursiveUpdate ticdcFeedDefaults config.services.ticdc.changefeeds.app-cdc; }
+      );
+      cdcmon = evalAt ../../modules/cdcmon.nix [ "services" "cdcmon" ] config.services.cdcmon;
+    };
+  stackBase = {
+    enable = true;
+    appPasswordFile = "/run/secrets/app-password";
+  };
+  stackCanal = evalStack stackBase;
+  stackAvro = evalStack (
+    stackBase
+    // {
+      protocol = "avro";
+      schemaRegistry.url = registryUrl;
+      integrity.checkLevel = "correctness";
+    }
+  );
 
   units = m: builtins.mapAttrs (_: unIf) m.config.systemd.services;
   tidbUnits = units tidb;
@@ -342,6 +410,20 @@ in
     protocol = "avro";
     sinkUri = "kafka://127.0.0.1:9092/app_cdc?protocol=avro&schema-registry=http://r:8081&enable-tidb-extension=true";
   })) [ ])
+  (check "an own avro sinkUri without the string handling modes fails an assertion under correctness" (
+    let
+      uri = "kafka://127.0.0.1:9092/app_cdc?protocol=avro&enable-tidb-extension=true";
+      feed = extra: failed (avroFeed ({
+        protocol = "avro";
+        schemaRegistry = registryUrl;
+        sinkUri = uri + extra;
+      } // { integrity.checkLevel = "correctness"; }));
+    in
+    [
+      (map (m: has "avro-decimal-handling-mode=string" m) (feed ""))
+      (feed "&avro-decimal-handling-mode=string&avro-bigint-unsigned-handling-mode=string")
+    ]
+  ) [ [ true ] [ ] ])
   (check "a registry with user:password@ is refused (it would be in the store)" (
     map (m: has "user:password@" m) (failed (avroFeed {
       protocol = "avro";
@@ -368,9 +450,40 @@ in
     (units cdcmonAvro).cdcmon.serviceConfig.LoadCredential
   ] [
     [ ]
-    "'/nix/store/00000000000000000000000000000000-cdcmon/bin/cdcmon' 'consume' '--schema-registry-url=${registryUrl}' '--schema-registry-user=cdcmon' '--schema-registry-password-file=%d/schema-registry-password'"
+    ''"/nix/store/00000000000000000000000000000000-cdcmon/bin/cdcmon" "consume" "--schema-registry-url=${registryUrl}" "--schema-registry-user=cdcmon" --schema-registry-password-file=%d/schema-registry-password''
     [ "schema-registry-password:/run/secrets/schema-registry-password" ]
   ])
+  # Audit B2 #2: systemd expands %specifiers and $VARS in Exec lines whatever the shell quoting;
+  # user-supplied values are escaped for systemd, the credential path's %d is not.
+  (check "systemd specifiers and variables in user-supplied values reach cdcmon as written" [
+    (units (cdcmonWith {
+      url = "http://registry.internal:8081/a%20b";
+      user = "svc$USER%h";
+      passwordFile = "/run/secrets/pw";
+    })).cdcmon.serviceConfig.ExecStart
+    (units (evalAt ../../modules/cdcmon.nix [ "services" "cdcmon" ] {
+      enable = true;
+      dbInit = {
+        enable = true;
+        tidbUrl = "mysql://root@127.0.0.1:4000/?x=%n$HOME";
+        appPasswordFile = "/run/secrets/app-password";
+      };
+    })).cdcmon-db-init.serviceConfig.ExecStart
+  ] [
+    ''"/nix/store/00000000000000000000000000000000-cdcmon/bin/cdcmon" "consume" "--schema-registry-url=http://registry.internal:8081/a%%20b" "--schema-registry-user=svc$$USER%%h" --schema-registry-password-file=%d/schema-registry-password''
+    ''"/nix/store/00000000000000000000000000000000-cdcmon/bin/cdcmon" "db" "init" "--tidb-url=mysql://root@127.0.0.1:4000/?x=%%n$$HOME" --app-password-file=%d/app-password''
+  ])
+  (check "the escapeShellArg stub behaves like nixpkgs' (its documented examples)" [
+    (lib.escapeShellArg "esc'ape\nme")
+    (lib.escapeShellArgs [ "one" "two three" "four'five" ])
+    (lib.escapeShellArg "/nix/store/x-y/bin/z")
+  ] [ "'esc'\\''ape\nme'" "one 'two three' 'four'\\''five'" "/nix/store/x-y/bin/z" ])
+  (check "the escapeSystemdExecArgs stub behaves like nixpkgs' utils.nix" (utils.escapeSystemdExecArgs [
+    "a b"
+    "50%"
+    "$X"
+    ''q"''
+  ]) ''"a b" "50%%" "$$X" "q\""'')
   (check "registry secrets in the store, half a basic auth, or a password in the URL are refused" (
     map (r: builtins.length (failed (cdcmonWith r))) [
       {
@@ -398,7 +511,7 @@ in
 
   (check "db init turns on TiDB's row checksum only when asked" [
     (has "--row-checksum" cdcmonUnits.cdcmon-db-init.serviceConfig.ExecStart)
-    (has "'--row-checksum'" (units (evalAt ../../modules/cdcmon.nix [ "services" "cdcmon" ] {
+    (has " --row-checksum" (units (evalAt ../../modules/cdcmon.nix [ "services" "cdcmon" ] {
       enable = true;
       dbInit = {
         enable = true;
@@ -407,6 +520,34 @@ in
       };
     })).cdcmon-db-init.serviceConfig.ExecStart)
   ] [ false true ])
+
+  # ---- modules/stack.nix protocol wiring (audit B2 #4, #6, #11) ----------------------------
+  (check "the canal-json stack: no assertion, app_cdc, no registry, smoke on" [
+    stackCanal.failed
+    stackCanal.config.services.cdcmon.settings.CDCMON_TOPIC
+    stackCanal.config.services.cdcmon.schemaRegistry.url
+    stackCanal.config.services.cdcmon.smoke.enable
+    (failed stackCanal.ticdc ++ failed stackCanal.cdcmon)
+    (has "protocol=canal-json" (units stackCanal.ticdc).ticdc-changefeed-app-cdc.script)
+    ((units stackCanal.cdcmon).cdcmon-smoke != { })
+  ] [ [ ] "app_cdc" null true [ ] true true ])
+  (check "the avro stack: per-table topics, the registry for TiCDC and cdcmon, checksums, no smoke" [
+    stackAvro.failed
+    stackAvro.config.services.cdcmon.settings.CDCMON_TOPIC
+    stackAvro.config.services.cdcmon.schemaRegistry.url
+    stackAvro.config.services.cdcmon.dbInit.rowChecksum
+    stackAvro.config.services.cdcmon.smoke.enable
+    (failed stackAvro.ticdc ++ failed stackAvro.cdcmon)
+    (has "'--schema-registry=${registryUrl}'" (units stackAvro.ticdc).ticdc-changefeed-app-cdc.script)
+    (has "'--integrity-check-level=correctness'" (units stackAvro.ticdc).ticdc-changefeed-app-cdc.script)
+    (has ''"--schema-registry-url=${registryUrl}"'' (units stackAvro.cdcmon).cdcmon.serviceConfig.ExecStart)
+    (has " --row-checksum" (units stackAvro.cdcmon).cdcmon-db-init.serviceConfig.ExecStart)
+    # mkIf false: the module system leaves no unit (unIf gives { }).
+    ((units stackAvro.cdcmon).cdcmon-smoke != { })
+  ] [ [ ] "^tidb_app_.*" registryUrl true false [ ] true true true true false ])
+  (check "an avro stack without a registry fails its assertion" (
+    map (m: has "services.cdcmon-stack.schemaRegistry.url" m) (evalStack (stackBase // { protocol = "avro"; })).failed
+  ) [ true ])
 
   # ---- event log rotation (16.8) -----------------------------------------------------------
   (check "cdcmon rotates its event log by default" [
