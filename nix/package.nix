@@ -99,13 +99,10 @@ in
         # inside the build sandbox; scripts/check-nix.sh + `cargo test` run it in CI.
         CDCMON_SKIP_NIX = "1";
       };
-      # Left out here, run by CI's `cargo test` (debug) instead: tests/fault_tolerance.rs. Its
-      # hand-over and duplicate bounds assume the debug build's pace; crane runs nextest with
-      # the release profile, where the consumer drains the backlog before the second member
-      # joins or before the first commit. Seen in the sandbox parity build.
-      # docs/sandbox-parity.md, "Findings". crane splices this string into the checkPhase
-      # command line.
-      cargoNextestExtraArgs = "-E 'not binary(fault_tolerance)'";
+      # Every test binary runs here, tests/fault_tolerance.rs included: its tests are paced by
+      # what the consumer has read and committed, so they hold under crane's release profile
+      # (docs/sandbox-parity.md, "Findings"). No `cargoNextestExtraArgs`: crane v0.23.4
+      # lib/cargoNextest.nix defaults it to "" (`cargoNextestExtraArgs ? ""`).
       partitions = 1;
       partitionType = "count";
       cargoNextestPartitionsExtraArgs = "--no-tests=pass";
