@@ -45,6 +45,10 @@ let
       curl
     ];
     dontUseCmakeConfigure = true;
+    # No input for TLS: reqwest uses rustls with the ring provider (Cargo.toml), and ring 0.17
+    # from crates.io compiles its C and pregenerated assembly with stdenv's cc alone (its
+    # build.rs runs perlasm only in a git checkout); no aws-lc-rs (cmake/perl/nasm/go) in
+    # Cargo.lock.
   };
 
   cargoArtifacts = craneLib.buildDepsOnly commonArgs;
