@@ -1,8 +1,9 @@
 //! Confluent schema-registry client: the one call a consumer needs, `GET /schemas/ids/{id}`.
 //!
 //! Behind the [`SchemaRegistry`] trait so tests use recorded answers ([`RecordedRegistry`]) and
-//! one HTTP test drives [`HttpSchemaRegistry`] against a local server. The answer's only field
-//! read is `schema` (a string holding the Avro schema JSON); 404 is
+//! HTTP tests drive [`HttpSchemaRegistry`] against local servers (`tests/avro_registry.rs`;
+//! https with a private CA: `tests/schema_registry_tls.rs`). The answer's only field read is
+//! `schema` (a string holding the Avro schema JSON); 404 is
 //! `{"error_code":40403,"message":"Schema not found"}`. Sources: tiflow release-8.5
 //! `pkg/sink/codec/avro/confluent_schema_registry.go:205-285,412-466` (request, `Accept`
 //! header, 5xx retried with backoff capped at 30 s, 4xx not) and `mock_schema_registry.go`.
@@ -90,7 +91,10 @@ impl BasicAuth {
     }
 }
 
-/// The real registry over HTTP (`http://`; the reqwest build here has no TLS).
+/// The real registry over `http://` or `https://`. TLS is rustls (ring provider) trusting the
+/// system's certificates (rustls-native-certs: `SSL_CERT_FILE`, else the distribution's bundle,
+/// e.g. `/etc/ssl/certs/ca-certificates.crt` on NixOS and Debian), plus the PEM certificates of
+/// `--schema-registry-ca-file` for a private CA (docs/protocols.md "Schema registry over https").
 #[derive(Debug, Clone)]
 pub struct HttpSchemaRegistry {
     base: String,
@@ -99,17 +103,38 @@ pub struct HttpSchemaRegistry {
 }
 
 impl HttpSchemaRegistry {
-    pub fn new(base_url: &str, auth: Option<BasicAuth>) -> anyhow::Result<Self> {
+    pub fn new(
+        base_url: &str,
+        auth: Option<BasicAuth>,
+        ca_file: Option<&Path>,
+    ) -> anyhow::Result<Self> {
         let base = base_url.trim_end_matches('/').to_owned();
-        if !base.starts_with("http://") {
+        let https = base.starts_with("https://");
+        if !https && !base.starts_with("http://") {
             anyhow::bail!(
-                "--schema-registry-url {base_url:?}: expected an http:// URL (https is not built in)"
+                "--schema-registry-url {base_url:?}: expected an http:// or https:// URL"
             );
         }
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(10));
+        if let Some(path) = ca_file {
+            if !https {
+                // The file would be ignored: say so rather than let a plain-text URL pass as
+                // the TLS setup someone meant.
+                anyhow::bail!(
+                    "--schema-registry-ca-file {} is set but --schema-registry-url {base_url:?} \
+                     is not https://",
+                    path.display()
+                );
+            }
+            for cert in read_ca_file(path)? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let client = builder
             .build()
+            .map_err(|e| anyhow::anyhow!("{}", error_chain(&e)))
             .context("cannot build the schema-registry HTTP client")?;
         Ok(HttpSchemaRegistry { base, client, auth })
     }
@@ -122,15 +147,57 @@ impl HttpSchemaRegistry {
         }
         let resp = req.send().await.map_err(|e| RegistryError::Transport {
             id,
-            detail: format!("GET {url}: {e}"),
+            detail: format!("GET {url}: {}", error_chain(&e)),
         })?;
         let status = resp.status().as_u16();
         let body = resp.text().await.map_err(|e| RegistryError::Transport {
             id,
-            detail: format!("GET {url}: reading the body: {e}"),
+            detail: format!("GET {url}: reading the body: {}", error_chain(&e)),
         })?;
         parse_answer(id, status, &body)
     }
+}
+
+/// The PEM certificates of a CA file (one or more, e.g. a root and an intermediate).
+fn read_ca_file(path: &Path) -> anyhow::Result<Vec<reqwest::Certificate>> {
+    let what = || format!("--schema-registry-ca-file {}", path.display());
+    let pem = std::fs::read(path).with_context(|| format!("cannot read {}", what()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| anyhow::anyhow!("{}: not a PEM certificate bundle: {e}", what()))?;
+    if certs.is_empty() {
+        anyhow::bail!(
+            "{}: no PEM certificate in it (expected -----BEGIN CERTIFICATE-----)",
+            what()
+        );
+    }
+    Ok(certs)
+}
+
+/// A reqwest error with its causes on one line. reqwest's own text is only "error sending
+/// request for url (...)"; the reason (refused, timed out, the TLS alert or certificate
+/// problem) is in the source chain. A failed certificate check also gets a hint at the fix.
+fn error_chain(err: &reqwest::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cause: Option<&dyn std::error::Error> = Some(err);
+    while let Some(e) = cause {
+        let text = e.to_string();
+        // hyper-util and std::io repeat their inner error's text; print each once.
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cause = e.source();
+    }
+    let mut line = parts.join(": ");
+    // rustls: `Error::InvalidCertificate` displays as "invalid peer certificate: ..."
+    // (rustls 0.23 src/error.rs).
+    if line.contains("invalid peer certificate") {
+        line.push_str(
+            " (TLS certificate verification failed: the registry's certificate is not signed by \
+             a trusted CA or does not match the host; for a private CA set \
+             --schema-registry-ca-file)",
+        );
+    }
+    line
 }
 
 impl SchemaRegistry for HttpSchemaRegistry {
@@ -375,17 +442,23 @@ pub fn decode_fetching<'a>(
                     initial: Duration::from_millis(200),
                     max: Duration::from_secs(2),
                 };
+                let observer = LastFailure::default();
                 match runtime.block_on(fetch_until_cached(
-                    registry,
-                    &store,
-                    id,
-                    backoff,
-                    &LogObserver,
-                    stop,
+                    registry, &store, id, backoff, &observer, stop,
                 )) {
                     Ok(true) => {}
                     Ok(false) => {
-                        anyhow::bail!("schema id {id}: schema registry unreachable for 20 s")
+                        // The reason (refused, TLS, 5xx) is in the last failure; without it
+                        // the line would only say "unreachable".
+                        let last = observer
+                            .0
+                            .lock()
+                            .ok()
+                            .and_then(|l| l.clone())
+                            .unwrap_or_else(|| "no answer".into());
+                        anyhow::bail!(
+                            "schema id {id}: schema registry unreachable for 20 s; last error: {last}"
+                        )
                     }
                     Err(err) => return Err(err.into()),
                 }
@@ -406,6 +479,22 @@ impl WaitObserver for LogObserver {
     }
     fn fetched(&self, id: u32, attempts: u32) {
         tracing::info!(schema_id = id, attempts, "fetched Avro schema");
+    }
+}
+
+/// [`LogObserver`] that also keeps the last failure, for a CLI's final error line.
+#[derive(Default)]
+struct LastFailure(std::sync::Mutex<Option<String>>);
+
+impl WaitObserver for LastFailure {
+    fn failed(&self, err: &RegistryError, attempt: u32, retry_in: Duration) {
+        LogObserver.failed(err, attempt, retry_in);
+        if let Ok(mut last) = self.0.lock() {
+            *last = Some(err.to_string());
+        }
+    }
+    fn fetched(&self, id: u32, attempts: u32) {
+        LogObserver.fetched(id, attempts);
     }
 }
 
@@ -430,6 +519,10 @@ pub struct AvroArgs {
         requires = "schema_registry_user"
     )]
     pub schema_registry_password_file: Option<std::path::PathBuf>,
+    /// PEM file of the CA (or CAs) that signed an https schema registry's certificate, trusted
+    /// in addition to the system's; for a private CA.
+    #[arg(long, env = "CDCMON_SCHEMA_REGISTRY_CA_FILE")]
+    pub schema_registry_ca_file: Option<std::path::PathBuf>,
     /// The TiCDC server's time zone (IANA name): TIMESTAMP values are written in it, and TiDB's
     /// row checksum is taken on their UTC text.
     #[arg(long, env = "CDCMON_TICDC_TIME_ZONE", default_value = "UTC")]
@@ -449,7 +542,11 @@ impl AvroArgs {
             (Some(user), Some(file)) => Some(BasicAuth::from_file(user, file)?),
             _ => None,
         };
-        Ok(Some(Arc::new(HttpSchemaRegistry::new(url, auth)?)))
+        Ok(Some(Arc::new(HttpSchemaRegistry::new(
+            url,
+            auth,
+            self.schema_registry_ca_file.as_deref(),
+        )?)))
     }
 
     /// `decoder`, with Avro enabled when a registry is configured. `--protocol avro` without a
@@ -508,10 +605,27 @@ mod tests {
     }
 
     #[test]
-    fn only_http_urls() {
-        assert!(HttpSchemaRegistry::new("http://localhost:8081/", None).is_ok());
-        let e = HttpSchemaRegistry::new("https://x", None).unwrap_err();
-        assert!(e.to_string().contains("http://"), "{e}");
+    fn http_and_https_urls_only() {
+        assert!(HttpSchemaRegistry::new("http://localhost:8081/", None, None).is_ok());
+        assert!(HttpSchemaRegistry::new("https://registry:8081", None, None).is_ok());
+        let e = HttpSchemaRegistry::new("ftp://x", None, None).unwrap_err();
+        assert!(e.to_string().contains("https://"), "{e}");
+    }
+
+    #[test]
+    fn ca_file_errors_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        let e = HttpSchemaRegistry::new("https://r", None, Some(&missing)).unwrap_err();
+        let text = format!("{e:#}");
+        assert!(text.contains("--schema-registry-ca-file") && text.contains("missing.pem"));
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let e = HttpSchemaRegistry::new("https://r", None, Some(&empty)).unwrap_err();
+        assert!(format!("{e:#}").contains("no PEM certificate"), "{e:#}");
+        // A CA file with a plain-text URL would be ignored: refused instead.
+        let e = HttpSchemaRegistry::new("http://r", None, Some(&empty)).unwrap_err();
+        assert!(e.to_string().contains("is not https://"), "{e}");
     }
 
     #[test]

@@ -38,7 +38,7 @@ async fn get_schema_by_id_with_basic_auth_and_404() {
         user: "cdc".into(),
         password: "pw".into(),
     };
-    let reg = HttpSchemaRegistry::new(&format!("{}/", srv.url()), Some(auth)).unwrap();
+    let reg = HttpSchemaRegistry::new(&format!("{}/", srv.url()), Some(auth), None).unwrap();
     let schema = reg.schema_by_id(2).await.unwrap();
     assert_eq!(
         schema,
@@ -83,7 +83,7 @@ async fn outage_is_waited_out_and_404_gives_up() {
         vec![raw(503, "{}"), raw(500, "{}"), raw(200, &answer(2))],
     );
     srv.route("GET", "/schemas/ids/7", vec![raw(404, NOT_FOUND)]);
-    let reg = HttpSchemaRegistry::new(&srv.url(), None).unwrap();
+    let reg = HttpSchemaRegistry::new(&srv.url(), None, None).unwrap();
     let store = Arc::new(SchemaStore::default());
     let fast = Backoff {
         initial: Duration::from_millis(5),
