@@ -82,7 +82,9 @@ in
           Confluent schema registry for TiCDC's avro protocol (`cdcmon consume
           --schema-registry-url`); with the default `CDCMON_PROTOCOL=auto` it also turns on
           Avro detection. No `user:password@` here (it would land in the Nix store): use `user`
-          and `passwordFile`.
+          and `passwordFile`. An `https://` registry is checked against the system's CAs
+          (`security.pki.certificateFiles`); for a private CA set
+          `settings.CDCMON_SCHEMA_REGISTRY_CA_FILE` to its PEM file (public, may be in the store).
         '';
       };
       user = mkOption {
