@@ -196,7 +196,8 @@ fn row_op(ty: &str) -> Option<RowOp> {
 /// buffer) or for the row list. Column values are still validated by serde_json (each is a
 /// `&RawValue`), names and strings must be plain (no escape, no control character) or the
 /// message goes to serde. A differential test checks that on valid JSON both agree.
-mod fast {
+/// open-protocol's row values use the same [`fast::Scan`] (`open_protocol::fast`).
+pub(super) mod fast {
     use std::borrow::Cow;
 
     use serde_json::value::RawValue;
@@ -355,7 +356,6 @@ mod fast {
         /// `null`, or the first row of `[{...}, ...]` as columns (`None` inside when there is none).
         fn rows(&mut self) -> Option<Option<Vec<Column<'a>>>> {
             let s = self;
-            let span = s.text;
             if s.null()? {
                 return Some(None);
             }
@@ -371,23 +371,7 @@ mod fast {
                 loop {
                     let name = s.plain_str()?;
                     s.eat(b':')?;
-                    s.ws();
-                    let start = s.i;
-                    // Strings (every canal-json value) and `null` are checked here by
-                    // serde_json's rules; anything else is validated by serde_json, whose
-                    // `RawValue` is what `from_checked` stands in for.
-                    let value = if s.b.get(start) == Some(&b'"') {
-                        s.checked_str()?;
-                        ColumnValue::from_checked(&span[start..s.i])
-                    } else {
-                        s.skip_value()?;
-                        let text = &span[start..s.i];
-                        if text == "null" {
-                            ColumnValue::from_checked(text)
-                        } else {
-                            ColumnValue::from_raw(serde_json::from_str::<&RawValue>(text).ok()?)
-                        }
-                    };
+                    let value = s.column_value()?;
                     cols.push(Column {
                         name: Cow::Borrowed(name),
                         value,
@@ -446,13 +430,87 @@ mod fast {
             .map(|p| i + p)
     }
 
-    struct Scan<'a> {
+    pub(in crate::protocol) struct Scan<'a> {
         text: &'a str,
         b: &'a [u8],
         i: usize,
     }
 
+    /// `text` is one JSON number by RFC 8259's grammar, which is what serde_json's
+    /// `ignore_integer`/`ignore_decimal`/`ignore_exponent` accept (serde_json 1.0.154
+    /// `src/de.rs`): `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
+    fn is_json_number(text: &str) -> bool {
+        let b = text.as_bytes();
+        let mut i = usize::from(b.first() == Some(&b'-'));
+        let digits = |i: &mut usize| {
+            let start = *i;
+            while b.get(*i).is_some_and(u8::is_ascii_digit) {
+                *i += 1;
+            }
+            *i - start
+        };
+        match b.get(i) {
+            Some(b'0') => i += 1,
+            Some(b'1'..=b'9') => {
+                digits(&mut i);
+            }
+            _ => return false,
+        }
+        if b.get(i) == Some(&b'.') {
+            i += 1;
+            if digits(&mut i) == 0 {
+                return false;
+            }
+        }
+        if let Some(b'e' | b'E') = b.get(i) {
+            i += 1;
+            if let Some(b'+' | b'-') = b.get(i) {
+                i += 1;
+            }
+            if digits(&mut i) == 0 {
+                return false;
+            }
+        }
+        i == b.len()
+    }
+
     impl<'a> Scan<'a> {
+        pub(in crate::protocol) fn new(text: &'a str) -> Self {
+            Scan {
+                text,
+                b: text.as_bytes(),
+                i: 0,
+            }
+        }
+
+        /// Only whitespace is left.
+        pub(in crate::protocol) fn at_end(&mut self) -> bool {
+            self.ws();
+            self.i == self.b.len()
+        }
+
+        /// A column value, checked by serde_json's rules without calling it for strings,
+        /// numbers, `true`, `false` and `null` (objects and arrays are validated by serde_json,
+        /// whose `RawValue` is what `from_checked` stands in for).
+        pub(in crate::protocol) fn column_value(&mut self) -> Option<ColumnValue<'a>> {
+            self.ws();
+            let start = self.i;
+            if self.b.get(start) == Some(&b'"') {
+                self.checked_str()?;
+                return Some(ColumnValue::from_checked(&self.text[start..self.i]));
+            }
+            let opens = matches!(self.b.get(start), Some(b'{' | b'['));
+            self.skip_value()?;
+            let text = &self.text[start..self.i];
+            if !opens && (matches!(text, "null" | "true" | "false") || is_json_number(text)) {
+                Some(ColumnValue::from_checked(text))
+            } else {
+                serde_json::from_str::<&RawValue>(text)
+                    .ok()
+                    .map(ColumnValue::from_raw)
+            }
+        }
+
         #[inline]
         fn ws(&mut self) {
             while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.b.get(self.i) {
@@ -461,18 +519,18 @@ mod fast {
         }
 
         #[inline]
-        fn peek(&mut self) -> Option<u8> {
+        pub(in crate::protocol) fn peek(&mut self) -> Option<u8> {
             self.ws();
             self.b.get(self.i).copied()
         }
 
         #[inline]
-        fn eat(&mut self, c: u8) -> Option<()> {
+        pub(in crate::protocol) fn eat(&mut self, c: u8) -> Option<()> {
             (self.peek()? == c).then(|| self.i += 1)
         }
 
         /// After a member: `true` on `,`, `false` on `}`.
-        fn next_member(&mut self) -> Option<bool> {
+        pub(in crate::protocol) fn next_member(&mut self) -> Option<bool> {
             let more = match self.peek()? {
                 b',' => true,
                 b'}' => false,
@@ -491,14 +549,14 @@ mod fast {
         }
 
         /// `null` → `Some(true)`; otherwise nothing is consumed.
-        fn null(&mut self) -> Option<bool> {
+        pub(in crate::protocol) fn null(&mut self) -> Option<bool> {
             self.peek()?;
             Some(self.literal(b"null"))
         }
 
         /// A string with neither escapes nor control characters, borrowed from the input.
         #[inline]
-        fn plain_str(&mut self) -> Option<&'a str> {
+        pub(in crate::protocol) fn plain_str(&mut self) -> Option<&'a str> {
             self.eat(b'"')?;
             let start = self.i;
             let end = quote_or_escape(self.b, start, true)?;
@@ -516,7 +574,7 @@ mod fast {
             self.plain_str().map(Some)
         }
 
-        fn opt_bool(&mut self) -> Option<Option<bool>> {
+        pub(in crate::protocol) fn opt_bool(&mut self) -> Option<Option<bool>> {
             if self.null()? {
                 Some(None)
             } else if self.literal(b"true") {
@@ -547,7 +605,7 @@ mod fast {
             }
         }
 
-        fn opt_u64(&mut self) -> Option<Option<u64>> {
+        pub(in crate::protocol) fn opt_u64(&mut self) -> Option<Option<u64>> {
             if self.null()? {
                 return Some(None);
             }
@@ -745,6 +803,52 @@ mod fast {
     #[cfg(test)]
     mod tests {
         use super::*;
+
+        /// `is_json_number` accepts exactly the numbers serde_json accepts as a `RawValue`.
+        #[test]
+        fn json_numbers_as_serde_json_reads_them() {
+            let cases = [
+                "0",
+                "-0",
+                "1",
+                "-1",
+                "10",
+                "01",
+                "-01",
+                "00",
+                "1.",
+                ".5",
+                "1.5",
+                "-1.5",
+                "1e5",
+                "1E+5",
+                "1e-5",
+                "1e",
+                "1e+",
+                "1.e5",
+                "1.5e",
+                "-",
+                "--1",
+                "+1",
+                "1x",
+                "0x10",
+                "18446744073709551616",
+                "1.25E-400",
+                "1e999",
+                "",
+                "1 ",
+                "NaN",
+                "-Infinity",
+                "123456789012345678901234567890.5",
+            ];
+            let mut valid = 0;
+            for text in cases {
+                let serde = serde_json::from_str::<&RawValue>(text).is_ok() && !text.ends_with(' ');
+                assert_eq!(is_json_number(text), serde, "{text:?}");
+                valid += usize::from(serde);
+            }
+            assert!(valid >= 12, "{valid}");
+        }
 
         /// `checked_str` stands in for `serde_json::from_str::<&RawValue>` on a string value:
         /// it must accept exactly what serde_json accepts, and end where the string ends.
