@@ -567,7 +567,7 @@ pub(super) mod fast {
             self.text.get(start..end)
         }
 
-        fn opt_str(&mut self) -> Option<Option<&'a str>> {
+        pub(in crate::protocol) fn opt_str(&mut self) -> Option<Option<&'a str>> {
             if self.null()? {
                 return Some(None);
             }

@@ -41,6 +41,7 @@ last_wins_struct! {
     /// (`codec.go` `encodeRowChangedEvent` with `largeMessageOnlyHandleKeyColumns` and a
     /// location), which TC's decoder reads as `ohk=false` + `ccl`. Unknown members (`ptn`, the
     /// partition table id; `rid`) are skipped.
+    #[derive(Debug)]
     struct MessageKey<'a> {
         ts: "ts" => u64,
         scm: "scm" => CowStr<'a>,
@@ -239,8 +240,11 @@ fn decode_pair<'a>(
     compression: Compression,
     index: usize,
 ) -> Result<ChangeEvent<'a>, DecodeError> {
-    let key: MessageKey<'a> =
-        super::from_json(key_json).map_err(|e| json_err(P, &format!("key entry {index}"), &e))?;
+    let key: MessageKey<'a> = match fast::key(key_json) {
+        Some(key) => key,
+        None => super::from_json(key_json)
+            .map_err(|e| json_err(P, &format!("key entry {index}"), &e))?,
+    };
     let t = key.t.ok_or_else(|| missing(P, "t"))?;
     let kind = match t {
         1 => EventKind::Row,
@@ -359,9 +363,73 @@ fn key_columns<'a>(row: &[(Cow<'a, str>, OpenColumn<'a>)]) -> Vec<Column<'a>> {
 mod fast {
     use std::borrow::Cow;
 
-    use super::{OpenColumn, Row, RowValue};
+    use super::{MessageKey, OpenColumn, Row, RowValue};
     use crate::protocol::canal_json::fast::Scan;
-    use crate::protocol::json::Named;
+    use crate::protocol::json::{CowStr, Named};
+
+    /// The key `{"ts":..,"scm":"..","tbl":"..","t":..}` (also `ohk`, `ccl`), each member at most
+    /// once and not `null`, unknown members (`rid`, `ptn`) skipped; anything else (a repeated
+    /// member, whose last value wins, or `null`) is left to serde's last-wins reader.
+    pub(super) fn key(json: &[u8]) -> Option<MessageKey<'_>> {
+        let mut s = Scan::new(std::str::from_utf8(json).ok()?);
+        let mut k = MessageKey {
+            ts: None,
+            scm: None,
+            tbl: None,
+            t: None,
+            ohk: None,
+            ccl: None,
+        };
+        let mut seen = 0u8;
+        s.eat(b'{')?;
+        if s.peek()? == b'}' {
+            s.eat(b'}')?;
+            return s.at_end().then_some(k);
+        }
+        loop {
+            let name = s.plain_str()?;
+            s.eat(b':')?;
+            let bit = match name {
+                "ts" => {
+                    k.ts = Some(s.opt_u64()??);
+                    1
+                }
+                "scm" => {
+                    k.scm = Some(CowStr(Cow::Borrowed(s.opt_str()??)));
+                    2
+                }
+                "tbl" => {
+                    k.tbl = Some(CowStr(Cow::Borrowed(s.opt_str()??)));
+                    4
+                }
+                "t" => {
+                    k.t = Some(s.opt_u64()??);
+                    8
+                }
+                "ohk" => {
+                    k.ohk = Some(s.opt_bool()??);
+                    16
+                }
+                "ccl" => {
+                    k.ccl = Some(CowStr(Cow::Borrowed(s.opt_str()??)));
+                    32
+                }
+                // `rid`, `ptn`, ...: skipped, but checked as serde's `IgnoredAny` checks them.
+                _ => {
+                    s.column_value()?;
+                    0
+                }
+            };
+            if seen & bit != 0 {
+                return None;
+            }
+            seen |= bit;
+            if !s.next_member()? {
+                break;
+            }
+        }
+        s.at_end().then_some(k)
+    }
 
     pub(super) fn row(json: &[u8]) -> Option<RowValue<'_>> {
         let mut s = Scan::new(std::str::from_utf8(json).ok()?);
@@ -522,6 +590,104 @@ mod tests {
             out.push(extra.as_bytes().to_vec());
         }
         out
+    }
+
+    /// The key scanner agrees with serde's last-wins reader: the same `MessageKey` whenever it
+    /// decodes, on every fixture key (where it must decode, except the claim-check key whose
+    /// repeated `ohk` it leaves to serde) and on 30,000 mutations.
+    #[test]
+    fn fast_key_agrees_with_serde() {
+        let mut corpus: Vec<Vec<u8>> = Vec::new();
+        for name in [
+            "open-protocol-insert-1",
+            "open-protocol-update-1",
+            "open-protocol-delete-1",
+            "open-protocol-ddl-1",
+            "open-protocol-resolved-1",
+            "open-protocol-insert-4-batch2",
+            "tc-open-protocol-handle-key-only-insert",
+            "tc-open-protocol-partition-delete",
+            "tc-open-protocol-update-only-updated-columns",
+            "tc-open-protocol-claim-check",
+            "tc-open-protocol-batch3-one-bad",
+        ] {
+            let key = fixture(&format!("{name}.key.bin"));
+            let mut frames = Frames {
+                rest: &key[8..],
+                what: "key",
+            };
+            let mut i = 0;
+            while let Ok(entry) = frames.entry(i) {
+                corpus.push(entry.to_vec());
+                i += 1;
+            }
+        }
+        let serde_key = |v: &[u8]| {
+            crate::protocol::from_json::<MessageKey<'_>>(v)
+                .ok()
+                .map(|k| format!("{k:?}"))
+        };
+        let mut fast_on_fixtures = 0;
+        for k in &corpus {
+            if let Some(key) = fast::key(k) {
+                assert_eq!(Some(format!("{key:?}")), serde_key(k));
+                fast_on_fixtures += 1;
+            }
+        }
+        assert!(
+            fast_on_fixtures + 2 >= corpus.len() && corpus.len() >= 12,
+            "{fast_on_fixtures} of {}",
+            corpus.len()
+        );
+        for extra in [
+            r#"{"ts":1,"scm":"a","tbl":"b","t":1,"ohk":true,"ccl":"s3://x"}"#,
+            r#"{"ts":1,"t":1,"ts":2}"#,
+            r#"{"ts":null,"t":1}"#,
+            r#"{"ts":1,"t":1,"ptn":7}"#,
+            r#"{"ts":1,"rid":-2.5e1,"t":1,"x":[{"y":null}],"rid":"q"}"#,
+            r#"{"ts":1,"scm":"a\"b","t":1}"#,
+            r#" { "ts" : 1 , "t" : 2 } "#,
+            r#"{}"#,
+        ] {
+            corpus.push(extra.as_bytes().to_vec());
+        }
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            state.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        };
+        const BYTES: &[u8] = b"{}[]\",:\\ 0-1.eEtrufalsnohkcl\tx";
+        let (mut fast_ok, mut serde_ok) = (0, 0);
+        for _ in 0..30_000 {
+            let mut v = corpus[next() as usize % corpus.len()].clone();
+            for _ in 0..1 + next() % 3 {
+                let at = next() as usize % v.len().max(1);
+                match next() % 3 {
+                    0 if !v.is_empty() => v[at] = BYTES[next() as usize % BYTES.len()],
+                    1 if !v.is_empty() => {
+                        v.remove(at);
+                    }
+                    _ => v.insert(at, BYTES[next() as usize % BYTES.len()]),
+                }
+            }
+            let slow = serde_key(&v);
+            serde_ok += usize::from(slow.is_some());
+            if let Some(k) = fast::key(&v) {
+                assert_eq!(
+                    Some(format!("{k:?}")),
+                    slow,
+                    "{}",
+                    String::from_utf8_lossy(&v)
+                );
+                fast_ok += 1;
+            }
+        }
+        assert!(
+            fast_ok > 1_000 && serde_ok >= fast_ok,
+            "{fast_ok} {serde_ok}"
+        );
     }
 
     /// The row-value scanner agrees with serde: whenever it decodes, serde decodes the same
