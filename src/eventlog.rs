@@ -15,9 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use serde_json::value::RawValue;
-
-use crate::event::{ChangeEvent, Column, EventKind};
+use crate::event::{ChangeEvent, Column, ColumnValue, EventKind};
 
 /// Where in Kafka an event came from.
 #[derive(Debug, Clone, Copy)]
@@ -298,8 +296,8 @@ fn write_key_summary(out: &mut Vec<u8>, keys: &[Column<'_>], opts: &LogOptions) 
 }
 
 /// A JSON string value without its quotes and escapes; anything else as its JSON text.
-fn push_plain_value(s: &mut String, raw: &RawValue) {
-    let text = raw.get();
+fn push_plain_value(s: &mut String, value: &ColumnValue<'_>) {
+    let text = value.get();
     if text.starts_with('"') {
         match serde_json::from_str::<std::borrow::Cow<'_, str>>(text) {
             Ok(v) => s.push_str(&v),
@@ -1054,6 +1052,7 @@ mod tests {
     use std::borrow::Cow;
 
     use super::*;
+    use serde_json::value::RawValue;
 
     /// Reference for `write_key_summary`: the same summary built the obvious way, with `String`s.
     fn key_summary(keys: &[Column<'_>], opts: &LogOptions) -> String {
@@ -1074,8 +1073,8 @@ mod tests {
     }
     use crate::event::{Ddl, Protocol, RowOp};
 
-    fn raw(s: &str) -> Cow<'static, RawValue> {
-        Cow::Owned(RawValue::from_string(s.to_owned()).unwrap())
+    fn raw(s: &str) -> ColumnValue<'static> {
+        ColumnValue::from_boxed_raw(RawValue::from_string(s.to_owned()).unwrap())
     }
 
     fn col(name: &str, v: &str) -> Column<'static> {

@@ -28,7 +28,7 @@ use serde_json::value::RawValue;
 
 use super::{DecodeError, DecodeErrorReason, err};
 use crate::checksum::{self, ColumnKind, RowChecksum, TicdcTimeZone, Value as CkValue};
-use crate::event::{ChangeEvent, Column, Ddl, EventKind, Protocol, RowOp};
+use crate::event::{ChangeEvent, Column, ColumnValue, Ddl, EventKind, Protocol, RowOp};
 
 const P: Protocol = Protocol::Avro;
 
@@ -466,7 +466,7 @@ fn columns(
                 RawValue::from_string(json).map_err(|e| invalid(format!("column {name}: {e}")))?;
             Ok(Column {
                 name: Cow::Owned(name.clone()),
-                value: Cow::Owned(raw),
+                value: ColumnValue::from_boxed_raw(raw),
             })
         })
         .collect()

@@ -196,13 +196,14 @@ fn row_op(ty: &str) -> Option<RowOp> {
 /// buffer) or for the row list. Column values are still validated by serde_json (each is a
 /// `&RawValue`), names and strings must be plain (no escape, no control character) or the
 /// message goes to serde. A differential test checks that on valid JSON both agree.
-mod fast {
+/// open-protocol's row values use the same [`fast::Scan`] (`open_protocol::fast`).
+pub(super) mod fast {
     use std::borrow::Cow;
 
     use serde_json::value::RawValue;
 
     use super::{Header, TidbExtension, build, kind_of, row_op};
-    use crate::event::{ChangeEvent, Column, EventKind, RowOp};
+    use crate::event::{ChangeEvent, Column, ColumnValue, EventKind, RowOp};
     use crate::protocol::json::CowStr;
 
     /// More primary-key columns than this go to serde (TiCDC tables rarely have more than 3).
@@ -355,7 +356,6 @@ mod fast {
         /// `null`, or the first row of `[{...}, ...]` as columns (`None` inside when there is none).
         fn rows(&mut self) -> Option<Option<Vec<Column<'a>>>> {
             let s = self;
-            let span = s.text;
             if s.null()? {
                 return Some(None);
             }
@@ -371,15 +371,10 @@ mod fast {
                 loop {
                     let name = s.plain_str()?;
                     s.eat(b':')?;
-                    s.ws();
-                    let start = s.i;
-                    s.skip_value()?;
-                    // serde_json validates the value and gives the borrowed `RawValue` (one
-                    // call per value costs less than one `Columns` call per row: callgrind).
-                    let value: &RawValue = serde_json::from_str(&span[start..s.i]).ok()?;
+                    let value = s.column_value()?;
                     cols.push(Column {
                         name: Cow::Borrowed(name),
-                        value: Cow::Borrowed(value),
+                        value,
                     });
                     if !s.next_member()? {
                         break;
@@ -435,13 +430,87 @@ mod fast {
             .map(|p| i + p)
     }
 
-    struct Scan<'a> {
+    pub(in crate::protocol) struct Scan<'a> {
         text: &'a str,
         b: &'a [u8],
         i: usize,
     }
 
+    /// `text` is one JSON number by RFC 8259's grammar, which is what serde_json's
+    /// `ignore_integer`/`ignore_decimal`/`ignore_exponent` accept (serde_json 1.0.154
+    /// `src/de.rs`): `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
+    fn is_json_number(text: &str) -> bool {
+        let b = text.as_bytes();
+        let mut i = usize::from(b.first() == Some(&b'-'));
+        let digits = |i: &mut usize| {
+            let start = *i;
+            while b.get(*i).is_some_and(u8::is_ascii_digit) {
+                *i += 1;
+            }
+            *i - start
+        };
+        match b.get(i) {
+            Some(b'0') => i += 1,
+            Some(b'1'..=b'9') => {
+                digits(&mut i);
+            }
+            _ => return false,
+        }
+        if b.get(i) == Some(&b'.') {
+            i += 1;
+            if digits(&mut i) == 0 {
+                return false;
+            }
+        }
+        if let Some(b'e' | b'E') = b.get(i) {
+            i += 1;
+            if let Some(b'+' | b'-') = b.get(i) {
+                i += 1;
+            }
+            if digits(&mut i) == 0 {
+                return false;
+            }
+        }
+        i == b.len()
+    }
+
     impl<'a> Scan<'a> {
+        pub(in crate::protocol) fn new(text: &'a str) -> Self {
+            Scan {
+                text,
+                b: text.as_bytes(),
+                i: 0,
+            }
+        }
+
+        /// Only whitespace is left.
+        pub(in crate::protocol) fn at_end(&mut self) -> bool {
+            self.ws();
+            self.i == self.b.len()
+        }
+
+        /// A column value, checked by serde_json's rules without calling it for strings,
+        /// numbers, `true`, `false` and `null` (objects and arrays are validated by serde_json,
+        /// whose `RawValue` is what `from_checked` stands in for).
+        pub(in crate::protocol) fn column_value(&mut self) -> Option<ColumnValue<'a>> {
+            self.ws();
+            let start = self.i;
+            if self.b.get(start) == Some(&b'"') {
+                self.checked_str()?;
+                return Some(ColumnValue::from_checked(&self.text[start..self.i]));
+            }
+            let opens = matches!(self.b.get(start), Some(b'{' | b'['));
+            self.skip_value()?;
+            let text = &self.text[start..self.i];
+            if !opens && (matches!(text, "null" | "true" | "false") || is_json_number(text)) {
+                Some(ColumnValue::from_checked(text))
+            } else {
+                serde_json::from_str::<&RawValue>(text)
+                    .ok()
+                    .map(ColumnValue::from_raw)
+            }
+        }
+
         #[inline]
         fn ws(&mut self) {
             while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.b.get(self.i) {
@@ -450,18 +519,18 @@ mod fast {
         }
 
         #[inline]
-        fn peek(&mut self) -> Option<u8> {
+        pub(in crate::protocol) fn peek(&mut self) -> Option<u8> {
             self.ws();
             self.b.get(self.i).copied()
         }
 
         #[inline]
-        fn eat(&mut self, c: u8) -> Option<()> {
+        pub(in crate::protocol) fn eat(&mut self, c: u8) -> Option<()> {
             (self.peek()? == c).then(|| self.i += 1)
         }
 
         /// After a member: `true` on `,`, `false` on `}`.
-        fn next_member(&mut self) -> Option<bool> {
+        pub(in crate::protocol) fn next_member(&mut self) -> Option<bool> {
             let more = match self.peek()? {
                 b',' => true,
                 b'}' => false,
@@ -480,14 +549,14 @@ mod fast {
         }
 
         /// `null` → `Some(true)`; otherwise nothing is consumed.
-        fn null(&mut self) -> Option<bool> {
+        pub(in crate::protocol) fn null(&mut self) -> Option<bool> {
             self.peek()?;
             Some(self.literal(b"null"))
         }
 
         /// A string with neither escapes nor control characters, borrowed from the input.
         #[inline]
-        fn plain_str(&mut self) -> Option<&'a str> {
+        pub(in crate::protocol) fn plain_str(&mut self) -> Option<&'a str> {
             self.eat(b'"')?;
             let start = self.i;
             let end = quote_or_escape(self.b, start, true)?;
@@ -498,14 +567,14 @@ mod fast {
             self.text.get(start..end)
         }
 
-        fn opt_str(&mut self) -> Option<Option<&'a str>> {
+        pub(in crate::protocol) fn opt_str(&mut self) -> Option<Option<&'a str>> {
             if self.null()? {
                 return Some(None);
             }
             self.plain_str().map(Some)
         }
 
-        fn opt_bool(&mut self) -> Option<Option<bool>> {
+        pub(in crate::protocol) fn opt_bool(&mut self) -> Option<Option<bool>> {
             if self.null()? {
                 Some(None)
             } else if self.literal(b"true") {
@@ -536,7 +605,7 @@ mod fast {
             }
         }
 
-        fn opt_u64(&mut self) -> Option<Option<u64>> {
+        pub(in crate::protocol) fn opt_u64(&mut self) -> Option<Option<u64>> {
             if self.null()? {
                 return Some(None);
             }
@@ -684,6 +753,36 @@ mod fast {
             }
         }
 
+        /// A string at `self.i`, past its closing quote, if serde_json would accept it as a
+        /// `RawValue`: no control character, only the escapes `\" \\ \/ \b \f \n \r \t` and
+        /// `\u` with four hex digits (a lone surrogate is accepted, as serde_json's
+        /// `ignore_str`/`ignore_escape` do: serde_json 1.0.154 `src/read.rs`).
+        fn checked_str(&mut self) -> Option<()> {
+            self.i += 1;
+            loop {
+                let at = quote_or_escape(self.b, self.i, true)?;
+                match self.b[at] {
+                    b'"' => {
+                        self.i = at + 1;
+                        return Some(());
+                    }
+                    b'\\' => match *self.b.get(at + 1)? {
+                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.i = at + 2,
+                        b'u' => {
+                            let hex = self.b.get(at + 2..at + 6)?;
+                            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                                return None;
+                            }
+                            self.i = at + 6;
+                        }
+                        _ => return None,
+                    },
+                    // A control character.
+                    _ => return None,
+                }
+            }
+        }
+
         /// After an opening quote: past the closing one.
         fn skip_str_body(&mut self) -> Option<()> {
             loop {
@@ -698,6 +797,117 @@ mod fast {
                     return None;
                 }
             }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        /// `is_json_number` accepts exactly the numbers serde_json accepts as a `RawValue`.
+        #[test]
+        fn json_numbers_as_serde_json_reads_them() {
+            let cases = [
+                "0",
+                "-0",
+                "1",
+                "-1",
+                "10",
+                "01",
+                "-01",
+                "00",
+                "1.",
+                ".5",
+                "1.5",
+                "-1.5",
+                "1e5",
+                "1E+5",
+                "1e-5",
+                "1e",
+                "1e+",
+                "1.e5",
+                "1.5e",
+                "-",
+                "--1",
+                "+1",
+                "1x",
+                "0x10",
+                "18446744073709551616",
+                "1.25E-400",
+                "1e999",
+                "",
+                "1 ",
+                "NaN",
+                "-Infinity",
+                "123456789012345678901234567890.5",
+            ];
+            let mut valid = 0;
+            for text in cases {
+                let serde = serde_json::from_str::<&RawValue>(text).is_ok() && !text.ends_with(' ');
+                assert_eq!(is_json_number(text), serde, "{text:?}");
+                valid += usize::from(serde);
+            }
+            assert!(valid >= 12, "{valid}");
+        }
+
+        /// `checked_str` stands in for `serde_json::from_str::<&RawValue>` on a string value:
+        /// it must accept exactly what serde_json accepts, and end where the string ends.
+        #[test]
+        fn checked_str_accepts_what_serde_json_accepts() {
+            // JSON string bodies as written in a message (backslashes are JSON escapes).
+            let bodies = [
+                r"",
+                r"abc",
+                r"caf\u00e9",
+                r"\ud83d\ude00",
+                r"\ud800",
+                r"\uDC00x",
+                r"\u00",
+                r"\u00g0",
+                r"\uZZZZ",
+                r"\x",
+                r"\'",
+                r"\\\\",
+                r#"\\\""#,
+                r"a\/b",
+                r"\b\f\n\r\t",
+                r"raw\ttab",
+                r"ctl\u0001",
+                "é😀",
+                r"long string with no escape at all",
+                r"\",
+                r"end\\",
+                r"x\u12",
+            ];
+            let mut checked = 0;
+            for body in bodies {
+                // Raw control characters too: a literal tab, newline, NUL, 0x1f (and DEL, which
+                // JSON allows).
+                for variant in [body.to_owned(), body.replace(r"raw\t", "raw\t")] {
+                    for extra in ["", "\t", "\n", "\u{0}", "\u{1f}", "\u{7f}"] {
+                        let text = format!("\"{variant}{extra}\"");
+                        let serde = serde_json::from_str::<&RawValue>(&text).is_ok();
+                        let mut s = Scan {
+                            text: &text,
+                            b: text.as_bytes(),
+                            i: 0,
+                        };
+                        let ours = s.checked_str().is_some() && s.i == text.len();
+                        assert_eq!(ours, serde, "{text:?}");
+                        checked += usize::from(serde);
+                    }
+                }
+            }
+            assert!(checked > 20, "some strings are valid: {checked}");
+            // A string followed by more text ends at its closing quote.
+            let text = r#""a\"b","c""#;
+            let mut s = Scan {
+                text,
+                b: text.as_bytes(),
+                i: 0,
+            };
+            assert_eq!(s.checked_str(), Some(()));
+            assert_eq!(&text[..s.i], r#""a\"b""#);
         }
     }
 }
@@ -732,11 +942,7 @@ mod tests {
         assert!(!ev.partial);
         // Zero-copy: names and values point into the message.
         assert!(matches!(ev.db, Cow::Borrowed(_)));
-        assert!(
-            ev.values
-                .iter()
-                .all(|c| matches!(c.value, Cow::Borrowed(_)))
-        );
+        assert!(ev.values.iter().all(|c| c.value.is_borrowed()));
         assert!(ev.values.iter().all(|c| matches!(c.name, Cow::Borrowed(_))));
     }
 

@@ -316,11 +316,7 @@ mod tests {
         assert_eq!(cols(&ev.keys), pairs(&[("tiny", "1")]));
         assert_eq!(cols(&ev.values), pairs(&[("tiny", "1")]));
         assert!(ev.old_values.is_empty());
-        assert!(
-            ev.values
-                .iter()
-                .all(|c| matches!(c.value, Cow::Borrowed(_)))
-        );
+        assert!(ev.values.iter().all(|c| c.value.is_borrowed()));
     }
 
     #[test]

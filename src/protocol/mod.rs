@@ -469,7 +469,7 @@ pub(crate) mod json {
     use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
     use serde_json::value::RawValue;
 
-    use crate::event::Column;
+    use crate::event::{Column, ColumnValue};
 
     /// A string borrowed from the input when possible (serde's own `Cow<str>` always copies).
     #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -528,7 +528,7 @@ pub(crate) mod json {
                         let value: &'de RawValue = map.next_value()?;
                         cols.push(Column {
                             name: name.0,
-                            value: Cow::Borrowed(value),
+                            value: ColumnValue::from_raw(value),
                         });
                     }
                     Ok(Columns(cols))

@@ -278,11 +278,7 @@ mod tests {
                 ("score", r#""90.5""#)
             ])
         );
-        assert!(
-            ev.values
-                .iter()
-                .all(|c| matches!(c.value, Cow::Borrowed(_)))
-        );
+        assert!(ev.values.iter().all(|c| c.value.is_borrowed()));
     }
 
     #[test]
