@@ -138,7 +138,13 @@ impl<'a> ColumnValue<'a> {
     /// `text` is exactly one JSON value that `serde_json::from_str::<&RawValue>` accepts (no
     /// surrounding whitespace); the caller checked it (e.g. the canal-json scanner's string
     /// check, which follows serde_json's `ignore_str`).
+    /// Crate-private (only the decoders vouch for text); a debug build re-checks every value with
+    /// serde_json, so the whole test suite exercises the invariant.
     pub(crate) fn from_checked(text: &'a str) -> Self {
+        debug_assert!(
+            serde_json::from_str::<&RawValue>(text).is_ok() && text.trim() == text,
+            "ColumnValue::from_checked given text serde_json does not accept as one value: {text:?}"
+        );
         ColumnValue(Cow::Borrowed(text))
     }
 
