@@ -20,7 +20,7 @@
 //!
 //! That holds for the classic group protocol only. With `group.protocol=consumer` (KIP-848)
 //! librdkafka does not match patterns itself: it joins them into one regex sent to the broker
-//! (`src/rdkafka_cgrp.c` `rd_kafka_cgrp_consumer_subscribe` →
+//! (`src/rdkafka_cgrp.c` `rd_kafka_cgrp_subscription_set` →
 //! `rd_kafka_topic_partition_list_combine_regexes`, `src/rdkafka_partition.c`), which evaluates
 //! it with its own engine (RE2/J) and rules. cdcmon cannot validate that dialect at startup, so
 //! it refuses `^` entries together with `--kafka-option group.protocol=consumer`
