@@ -33,7 +33,7 @@
 //! changefeed's default topic (tiflow `release-8.5` `d94457526fcccdb236c14d7fa53e3ca3a9f9914e`
 //! `cdc/sink/ddlsink/mq/mq_ddl_sink.go` `WriteCheckpointTs` lines 154-176:
 //! `SyncBroadcastMessage` to each of `eventRouter.GetActiveTopics(tables)`,
-//! `cdc/sink/dispatcher/event_router.go` `GetActiveTopics`; pingcap/ticdc `release-8.5`
+//! `cdc/sink/dmlsink/mq/dispatcher/event_router.go` `GetActiveTopics`; pingcap/ticdc `release-8.5`
 //! `downstreamadapter/sink/eventrouter/event_router.go` `GetActiveTopics`). After `DROP TABLE`
 //! its topic still matches `^tidb_app_.*` and still holds its last watermark, which never
 //! advances again: counted in the minimum it would freeze it, and `CdcWatermarkStale` would
