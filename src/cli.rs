@@ -65,7 +65,8 @@ pub struct ConsumeArgs {
     #[arg(long, env = "CDCMON_BROKERS", default_value = crate::defaults::BROKERS)]
     pub brokers: String,
     /// Topic TiCDC writes to; a comma-separated list reads several, and an entry starting with
-    /// `^` is a regex over the cluster's topics (Avro's one topic per table: `^tidb_app_.*`).
+    /// `^` is a POSIX extended regex over the cluster's topics, as librdkafka matches it (Avro's
+    /// one topic per table: `^tidb_app_.*`; classic group protocol only).
     #[arg(long, env = "CDCMON_TOPIC", default_value = crate::defaults::TOPIC,
           value_parser = crate::topics::validate)]
     pub topic: String,
@@ -107,7 +108,8 @@ pub struct ConsumeArgs {
         default_value = "password,secret,token"
     )]
     pub redact: Vec<String>,
-    /// Copy undecodable messages to this Kafka topic (same brokers), unchanged.
+    /// Copy undecodable messages to this Kafka topic (same brokers), unchanged; refused if
+    /// `--topic` would consume it.
     #[arg(long, env = "CDCMON_DEAD_LETTER_TOPIC")]
     pub dead_letter_topic: Option<String>,
     /// How often stored offsets are committed to Kafka, in ms (also the bound on duplicates

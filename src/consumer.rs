@@ -159,6 +159,9 @@ impl ClientContext for Context {
             .any(|b| b.nodeid >= 0 && b.state == "UP");
         self.shared.readiness.broker_up.store(up, Ordering::Relaxed);
         self.update_ready_gauge();
+        // Lag gauges are set after the sink lock is released: the lock is the message path's,
+        // and formatting labels and updating gauges need none of its state.
+        let mut lags: Vec<(&str, i32, i64)> = Vec::new();
         let mut sink = pipeline::lock(&self.shared.sink);
         let mut changed = false;
         for (name, topic) in &stats.topics {
@@ -192,15 +195,19 @@ impl ClientContext for Context {
                     partition: p.partition,
                 };
                 changed |= sink.watermarks.drained(tp, position >= p.hi_offset);
-                self.shared
-                    .metrics
-                    .consumer_lag
-                    .with_label_values(&[name, &p.partition.to_string()])
-                    .set((p.hi_offset - position).max(0));
+                lags.push((name, p.partition, (p.hi_offset - position).max(0)));
             }
         }
         if changed {
             sink.publish_watermark(&self.shared.metrics);
+        }
+        drop(sink);
+        for (topic, partition, lag) in lags {
+            self.shared
+                .metrics
+                .consumer_lag
+                .with_label_values(&[topic, &partition.to_string()])
+                .set(lag);
         }
     }
 }
@@ -413,6 +420,12 @@ async fn consume(
     on_stop_overrun: StopOverrun,
     log_fs: Arc<dyn LogFs>,
 ) -> anyhow::Result<()> {
+    // Refusals of the flag combination come first, before anything is opened or joined.
+    let subscription = crate::topics::parse(&args.topic)?;
+    crate::topics::check_group_protocol(&subscription, args.kafka_options())?;
+    if let Some(dead_letter) = &args.dead_letter_topic {
+        crate::topics::check_dead_letter(&subscription, dead_letter)?;
+    }
     let rotation = Rotation {
         max_bytes: args.event_log_max_bytes,
         max_age: (args.event_log_max_age_secs > 0)
@@ -426,7 +439,6 @@ async fn consume(
         log_fs,
     )?;
     let sink = Arc::new(Mutex::new(Sink::new(event_log)));
-    let subscription = crate::topics::parse(&args.topic)?;
     let shared = Arc::new(Shared {
         metrics: metrics.clone(),
         readiness,

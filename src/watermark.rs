@@ -28,11 +28,22 @@
 //! never sends them (classic debezium, canal-json without the TiDB extension) is not.
 //!
 //! With several topics (`--topic` a list or a `^regex`, src/topics.rs) every assigned
-//! (topic, partition) is one entry of the minimum: TiCDC broadcasts each checkpoint to every
-//! partition of every topic it writes (tiflow `release-8.5`
-//! `d94457526fcccdb236c14d7fa53e3ca3a9f9914e` `cdc/sink/ddlsink/mq/mq_ddl_sink.go`
-//! `WriteCheckpointTs`: `SyncBroadcastMessage` to each of `eventRouter.GetActiveTopics`), so the rules above apply to each
-//! topic-partition alike.
+//! (topic, partition) is one entry of the minimum, but TiCDC does *not* send checkpoints to
+//! every topic a pattern matches: only to the topics of the tables replicated *now* plus the
+//! changefeed's default topic (tiflow `release-8.5` `d94457526fcccdb236c14d7fa53e3ca3a9f9914e`
+//! `cdc/sink/ddlsink/mq/mq_ddl_sink.go` `WriteCheckpointTs` lines 154-176:
+//! `SyncBroadcastMessage` to each of `eventRouter.GetActiveTopics(tables)`,
+//! `cdc/sink/dmlsink/mq/dispatcher/event_router.go` `GetActiveTopics`; pingcap/ticdc `release-8.5`
+//! `downstreamadapter/sink/eventrouter/event_router.go` `GetActiveTopics`). After `DROP TABLE`
+//! its topic still matches `^tidb_app_.*` and still holds its last watermark, which never
+//! advances again: counted in the minimum it would freeze it, and `CdcWatermarkStale` would
+//! fire for a healthy stream. So a topic-partition that is *drained* (nothing unread on it) and
+//! whose watermark is more than [`STALE_WATERMARK_GRACE_MS`] of commit-ts time behind the
+//! newest watermark of any assigned topic-partition is left out of the minimum: nothing unread
+//! can lie behind it, and a topic TiCDC still writes would have received the newer checkpoint
+//! that the others did (checkpoints go to every active topic at the same time, about once a
+//! second). A partition that is behind but *not* drained (unread messages, a backlog, an
+//! unreachable leader) still holds the minimum back exactly as before, with one topic or many.
 //!
 //! The state is a `Vec` per interned topic indexed by partition number: the per-event update is
 //! two indexes and two flag checks, no hashing (topic ids and partition numbers are small and
@@ -83,6 +94,18 @@ pub fn expects_watermarks(ev: &ChangeEvent<'_>) -> bool {
         Protocol::Avro => false,
     }
 }
+
+/// How far (in commit-ts time, ms) a drained topic-partition's watermark may trail the newest
+/// watermark before it is taken for a topic TiCDC no longer writes (a dropped table's, see the
+/// module doc) and left out of the minimum. TiCDC sends a checkpoint to every active topic
+/// together, at every checkpoint advance (about once a second), so an
+/// active topic trails by a second or two at most; 60 s leaves a wide margin for a slow
+/// producer while `CdcWatermarkStale` (monitoring/) fires only after minutes.
+pub const STALE_WATERMARK_GRACE_MS: u64 = 60_000;
+
+/// [`STALE_WATERMARK_GRACE_MS`] as a TSO difference: a TSO is the physical time in ms shifted
+/// left by 18 logical bits (TiCDC `oracle.ComposeTS`).
+const STALE_WATERMARK_GRACE_TSO: u64 = STALE_WATERMARK_GRACE_MS << 18;
 
 /// Partitions tracked per topic: Kafka topics have at most a few thousand; a number beyond this
 /// (never seen in practice) is ignored rather than allowed to size the table.
@@ -158,8 +181,10 @@ impl WatermarkTracker {
         match slot {
             Some(p) if p.assigned && p.drained != drained => {
                 p.drained = drained;
-                // Only a partition without data or watermark is affected by it.
-                !p.data && p.watermark.is_none()
+                // A partition without data or watermark may stop holding the minimum back, one
+                // with a watermark may become (or stop being) stale; one with data but no
+                // watermark withholds the minimum either way.
+                !p.data || p.watermark.is_some()
             }
             _ => false,
         }
@@ -200,13 +225,17 @@ impl WatermarkTracker {
         self.topics.iter().flatten().filter(|p| p.assigned)
     }
 
-    /// The minimum watermark over the assigned topic-partitions, leaving out only drained ones that
-    /// delivered nothing; `None` while no watermark arrived or any other assigned partition
-    /// has none yet.
+    /// The minimum watermark over the assigned topic-partitions, leaving out drained ones that
+    /// delivered nothing and drained ones whose watermark trails the newest by more than
+    /// [`STALE_WATERMARK_GRACE_MS`] (topics TiCDC no longer writes, module doc); `None` while
+    /// no watermark arrived or any other assigned partition has none yet.
     pub fn min(&self) -> Option<u64> {
+        let newest = self.assigned().filter_map(|p| p.watermark).max()?;
+        let stale_below = newest.saturating_sub(STALE_WATERMARK_GRACE_TSO);
         let mut min: Option<u64> = None;
         for p in self.assigned() {
             match p.watermark {
+                Some(w) if p.drained && w < stale_below => {}
                 Some(w) => min = Some(min.map_or(w, |m| m.min(w))),
                 None if p.data || !p.drained => return None,
                 None => {}
@@ -392,5 +421,64 @@ mod tests {
         assert_eq!(t.min(), Some(200));
         t.set_assigned(&[orders0]);
         assert_eq!(t.min(), Some(400));
+    }
+
+    /// A TSO at physical time `ms`.
+    fn tso(ms: u64) -> u64 {
+        ms << 18
+    }
+
+    #[test]
+    fn a_drained_topic_that_stopped_receiving_watermarks_leaves_the_minimum() {
+        // `tidb_app_old`'s table was dropped: TiCDC stopped sending it checkpoints while
+        // `tidb_app_users` keeps advancing.
+        let mut topics = Topics::new();
+        let users = topics.key("tidb_app_users", 0);
+        let old = topics.key("tidb_app_old", 0);
+        let mut t = WatermarkTracker::new();
+        t.set_assigned(&[users, old]);
+        let start = 1_700_000_000_000;
+        t.watermark(old, tso(start));
+        t.watermark(users, tso(start));
+        assert!(
+            t.drained(old, true),
+            "a drained partition with a watermark is news"
+        );
+        assert!(t.drained(users, true));
+        assert_eq!(t.min(), Some(tso(start)));
+        // Within the grace a drained topic still holds the minimum: it may just be the next to
+        // receive the checkpoint.
+        t.watermark(users, tso(start + STALE_WATERMARK_GRACE_MS));
+        assert_eq!(t.min(), Some(tso(start)));
+        // Past the grace it is a topic TiCDC no longer writes: the minimum moves on.
+        t.watermark(users, tso(start + STALE_WATERMARK_GRACE_MS + 1));
+        assert_eq!(t.min(), Some(tso(start + STALE_WATERMARK_GRACE_MS + 1)));
+        // New messages on it (the table is back): it holds the minimum again until read.
+        assert!(t.drained(old, false));
+        assert_eq!(t.min(), Some(tso(start)));
+        t.watermark(old, tso(start + STALE_WATERMARK_GRACE_MS + 1));
+        assert_eq!(t.min(), Some(tso(start + STALE_WATERMARK_GRACE_MS + 1)));
+    }
+
+    #[test]
+    fn a_lagging_partition_that_is_not_drained_holds_the_minimum_however_far_behind() {
+        // One topic, partition 1 behind by an hour with unread messages (a backlog): exactly
+        // the old behaviour, whatever the grace.
+        let mut t = WatermarkTracker::new();
+        t.set_assigned(&tps(&[0, 1]));
+        let start = 1_700_000_000_000;
+        t.watermark(tp(0), tso(start + 3_600_000));
+        t.watermark(tp(1), tso(start));
+        t.drained(tp(0), true);
+        assert_eq!(t.min(), Some(tso(start)));
+        t.drained(tp(1), false);
+        assert_eq!(t.min(), Some(tso(start)));
+        // A partition whose data came without a watermark still withholds it, drained or not.
+        let mut t = WatermarkTracker::new();
+        t.set_assigned(&tps(&[0, 1]));
+        t.watermark(tp(0), tso(start + 3_600_000));
+        t.data(tp(1), true);
+        t.drained(tp(1), true);
+        assert_eq!(t.min(), None);
     }
 }
