@@ -1,10 +1,16 @@
 //! Golden event-log lines: every TiCDC fixture (tests/fixtures/ticdc, a superset of
 //! /work/shared/fixtures/ticdc), decoded and rendered as the event log renders it, must give the
 //! bytes in `tests/fixtures/golden/eventlog-lines.txt`, which was produced by the code BEFORE the
-//! column-value change of issue 11 (commit that added this test). Besides each fixture as it is,
+//! column-value change of issue 11: first at 997ab01, then, after this test's mutations were
+//! widened, again by the new test run at 1ebf089 (main just before the perf2 merge, the old
+//! decoders), so it still proves the merged decoders byte-identical. Besides each fixture as it is,
 //! 1,000 deterministic mutations per fixture (bytes swapped for quotes, backslashes, escapes,
-//! digits, multi-byte UTF-8, ...) are decoded and rendered too; their lines and errors go into
-//! one FNV-1a digest per fixture, so a changed escape or validation rule anywhere shows up.
+//! lone surrogates, cut-off numbers, digits, control bytes, invalid and multi-byte UTF-8, ...)
+//! are decoded and rendered too; their lines and errors go into one FNV-1a digest per fixture,
+//! so a changed escape or validation rule anywhere shows up. Open-protocol mutants are mutated
+//! inside the batch framing (key JSON and value JSON, re-framed with correct lengths) so they
+//! reach the key and row readers; the golden line counts how many got past the framing checks
+//! (`past-framing`) and how many rendered at least one event (`rendered`).
 //!
 //! Regenerate (only when a change of the log format is intended):
 //! `CDCMON_BLESS_GOLDEN=1 cargo test --test eventlog_golden`.
@@ -120,16 +126,39 @@ const PIECES: &[&[u8]] = &[
     b",",
     b":",
     b"a",
+    // Escapes and numbers that end early or are malformed, lone surrogates, bytes JSON forbids.
+    b"\\ud800",
+    b"\\udc00",
+    b"\\u12\"",
+    b"\\uZZZZ",
+    b"1.",
+    b"1e",
+    b"1e+",
+    b"-",
+    b".5",
+    b"\x7f",
+    b"\xff",
+    b"\xc3",
+    b"\xe2\x82",
+    b"\x00",
+    b"\x1f",
+    b"\r",
 ];
 
-fn mutate(value: &[u8], seed: u64) -> Vec<u8> {
+/// A deterministic xorshift stream for one seed.
+fn rng(seed: u64) -> impl FnMut() -> u64 {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut next = move || {
+    move || {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
         x
-    };
+    }
+}
+
+/// 1 to 3 random edits: a few bytes replaced by one of the `PIECES`.
+fn mutate(value: &[u8], seed: u64) -> Vec<u8> {
+    let mut next = rng(seed);
     let mut v = value.to_vec();
     let edits = 1 + next() % 3;
     for _ in 0..edits {
@@ -145,6 +174,86 @@ fn mutate(value: &[u8], seed: u64) -> Vec<u8> {
     v
 }
 
+/// Open-protocol's batch framing (src/protocol/open_protocol.rs, after TiCDC's
+/// `codec.BatchVersion1`): `version(u64 BE) = 1 | len | keyJSON | ...` in the key and
+/// `len | valueJSON | ...` in the value. Written out here, not taken from the crate, so the test
+/// builds against the code before and after a decoder change alike.
+struct OpenFrames {
+    keys: Vec<Vec<u8>>,
+    values: Vec<Vec<u8>>,
+}
+
+const OPEN_VERSION: u64 = 1;
+
+fn split_frames(mut rest: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let (head, tail) = rest.split_first_chunk::<8>()?;
+        let len = usize::try_from(u64::from_be_bytes(*head)).ok()?;
+        if len > tail.len() {
+            return None;
+        }
+        out.push(tail[..len].to_vec());
+        rest = &tail[len..];
+    }
+    Some(out)
+}
+
+/// The entries of an open-protocol message, if `key`/`value` are one with valid framing.
+fn open_frames(key: Option<&[u8]>, value: &[u8]) -> Option<OpenFrames> {
+    let (version, entries) = key?.split_first_chunk::<8>()?;
+    if u64::from_be_bytes(*version) != OPEN_VERSION {
+        return None;
+    }
+    let keys = split_frames(entries)?;
+    let values = split_frames(value)?;
+    (!keys.is_empty() && keys.len() == values.len()).then_some(OpenFrames { keys, values })
+}
+
+fn frame(entries: &[Vec<u8>], version: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    if version {
+        out.extend_from_slice(&OPEN_VERSION.to_be_bytes());
+    }
+    for e in entries {
+        out.extend_from_slice(&(e.len() as u64).to_be_bytes());
+        out.extend_from_slice(e);
+    }
+    out
+}
+
+/// One mutant of a message as `(key, value)`. Open-protocol messages get their key and value
+/// JSON mutated *inside* the framing and re-framed with correct lengths, so the mutant reaches
+/// the JSON readers (key reader and row reader) instead of dying on a broken length prefix;
+/// one seed in eight still mutates the raw value bytes, prefixes included, for the framing
+/// checks. Every other protocol has its value mutated as it is.
+fn mutant(key: Option<&[u8]>, value: &[u8], seed: u64) -> (Option<Vec<u8>>, Vec<u8>) {
+    let Some(mut frames) = open_frames(key, value) else {
+        return (key.map(<[u8]>::to_vec), mutate(value, seed));
+    };
+    let mut next = rng(seed ^ 0x5DEE_CE66_D1CE_4E5B);
+    let which = (next() % frames.keys.len() as u64) as usize;
+    match next() % 8 {
+        0 => return (key.map(<[u8]>::to_vec), mutate(value, seed)),
+        1..=3 => frames.keys[which] = mutate(&frames.keys[which], seed),
+        4..=6 => frames.values[which] = mutate(&frames.values[which], seed),
+        _ => {
+            frames.keys[which] = mutate(&frames.keys[which], seed);
+            frames.values[which] = mutate(&frames.values[which], seed.wrapping_add(MUTATIONS));
+        }
+    }
+    (
+        Some(frame(&frames.keys, true)),
+        frame(&frames.values, false),
+    )
+}
+
+/// Whether a rendered mutant got past the message-level checks (framing, batch version), i.e.
+/// reached the per-entry JSON readers.
+fn past_framing(rendered: &str) -> bool {
+    !(rendered.starts_with("ERR Framing ") || rendered.starts_with("ERR UnsupportedVersion "))
+}
+
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
@@ -158,18 +267,21 @@ fn golden_text() -> String {
         let _ = writeln!(out, "## {name}");
         render(key.as_deref(), &value, &mut out);
         let mut mutated = String::new();
-        let mut decoded = 0;
+        let (mut decoded, mut framed) = (0, 0);
         for seed in 0..MUTATIONS {
-            let m = mutate(&value, seed + 1);
+            let (k, v) = mutant(key.as_deref(), &value, seed + 1);
             let before = mutated.len();
-            render(key.as_deref(), &m, &mut mutated);
+            render(k.as_deref(), &v, &mut mutated);
             if !mutated[before..].starts_with("ERR") {
                 decoded += 1;
+            }
+            if past_framing(&mutated[before..]) {
+                framed += 1;
             }
         }
         let _ = writeln!(
             out,
-            "mutations {MUTATIONS} rendered {decoded} digest {:016x}",
+            "mutations {MUTATIONS} past-framing {framed} rendered {decoded} digest {:016x}",
             fnv1a(mutated.as_bytes())
         );
     }
@@ -203,4 +315,24 @@ fn event_log_lines_match_the_golden_file() {
             .any(|r| !r.starts_with("0 ")),
         "some mutations decode"
     );
+    // Open-protocol mutants must mostly reach the JSON readers, not die on the framing.
+    let mut open = 0;
+    for (name, stats) in want
+        .split("## ")
+        .filter_map(|b| b.split_once('\n'))
+        .filter(|(name, _)| name.contains("open-protocol"))
+    {
+        let framed: u64 = stats
+            .split(" past-framing ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{name}: no past-framing count"));
+        assert!(
+            framed >= MUTATIONS * 3 / 4,
+            "{name}: {framed} mutants past framing"
+        );
+        open += 1;
+    }
+    assert!(open >= 10, "open-protocol fixtures in the golden file");
 }
