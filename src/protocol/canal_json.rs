@@ -1160,29 +1160,11 @@ mod tests {
     #[test]
     fn fast_path_agrees_with_serde_on_mutations() {
         let corpus = corpus();
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = move || {
-            state ^= state >> 12;
-            state ^= state << 25;
-            state ^= state >> 27;
-            state.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        };
         const BYTES: &[u8] = b"{}[]\",:\\ 0-1.eEtrufalsn\tx";
         let (mut agreed, mut both_ok) = (0, 0);
-        for _ in 0..30_000 {
-            let mut v = corpus[next() as usize % corpus.len()].clone();
-            for _ in 0..1 + next() % 3 {
-                let at = next() as usize % v.len().max(1);
-                match next() % 3 {
-                    0 if !v.is_empty() => {
-                        v[at] = BYTES[next() as usize % BYTES.len()];
-                    }
-                    1 if !v.is_empty() => {
-                        v.remove(at);
-                    }
-                    _ => v.insert(at, BYTES[next() as usize % BYTES.len()]),
-                }
-            }
+        for v in
+            crate::protocol::test_support::mutants(&corpus, 0x9E37_79B9_7F4A_7C15, BYTES, 30_000)
+        {
             let Ok(text) = std::str::from_utf8(&v) else {
                 continue;
             };

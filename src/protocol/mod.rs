@@ -728,4 +728,36 @@ pub(crate) mod test_support {
             .map(|(a, b)| (a.to_string(), b.to_string()))
             .collect()
     }
+
+    /// `count` mutants of messages drawn from `corpus`: 1–3 byte edits each (replace, remove or
+    /// insert a byte of `alphabet`), from a xorshift64* stream seeded with `seed`, so a failure
+    /// replays. Used by the fast-path-versus-serde differential tests.
+    pub fn mutants<'c>(
+        corpus: &'c [Vec<u8>],
+        seed: u64,
+        alphabet: &'static [u8],
+        count: usize,
+    ) -> impl Iterator<Item = Vec<u8>> + 'c {
+        let mut state = seed;
+        let mut next = move || {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            state.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        };
+        (0..count).map(move |_| {
+            let mut v = corpus[next() as usize % corpus.len()].clone();
+            for _ in 0..1 + next() % 3 {
+                let at = next() as usize % v.len().max(1);
+                match next() % 3 {
+                    0 if !v.is_empty() => v[at] = alphabet[next() as usize % alphabet.len()],
+                    1 if !v.is_empty() => {
+                        v.remove(at);
+                    }
+                    _ => v.insert(at, alphabet[next() as usize % alphabet.len()]),
+                }
+            }
+            v
+        })
+    }
 }

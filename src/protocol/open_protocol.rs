@@ -651,27 +651,11 @@ mod tests {
         ] {
             corpus.push(extra.as_bytes().to_vec());
         }
-        let mut state = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = move || {
-            state ^= state >> 12;
-            state ^= state << 25;
-            state ^= state >> 27;
-            state.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        };
         const BYTES: &[u8] = b"{}[]\",:\\ 0-1.eEtrufalsnohkcl\tx";
         let (mut fast_ok, mut serde_ok) = (0, 0);
-        for _ in 0..30_000 {
-            let mut v = corpus[next() as usize % corpus.len()].clone();
-            for _ in 0..1 + next() % 3 {
-                let at = next() as usize % v.len().max(1);
-                match next() % 3 {
-                    0 if !v.is_empty() => v[at] = BYTES[next() as usize % BYTES.len()],
-                    1 if !v.is_empty() => {
-                        v.remove(at);
-                    }
-                    _ => v.insert(at, BYTES[next() as usize % BYTES.len()]),
-                }
-            }
+        for v in
+            crate::protocol::test_support::mutants(&corpus, 0x2545_F491_4F6C_DD1D, BYTES, 30_000)
+        {
             let slow = serde_key(&v);
             serde_ok += usize::from(slow.is_some());
             if let Some(k) = fast::key(&v) {
@@ -717,27 +701,11 @@ mod tests {
             fast_on_fixtures >= 12,
             "fast path taken {fast_on_fixtures} times"
         );
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = move || {
-            state ^= state >> 12;
-            state ^= state << 25;
-            state ^= state >> 27;
-            state.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        };
         const BYTES: &[u8] = b"{}[]\",:\\ 0-1.eEtrufalsnuvhfdp\tx";
         let (mut fast_ok, mut serde_ok) = (0, 0);
-        for _ in 0..30_000 {
-            let mut v = corpus[next() as usize % corpus.len()].clone();
-            for _ in 0..1 + next() % 3 {
-                let at = next() as usize % v.len().max(1);
-                match next() % 3 {
-                    0 if !v.is_empty() => v[at] = BYTES[next() as usize % BYTES.len()],
-                    1 if !v.is_empty() => {
-                        v.remove(at);
-                    }
-                    _ => v.insert(at, BYTES[next() as usize % BYTES.len()]),
-                }
-            }
+        for v in
+            crate::protocol::test_support::mutants(&corpus, 0x9E37_79B9_7F4A_7C15, BYTES, 30_000)
+        {
             let slow = serde_row(&v);
             serde_ok += usize::from(slow.is_some());
             if let Some(r) = fast::row(&v) {
