@@ -6,6 +6,7 @@
 //! Module map: `docs/architecture.md`.
 
 pub mod assignment;
+pub mod basic_auth;
 pub mod checksum;
 pub mod cli;
 pub mod consumer;

@@ -61,21 +61,13 @@ pub trait SchemaRegistry: Send + Sync {
     fn schema_by_id(&self, id: u32) -> BoxFuture<'_, Result<String, RegistryError>>;
 }
 
-/// Basic-auth credentials: user from a flag, password from a file (never from the command line).
-#[derive(Clone)]
-pub struct BasicAuth {
-    pub user: String,
-    pub password: String,
-}
-
-impl std::fmt::Debug for BasicAuth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "BasicAuth({}, <redacted>)", self.user)
-    }
-}
+/// The registry's credentials: user from a flag, password from a file (never from the command
+/// line).
+pub use crate::basic_auth::BasicAuth;
 
 impl BasicAuth {
-    /// `user` + the first line of `password_file` (a trailing newline is not part of it).
+    /// `user` + the first line of the schema registry's `password_file` (a trailing newline is
+    /// not part of it).
     pub fn from_file(user: &str, password_file: &Path) -> anyhow::Result<BasicAuth> {
         let text = std::fs::read_to_string(password_file).with_context(|| {
             format!(

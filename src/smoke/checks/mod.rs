@@ -85,18 +85,8 @@ pub fn snippet(body: &str) -> String {
     }
 }
 
-/// Basic-auth credentials.
-#[derive(Clone)]
-pub struct BasicAuth {
-    pub user: String,
-    pub password: String,
-}
-
-impl std::fmt::Debug for BasicAuth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "BasicAuth({}, ***)", self.user)
-    }
-}
+/// Credentials of the Elasticsearch and Grafana checks.
+pub use crate::basic_auth::BasicAuth;
 
 /// GET `url`; returns status and body text. Transport errors name the URL.
 pub async fn get_text(
