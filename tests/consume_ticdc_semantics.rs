@@ -29,10 +29,6 @@ fn simple_watermark(partition: i32, ms: u64) -> Msg {
     Msg::value(partition, value.into_bytes())
 }
 
-fn assigned(m: &str) -> f64 {
-    metric(m, "cdcmon_kafka_assigned_partitions", &[]).unwrap_or(0.0)
-}
-
 /// Partitions this consumer reports consumer lag for: the ones it owns.
 fn lag_partitions(m: &str) -> Vec<i32> {
     let mut p: Vec<i32> = samples(m)
@@ -151,7 +147,10 @@ fn broadcast_ddl_counts_once_across_two_processes() {
     let a = ChildConsumer::start(&brokers, "g-ddl-two", &log_a, &args);
     let b = ChildConsumer::start(&brokers, "g-ddl-two", &log_b, &args);
     wait_until(Duration::from_secs(60), "3 partitions over both", || {
-        let (x, y) = (assigned(&a.metrics()), assigned(&b.metrics()));
+        let (x, y) = (
+            assigned_partitions(&a.metrics()),
+            assigned_partitions(&b.metrics()),
+        );
         x > 0.0 && y > 0.0 && x + y == 3.0
     });
     // As TiCDC sends an open-protocol DDL (PartitionAll), plus one row per partition.
@@ -210,7 +209,7 @@ fn cooperative_rebalance_keeps_the_real_assignment() {
     };
     let a = start("a");
     wait_until(Duration::from_secs(60), "a owns all 3 partitions", || {
-        assigned(&a.metrics()) == 3.0
+        assigned_partitions(&a.metrics()) == 3.0
     });
     // The mock really runs the cooperative protocol (else this test would prove nothing):
     // librdkafka's cgrp debug log names it.
@@ -233,20 +232,27 @@ fn cooperative_rebalance_keeps_the_real_assignment() {
 
     let b = start("b");
     wait_until(Duration::from_secs(60), "3 partitions over both", || {
-        let (x, y) = (assigned(&a.metrics()), assigned(&b.metrics()));
+        let (x, y) = (
+            assigned_partitions(&a.metrics()),
+            assigned_partitions(&b.metrics()),
+        );
         x > 0.0 && y > 0.0 && x + y == 3.0
     });
     // Settled: a still owns and reports its remaining partitions and is ready.
     std::thread::sleep(Duration::from_secs(2));
     let ma = a.metrics();
     let mb = b.metrics();
-    assert_eq!(assigned(&ma) + assigned(&mb), 3.0, "{ma}\n{mb}");
-    assert!(assigned(&ma) >= 1.0);
+    assert_eq!(
+        assigned_partitions(&ma) + assigned_partitions(&mb),
+        3.0,
+        "{ma}\n{mb}"
+    );
+    assert!(assigned_partitions(&ma) >= 1.0);
     assert_eq!(metric(&ma, "cdcmon_ready", &[]), Some(1.0), "{ma}");
     assert_eq!(http_get(a.addr, "/readyz").unwrap().0, 200);
     // a's minimum is over the partitions it still owns: each of them sent its watermark.
     let owned = lag_partitions(&ma);
-    assert_eq!(owned.len() as f64, assigned(&ma), "{ma}");
+    assert_eq!(owned.len() as f64, assigned_partitions(&ma), "{ma}");
     let expected = owned
         .iter()
         .map(|&p| (p + 1) as f64)

@@ -391,10 +391,7 @@ fn two_processes_split_the_partitions() {
     let a = ChildConsumer::start(&brokers, "g-two", &log_a, &args);
     let b = ChildConsumer::start(&brokers, "g-two", &log_b, &args);
     let assigned = |c: &ChildConsumer| {
-        http_get(c.addr, "/metrics")
-            .ok()
-            .and_then(|(_, m)| metric(&m, "cdcmon_kafka_assigned_partitions", &[]))
-            .unwrap_or(0.0)
+        http_get(c.addr, "/metrics").map_or(0.0, |(_, m)| assigned_partitions(&m))
     };
     wait_until(
         Duration::from_secs(40),
@@ -493,10 +490,7 @@ fn rebalance_mid_stream_hands_over_without_loss() {
     produce_to(&brokers, TOPIC, in_flight, LZ4);
     produced += in_flight.len();
     let assigned = |c: &ChildConsumer| {
-        http_get(c.addr, "/metrics")
-            .ok()
-            .and_then(|(_, m)| metric(&m, "cdcmon_kafka_assigned_partitions", &[]))
-            .unwrap_or(0.0)
+        http_get(c.addr, "/metrics").map_or(0.0, |(_, m)| assigned_partitions(&m))
     };
     wait_until(
         Duration::from_secs(60),

@@ -341,10 +341,6 @@ fn owned(m: &str) -> Vec<(String, i32)> {
     v
 }
 
-fn assigned(m: &str) -> f64 {
-    metric(m, "cdcmon_kafka_assigned_partitions", &[]).unwrap_or(0.0)
-}
-
 /// The watermark of (topic, partition) in the cooperative test, in seconds: all distinct, and
 /// partition 0 of orders is the lowest while partition 0 of users is the highest.
 fn wm_seconds(topic: &str, partition: i32) -> u64 {
@@ -382,7 +378,7 @@ fn cooperative_rebalance_over_two_topics_keeps_each_topic_partition_apart() {
     wait_until(
         Duration::from_secs(60),
         "a owns all 4 topic-partitions",
-        || assigned(&a.metrics()) == 4.0,
+        || assigned_partitions(&a.metrics()) == 4.0,
     );
     for topic in [USERS, ORDERS] {
         let wms: Vec<Msg> = (0..2)
@@ -400,15 +396,18 @@ fn cooperative_rebalance_over_two_topics_keeps_each_topic_partition_apart() {
         Duration::from_secs(60),
         "4 topic-partitions over both",
         || {
-            let (x, y) = (assigned(&a.metrics()), assigned(&b.metrics()));
+            let (x, y) = (
+                assigned_partitions(&a.metrics()),
+                assigned_partitions(&b.metrics()),
+            );
             x > 0.0 && y > 0.0 && x + y == 4.0
         },
     );
     std::thread::sleep(Duration::from_secs(2));
     let (ma, mb) = (a.metrics(), b.metrics());
     let (oa, ob) = (owned(&ma), owned(&mb));
-    assert_eq!(oa.len() as f64, assigned(&ma), "{ma}");
-    assert_eq!(ob.len() as f64, assigned(&mb), "{mb}");
+    assert_eq!(oa.len() as f64, assigned_partitions(&ma), "{ma}");
+    assert_eq!(ob.len() as f64, assigned_partitions(&mb), "{mb}");
     let mut all: Vec<(String, i32)> = oa.iter().chain(&ob).cloned().collect();
     all.sort();
     assert_eq!(

@@ -559,6 +559,11 @@ pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         .map(|s| s.value)
 }
 
+/// `cdcmon_kafka_assigned_partitions` in a /metrics text (0 before the first assignment).
+pub fn assigned_partitions(text: &str) -> f64 {
+    metric(text, "cdcmon_kafka_assigned_partitions", &[]).unwrap_or(0.0)
+}
+
 /// Sum of every sample of `name` whose labels include all of `labels`.
 pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     cdcmon::smoke::promtext::sum(&samples(text), name, labels)
