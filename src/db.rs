@@ -183,13 +183,7 @@ pub fn resolve_app_password(file: Option<&Path>) -> anyhow::Result<String> {
 /// [`resolve_app_password`] with the environment value passed in (testable without `set_var`).
 pub fn password_from(file: Option<&Path>, env_value: Option<String>) -> anyhow::Result<String> {
     let password = match file {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the app password file {}", path.display()))?;
-            // Files written by `echo` or editors end with a newline that is not part of the secret.
-            let text = text.strip_suffix('\n').unwrap_or(&text);
-            text.strip_suffix('\r').unwrap_or(text).to_owned()
-        }
+        Some(path) => crate::secret_file::read_secret(path, "app password")?,
         None => env_value.with_context(|| {
             format!("no application password: pass --app-password-file (CDCMON_APP_PASSWORD_FILE) or set {APP_PASSWORD_ENV}")
         })?,

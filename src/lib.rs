@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod protocol;
 pub mod schema_registry;
+pub mod secret_file;
 pub mod shutdown;
 pub mod smoke;
 pub mod ticdc_api;

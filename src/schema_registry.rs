@@ -66,16 +66,10 @@ pub trait SchemaRegistry: Send + Sync {
 pub use crate::basic_auth::BasicAuth;
 
 impl BasicAuth {
-    /// `user` + the first line of the schema registry's `password_file` (a trailing newline is
-    /// not part of it).
+    /// `user` + the schema registry's password from `password_file` (`crate::secret_file`: one
+    /// trailing line ending is not part of it; empty or multi-line files are refused).
     pub fn from_file(user: &str, password_file: &Path) -> anyhow::Result<BasicAuth> {
-        let text = std::fs::read_to_string(password_file).with_context(|| {
-            format!(
-                "cannot read the schema-registry password file {}",
-                password_file.display()
-            )
-        })?;
-        let password = text.lines().next().unwrap_or("").to_owned();
+        let password = crate::secret_file::read_secret(password_file, "schema-registry password")?;
         Ok(BasicAuth {
             user: user.to_owned(),
             password,
@@ -621,7 +615,7 @@ mod tests {
     }
 
     #[test]
-    fn password_file_first_line_and_redacted_debug() {
+    fn password_file_and_redacted_debug() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("pw");
         std::fs::write(&p, "s3cret\n").unwrap();

@@ -381,12 +381,7 @@ struct Before {
 
 fn grafana_auth(args: &SmokeArgs) -> anyhow::Result<BasicAuth> {
     let password = match &args.grafana_password_file {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| {
-                format!("cannot read the Grafana password file {}", path.display())
-            })?;
-            text.trim_end_matches(['\n', '\r']).to_owned()
-        }
+        Some(path) => crate::secret_file::read_secret_as_grafana(path, "Grafana password")?,
         None => {
             tracing::warn!(
                 "no --grafana-password-file: trying Grafana's default password; change it in production"
