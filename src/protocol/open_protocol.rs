@@ -395,10 +395,6 @@ mod fast {
     use crate::protocol::canal_json::fast::Scan;
     use crate::protocol::json::CowStr;
 
-    /// Member names at most this long are read a byte at a time (open-protocol's own names are
-    /// 1–3 bytes, column names usually short); longer ones by the 8-bytes-at-a-time scanner.
-    const SHORT_NAME: usize = 24;
-
     /// The key `{"ts":..,"scm":"..","tbl":"..","t":..}` (also `ohk`, `ccl`), each member at most
     /// once and not `null`, unknown members (`rid`, `ptn`) skipped; anything else (a repeated
     /// member, whose last value wins, or `null`) is left to serde's last-wins reader.
@@ -418,7 +414,7 @@ mod fast {
         // 0b83d2c; Go's encoding/json writes fields in order): matched as literals, then the
         // member loop goes on after them (where it must see a `,` or the `}`).
         if s.lit(b"\"ts\":") {
-            k.ts = Some(s.uint()??);
+            k.ts = Some(s.long_uint()??);
             seen |= 1;
             if s.lit(b",\"scm\":") {
                 k.scm = Some(CowStr(Cow::Borrowed(s.short_str()??)));
@@ -440,7 +436,7 @@ mod fast {
             s.eat(b':')?;
             let bit = match name.as_bytes() {
                 b"ts" => {
-                    k.ts = Some(s.uint()??);
+                    k.ts = Some(s.long_uint()??);
                     1
                 }
                 b"scm" => {
@@ -653,33 +649,24 @@ mod fast {
     /// Cheaper readers for what open-protocol messages are made of; each gives what the
     /// general one named in its comment gives, or steps back to it.
     impl<'a> Scan<'a> {
-        /// A member name, as `plain_str`: short names byte by byte (no `plain_str` set-up and
-        /// 8-byte chunks for a 1-byte name: ~1,700 instructions of an event, callgrind).
-        #[inline]
+        /// A member name, as `plain_str` (no escape, no control byte), without its call
+        /// set-up: `plain_str` was ~1,700 instructions of an event (callgrind).
+        #[inline(always)]
         fn name(&mut self) -> Option<&'a str> {
             if self.peek()? != b'"' {
                 return None;
             }
             let start = self.i + 1;
-            let end = (start + SHORT_NAME).min(self.b.len());
-            for j in start..end {
-                match self.b[j] {
-                    b'"' => {
-                        self.i = j + 1;
-                        return self.text.get(start..j);
-                    }
-                    b'\\' | 0..=0x1f => return None,
-                    _ => {}
-                }
-            }
-            self.plain_str()
+            let quote = plain_string_end(self.b, start)?;
+            self.i = quote + 1;
+            self.text.get(start..quote)
         }
 
         /// A member name and its `:`, for objects whose members are named by one ASCII
         /// letter: that letter, or 0 for any other name (which the callers refuse). `"x":` is
         /// matched as 4 bytes; anything else (whitespace, longer names) goes through
         /// [`Scan::name`], so a name with an escape or a control byte is still `None`.
-        #[inline]
+        #[inline(always)]
         fn letter_member(&mut self) -> Option<u8> {
             if self.peek()? == b'"'
                 && let Some(&[b'"', c, b'"', b':']) = self.b.get(self.i..self.i + 4)
@@ -717,10 +704,22 @@ mod fast {
         }
 
         /// `null` or an integer that fits a u64, as `opt_u64`: up to 19 digits (they cannot
-        /// overflow) read in place; anything else (whitespace first, `0`, `null`, 20 digits)
-        /// by `opt_u64`.
-        #[inline]
+        /// overflow) read in place; anything else (whitespace first, `null`, 20 digits) by
+        /// `opt_u64`. For short numbers (type codes, flags).
+        #[inline(always)]
         fn uint(&mut self) -> Option<Option<u64>> {
+            self.uint_in_chunks::<false>()
+        }
+
+        /// [`Scan::uint`] for long numbers (TSOs): 8 digits at a time first; for the 1–3 digit
+        /// numbers of a column the failed 8-digit test cost more than it saved (callgrind).
+        #[inline(always)]
+        fn long_uint(&mut self) -> Option<Option<u64>> {
+            self.uint_in_chunks::<true>()
+        }
+
+        #[inline(always)]
+        fn uint_in_chunks<const CHUNKS: bool>(&mut self) -> Option<Option<u64>> {
             let start = self.i;
             match self.b.get(start) {
                 Some(b'1'..=b'9') => {}
@@ -738,12 +737,26 @@ mod fast {
             }
             let mut n = 0u64;
             let mut j = start;
-            while let Some(&c @ b'0'..=b'9') = self.b.get(j) {
-                if j - start == 19 {
-                    return self.opt_u64();
+            // TSOs have 18 digits: 8 at a time first (at most 11 digits before a chunk, so
+            // n * 10^8 + chunk stays below 10^19), then one at a time up to 19 in all.
+            while CHUNKS
+                && j + 8 <= start + 19
+                && let Some(eight) = eight_digits(self.b, j)
+            {
+                n = n * 100_000_000 + eight;
+                j += 8;
+            }
+            let limit = self.b.len().min(start + 19);
+            while j < limit {
+                let digit = self.b[j].wrapping_sub(b'0');
+                if digit > 9 {
+                    break;
                 }
-                n = n * 10 + u64::from(c - b'0');
+                n = n * 10 + u64::from(digit);
                 j += 1;
+            }
+            if j == start + 19 && self.b.get(j).is_some_and(u8::is_ascii_digit) {
+                return self.opt_u64();
             }
             // A fraction or exponent makes it a float: serde decides, as `opt_u64` says.
             if let Some(b'.' | b'e' | b'E') = self.b.get(j) {
@@ -757,7 +770,7 @@ mod fast {
         /// bytes `skip_value` stops at, or the end) is read here by RFC 8259's grammar (the one
         /// `is_json_number` checks); anything else, or a number that breaks the grammar, by
         /// `column_value` from the same place, so it decides exactly as before.
-        #[inline]
+        #[inline(always)]
         fn value(&mut self) -> Option<ColumnValue<'a>> {
             let start = self.i;
             let end = match self.b.get(start) {
@@ -796,7 +809,7 @@ mod fast {
     /// `\` and no byte below 0x20 before it; 8 bytes at a time (the SWAR test of
     /// `canal_json::fast`: in each mask the lowest set byte is exact, so is the lowest of their
     /// union).
-    #[inline]
+    #[inline(always)]
     fn plain_string_end(b: &[u8], mut i: usize) -> Option<usize> {
         let eq = |v: u64, c: u8| {
             let x = v ^ (LO * u64::from(c));
@@ -816,6 +829,27 @@ mod fast {
             .iter()
             .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
         (b[at] == b'"').then_some(at)
+    }
+
+    /// The value of the 8 ASCII digits at `b[i..i + 8]`, if there are 8 digits there: the
+    /// check and the three multiplications of fast_float's `is_made_of_eight_digits_fast` /
+    /// `parse_eight_digits_unrolled` (D. Lemire, "Number parsing at a gigabyte per second",
+    /// 2021; also Rust's `core::num::dec2flt` `parse_8digits`), little-endian load.
+    #[inline(always)]
+    fn eight_digits(b: &[u8], i: usize) -> Option<u64> {
+        let v = u64::from_le_bytes(b.get(i..i + 8)?.try_into().ok()?);
+        // Every byte's high nibble is 3 and adding 6 keeps it 3: every byte is 0x30..=0x39.
+        let high = v & 0xF0F0_F0F0_F0F0_F0F0;
+        let plus_six = (v.wrapping_add(0x0606_0606_0606_0606) & 0xF0F0_F0F0_F0F0_F0F0) >> 4;
+        if high | plus_six != 0x3333_3333_3333_3333 {
+            return None;
+        }
+        let d = v - 0x3030_3030_3030_3030;
+        // Pairs, then fours, then the eight: each step fits in its lane.
+        let pairs = d.wrapping_mul(10).wrapping_add(d >> 8);
+        let low = (pairs & 0x0000_00FF_0000_00FF).wrapping_mul(0x000F_4240_0000_0064);
+        let high = ((pairs >> 16) & 0x0000_00FF_0000_00FF).wrapping_mul(0x0000_2710_0000_0001);
+        Some(u64::from(low.wrapping_add(high).wrapping_shr(32) as u32))
     }
 
     /// The end of the JSON number at `i` (`-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`),
@@ -862,8 +896,8 @@ mod fast {
         use super::*;
 
         /// Every short reader gives what the general one it stands in for gives, and leaves the
-        /// scanner at the same place: `name`/`short_str` vs `plain_str`/`opt_str`, `uint` vs
-        /// `opt_u64`, `value` vs `column_value`; on hand-picked edge pieces (every suffix a
+        /// scanner at the same place: `name`/`short_str` vs `plain_str`/`opt_str`, `uint`/`long_uint`
+        /// vs `opt_u64`, `value` vs `column_value`; on hand-picked edge pieces (every suffix a
         /// delimiter or not) and 40,000 mutations of them. `letter_member` is held to
         /// `plain_str` + `:`.
         #[test]
@@ -931,7 +965,30 @@ mod fast {
                 "", ",", "}", "]", " ", "\n", "x", "\"", ".", "e", "0", ":1}",
             ];
             let mut corpus: Vec<Vec<u8>> = Vec::new();
-            for p in pieces {
+            // Integers of every length 1..=21 (the 8-digit chunks of `long_uint`), some with a
+            // non-digit inside.
+            let mut x = 0x9E37_79B9_7F4A_7C15u64;
+            let mut numbers = Vec::new();
+            for len in 1..=21 {
+                for _ in 0..20 {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let digits: String = (0..len)
+                        .map(|k| char::from(b'0' + ((x >> (k % 16 * 4)) % 10) as u8))
+                        .collect();
+                    numbers.push(digits.clone());
+                    let mut bent = digits.into_bytes();
+                    let at = (x % len) as usize;
+                    bent[at] = b":/a0 "[(x % 5) as usize];
+                    numbers.push(String::from_utf8(bent).unwrap_or_default());
+                }
+            }
+            for p in pieces
+                .iter()
+                .copied()
+                .chain(numbers.iter().map(String::as_str))
+            {
                 for s in suffixes {
                     corpus.push(format!("{p}{s}").into_bytes());
                 }
@@ -966,6 +1023,11 @@ mod fast {
                 read += same(
                     "uint",
                     run(&|s| s.uint().map(|v| format!("{v:?}"))),
+                    run(&|s| s.opt_u64().map(|v| format!("{v:?}"))),
+                );
+                read += same(
+                    "long_uint",
+                    run(&|s| s.long_uint().map(|v| format!("{v:?}"))),
                     run(&|s| s.opt_u64().map(|v| format!("{v:?}"))),
                 );
                 read += same(
