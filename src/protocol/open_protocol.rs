@@ -582,7 +582,6 @@ mod fast {
     }
 
     /// `{"t":..,"h":..,"f":..,"v":..}`: the value, `h` and `f`.
-    #[allow(clippy::type_complexity)]
     fn column<'a>(s: &mut Scan<'a>) -> Option<(ColumnValue<'a>, Option<bool>, Option<u64>)> {
         s.eat(b'{')?;
         // TiCDC writes `{"t":..,"h":true,"f":..,"v":..}` in this order, `h` only for handle
