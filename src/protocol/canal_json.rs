@@ -431,9 +431,9 @@ pub(super) mod fast {
     }
 
     pub(in crate::protocol) struct Scan<'a> {
-        text: &'a str,
-        b: &'a [u8],
-        i: usize,
+        pub(in crate::protocol) text: &'a str,
+        pub(in crate::protocol) b: &'a [u8],
+        pub(in crate::protocol) i: usize,
     }
 
     /// `text` is one JSON number by RFC 8259's grammar, which is what serde_json's

@@ -304,29 +304,53 @@ fn fill_value<'a>(
         });
         return Ok(());
     }
-    // The usual shape is read by the scanner; anything else (and every error) by serde.
-    let row: RowValue<'a> = match fast::row(value_json) {
+    // The usual shape is read by the scanner, straight into the event's columns; anything
+    // else (and every error) by serde.
+    let row = match fast::row(value_json) {
         Some(row) => row,
-        None => super::from_json(value_json).map_err(|e| json_err(P, &what(), &e))?,
+        None => {
+            let row: RowValue<'a> =
+                super::from_json(value_json).map_err(|e| json_err(P, &what(), &e))?;
+            row_parts(row).ok_or_else(|| {
+                err(
+                    P,
+                    DecodeErrorReason::MissingField,
+                    format!("{}: row has none of `u` or `d`", what()),
+                )
+            })?
+        }
     };
-    // As TF `msgToRowChange`: a non-empty `d` is a delete; otherwise `u` (+ `p` = update).
+    ev.op = Some(row.op);
+    ev.keys = row.keys;
+    ev.values = row.values;
+    ev.old_values = row.old_values;
+    Ok(())
+}
+
+/// What a row value gives an event: its operation and columns.
+#[derive(Debug)]
+struct RowParts<'a> {
+    op: RowOp,
+    keys: Vec<Column<'a>>,
+    values: Vec<Column<'a>>,
+    old_values: Vec<Column<'a>>,
+}
+
+/// As TF `msgToRowChange`: a non-empty `d` is a delete; otherwise `u` (+ a non-empty `p` = an
+/// update); `None` when there is neither `u` nor a non-empty `d`.
+fn row_parts(row: RowValue<'_>) -> Option<RowParts<'_>> {
     let (op, new, old) = match (row.d, row.u, row.p) {
         (Some(d), _, _) if !d.0.is_empty() => (RowOp::Delete, d, None),
         (_, Some(u), Some(p)) if !p.0.is_empty() => (RowOp::Update, u, Some(p)),
         (_, Some(u), _) => (RowOp::Insert, u, None),
-        _ => {
-            return Err(err(
-                P,
-                DecodeErrorReason::MissingField,
-                format!("{}: row has none of `u` or `d`", what()),
-            ));
-        }
+        _ => return None,
     };
-    ev.op = Some(op);
-    ev.keys = key_columns(&new.0);
-    ev.values = columns(new);
-    ev.old_values = old.map(columns).unwrap_or_default();
-    Ok(())
+    Some(RowParts {
+        op,
+        keys: key_columns(&new.0),
+        values: columns(new),
+        old_values: old.map(columns).unwrap_or_default(),
+    })
 }
 
 fn columns(row: Row<'_>) -> Vec<Column<'_>> {
@@ -355,17 +379,21 @@ fn key_columns<'a>(row: &[(Cow<'a, str>, OpenColumn<'a>)]) -> Vec<Column<'a>> {
 }
 
 /// A scanner for the row value TiCDC writes (`{"u"|"p"|"d":{name:{"t":..,"h":..,"f":..,"v":..}}}`),
-/// ~3× cheaper than serde derive (docs/performance.md). It gives the same [`RowValue`] serde
-/// would, or `None` for anything else: an unknown or repeated member, a name with an escape, a
-/// `t`/`f` that is not a plain u64, a missing `v`, invalid JSON. Then serde decodes the entry
-/// and reports any error exactly as before. Values are checked by serde_json's rules
-/// (`canal_json::fast::Scan::column_value`); a differential test holds the two paths equal.
+/// ~3× cheaper than serde derive (docs/performance.md). It gives the same [`RowParts`] serde's
+/// [`RowValue`] gives through [`row_parts`], built straight into the event's column `Vec`s, or
+/// `None` for anything else: an unknown or repeated member, a name with an escape, a `t`/`f`
+/// that is not a plain u64, a missing `v`, invalid JSON, no `u` and no non-empty `d`, more
+/// a key column after the 64th of its row. Then serde decodes the entry and reports any error
+/// exactly as before. Values are checked by serde_json's rules (`canal_json::fast::Scan`'s
+/// `column_value`, or the number and `null` readers below); differential tests hold the two
+/// paths equal.
 mod fast {
     use std::borrow::Cow;
 
-    use super::{MessageKey, OpenColumn, Row, RowValue};
+    use super::{FLAG_HANDLE_KEY, FLAG_PRIMARY_KEY, MessageKey, RowParts};
+    use crate::event::{Column, ColumnValue, RowOp};
     use crate::protocol::canal_json::fast::Scan;
-    use crate::protocol::json::{CowStr, Named};
+    use crate::protocol::json::CowStr;
 
     /// The key `{"ts":..,"scm":"..","tbl":"..","t":..}` (also `ohk`, `ccl`), each member at most
     /// once and not `null`, unknown members (`rid`, `ptn`) skipped; anything else (a repeated
@@ -382,41 +410,58 @@ mod fast {
         };
         let mut seen = 0u8;
         s.eat(b'{')?;
-        if s.peek()? == b'}' {
+        // TiCDC writes `ts`, `scm`, `tbl` first (TF `internal/message_key.go` `MessageKey` at
+        // 0b83d2c; Go's encoding/json writes fields in order): matched as literals, then the
+        // member loop goes on after them (where it must see a `,` or the `}`).
+        if s.lit(b"\"ts\":") {
+            k.ts = Some(s.long_uint()??);
+            seen |= 1;
+            if s.lit(b",\"scm\":") {
+                k.scm = Some(CowStr(Cow::Borrowed(s.short_str()??)));
+                seen |= 2;
+                if s.lit(b",\"tbl\":") {
+                    k.tbl = Some(CowStr(Cow::Borrowed(s.short_str()??)));
+                    seen |= 4;
+                }
+            }
+            if !s.next_member()? {
+                return s.at_end().then_some(k);
+            }
+        } else if s.peek()? == b'}' {
             s.eat(b'}')?;
             return s.at_end().then_some(k);
         }
         loop {
-            let name = s.plain_str()?;
+            let name = s.name()?;
             s.eat(b':')?;
-            let bit = match name {
-                "ts" => {
-                    k.ts = Some(s.opt_u64()??);
+            let bit = match name.as_bytes() {
+                b"ts" => {
+                    k.ts = Some(s.long_uint()??);
                     1
                 }
-                "scm" => {
-                    k.scm = Some(CowStr(Cow::Borrowed(s.opt_str()??)));
+                b"scm" => {
+                    k.scm = Some(CowStr(Cow::Borrowed(s.short_str()??)));
                     2
                 }
-                "tbl" => {
-                    k.tbl = Some(CowStr(Cow::Borrowed(s.opt_str()??)));
+                b"tbl" => {
+                    k.tbl = Some(CowStr(Cow::Borrowed(s.short_str()??)));
                     4
                 }
-                "t" => {
-                    k.t = Some(s.opt_u64()??);
+                b"t" => {
+                    k.t = Some(s.uint()??);
                     8
                 }
-                "ohk" => {
+                b"ohk" => {
                     k.ohk = Some(s.opt_bool()??);
                     16
                 }
-                "ccl" => {
+                b"ccl" => {
                     k.ccl = Some(CowStr(Cow::Borrowed(s.opt_str()??)));
                     32
                 }
                 // `rid`, `ptn`, ...: skipped, but checked as serde's `IgnoredAny` checks them.
                 _ => {
-                    s.column_value()?;
+                    s.value()?;
                     0
                 }
             };
@@ -431,63 +476,137 @@ mod fast {
         s.at_end().then_some(k)
     }
 
-    pub(super) fn row(json: &[u8]) -> Option<RowValue<'_>> {
+    /// One of `u`, `p`, `d`: its columns and which of them are keys.
+    struct Image<'a> {
+        columns: Vec<Column<'a>>,
+        /// Bit `i`: column `i` is a primary-key column (flag 0x08), resp. a handle-key column
+        /// (flag 0x02 or `"h":true`), as [`super::key_columns`] picks them. A key column past
+        /// the 64th steps aside to serde.
+        pk: u64,
+        handle: u64,
+    }
+
+    /// The columns whose bits are set in `mask`, in order.
+    fn pick<'a>(columns: &[Column<'a>], mut mask: u64) -> Vec<Column<'a>> {
+        let mut out = Vec::with_capacity(mask.count_ones() as usize);
+        while mask != 0 {
+            if let Some(c) = columns.get(mask.trailing_zeros() as usize) {
+                out.push(c.clone());
+            }
+            mask &= mask - 1;
+        }
+        out
+    }
+
+    pub(super) fn row(json: &[u8]) -> Option<RowParts<'_>> {
         let mut s = Scan::new(std::str::from_utf8(json).ok()?);
-        let mut r = RowValue {
-            u: None,
-            p: None,
-            d: None,
-        };
+        let (mut u, mut p, mut d) = (None, None, None);
         let mut seen = 0u8;
         s.eat(b'{')?;
         if s.peek()? == b'}' {
-            s.eat(b'}')?;
-        } else {
-            loop {
-                let key = s.plain_str()?;
-                s.eat(b':')?;
-                let (bit, slot) = match key {
-                    "u" => (1, &mut r.u),
-                    "p" => (2, &mut r.p),
-                    "d" => (4, &mut r.d),
-                    _ => return None,
-                };
-                if seen & bit != 0 {
-                    return None;
-                }
-                seen |= bit;
-                *slot = if s.null()? {
-                    None
-                } else {
-                    Some(columns(&mut s)?)
-                };
-                if !s.next_member()? {
-                    break;
-                }
-            }
-        }
-        s.at_end().then_some(r)
-    }
-
-    fn columns<'a>(s: &mut Scan<'a>) -> Option<Row<'a>> {
-        s.eat(b'{')?;
-        let mut out = Vec::with_capacity(8);
-        if s.peek()? == b'}' {
-            s.eat(b'}')?;
-            return Some(Named(out));
+            // `{}`: neither `u` nor `d`; serde reports it.
+            return None;
         }
         loop {
-            let name = s.plain_str()?;
-            s.eat(b':')?;
-            out.push((Cow::Borrowed(name), column(s)?));
+            let (bit, slot) = match s.letter_member()? {
+                b'u' => (1, &mut u),
+                b'p' => (2, &mut p),
+                b'd' => (4, &mut d),
+                _ => return None,
+            };
+            if seen & bit != 0 {
+                return None;
+            }
+            seen |= bit;
+            *slot = if s.null()? {
+                None
+            } else {
+                Some(image(&mut s)?)
+            };
             if !s.next_member()? {
-                return Some(Named(out));
+                break;
+            }
+        }
+        if !s.at_end() {
+            return None;
+        }
+        // As `row_parts` (TF `msgToRowChange`).
+        let (op, new, old) = match (d, u, p) {
+            (Some(d), _, _) if !d.columns.is_empty() => (RowOp::Delete, d, None),
+            (_, Some(u), Some(p)) if !p.columns.is_empty() => (RowOp::Update, u, Some(p)),
+            (_, Some(u), _) => (RowOp::Insert, u, None),
+            _ => return None,
+        };
+        let mask = if new.pk != 0 { new.pk } else { new.handle };
+        Some(RowParts {
+            op,
+            keys: pick(&new.columns, mask),
+            values: new.columns,
+            old_values: old.map(|o| o.columns).unwrap_or_default(),
+        })
+    }
+
+    fn image<'a>(s: &mut Scan<'a>) -> Option<Image<'a>> {
+        s.eat(b'{')?;
+        let mut out = Image {
+            columns: Vec::with_capacity(8),
+            pk: 0,
+            handle: 0,
+        };
+        if s.peek()? == b'}' {
+            s.eat(b'}')?;
+            return Some(out);
+        }
+        loop {
+            let name = s.name()?;
+            s.eat(b':')?;
+            let (value, h, f) = column(s)?;
+            let flags = f.unwrap_or(0);
+            let (is_pk, is_handle) = (
+                flags & FLAG_PRIMARY_KEY != 0,
+                flags & FLAG_HANDLE_KEY != 0 || h == Some(true),
+            );
+            if is_pk || is_handle {
+                let bit = 1u64.checked_shl(u32::try_from(out.columns.len()).ok()?)?;
+                out.pk |= if is_pk { bit } else { 0 };
+                out.handle |= if is_handle { bit } else { 0 };
+            }
+            out.columns.push(Column {
+                name: Cow::Borrowed(name),
+                value,
+            });
+            if !s.next_member()? {
+                return Some(out);
             }
         }
     }
 
-    fn column<'a>(s: &mut Scan<'a>) -> Option<OpenColumn<'a>> {
+    /// `{"t":..,"h":..,"f":..,"v":..}`: the value, `h` and `f`.
+    fn column<'a>(s: &mut Scan<'a>) -> Option<(ColumnValue<'a>, Option<bool>, Option<u64>)> {
         s.eat(b'{')?;
+        // TiCDC writes `{"t":..,"h":true,"f":..,"v":..}` in this order, `h` only for handle
+        // columns (TF `internal/column.go` `Column` at 00eb89b; Go's encoding/json writes
+        // fields in order): that exact text is read here; on anything else the member loop
+        // reads the column again from its `{`.
+        let open = s.i;
+        if s.lit(b"\"t\":") {
+            s.uint()?;
+            let h = if s.lit(b",\"h\":") {
+                s.opt_bool()?
+            } else {
+                None
+            };
+            if s.lit(b",\"f\":") {
+                let f = s.uint()?;
+                if s.lit(b",\"v\":") {
+                    let v = s.value()?;
+                    if s.lit(b"}") {
+                        return Some((v, h, f));
+                    }
+                }
+            }
+        }
+        s.i = open;
         let (mut h, mut f, mut v) = (None, None, None);
         let mut seen = 0u8;
         // `{}` has no `v`: serde's error.
@@ -495,24 +614,22 @@ mod fast {
             return None;
         }
         loop {
-            let key = s.plain_str()?;
-            s.eat(b':')?;
-            let bit = match key {
+            let bit = match s.letter_member()? {
                 // The MySQL type code: not used, but it must be valid JSON as serde checks it.
-                "t" => {
-                    s.opt_u64()?;
+                b't' => {
+                    s.uint()?;
                     1
                 }
-                "h" => {
+                b'h' => {
                     h = s.opt_bool()?;
                     2
                 }
-                "f" => {
-                    f = s.opt_u64()?;
+                b'f' => {
+                    f = s.uint()?;
                     4
                 }
-                "v" => {
-                    v = Some(s.column_value()?);
+                b'v' => {
+                    v = Some(s.value()?);
                     8
                 }
                 _ => return None,
@@ -525,7 +642,419 @@ mod fast {
                 break;
             }
         }
-        Some(OpenColumn { h, f, v: v? })
+        Some((v?, h, f))
+    }
+
+    /// Cheaper readers for what open-protocol messages are made of; each gives what the
+    /// general one named in its comment gives, or steps back to it.
+    impl<'a> Scan<'a> {
+        /// A member name, as `plain_str` (no escape, no control byte), without its call
+        /// set-up: `plain_str` was ~1,700 instructions of an event (callgrind).
+        #[inline(always)]
+        fn name(&mut self) -> Option<&'a str> {
+            if self.peek()? != b'"' {
+                return None;
+            }
+            let start = self.i + 1;
+            let quote = plain_string_end(self.b, start)?;
+            self.i = quote + 1;
+            self.text.get(start..quote)
+        }
+
+        /// A member name and its `:`, for objects whose members are named by one ASCII
+        /// letter: that letter, or 0 for any other name (which the callers refuse). `"x":` is
+        /// matched as 4 bytes; anything else (whitespace, longer names) goes through
+        /// [`Scan::name`], so a name with an escape or a control byte is still `None`.
+        #[inline(always)]
+        fn letter_member(&mut self) -> Option<u8> {
+            if self.peek()? == b'"'
+                && let Some(&[b'"', c, b'"', b':']) = self.b.get(self.i..self.i + 4)
+                && c.is_ascii_alphabetic()
+            {
+                self.i += 4;
+                return Some(c);
+            }
+            let name = self.name()?;
+            self.eat(b':')?;
+            Some(match name.as_bytes() {
+                &[c] if c.is_ascii_alphabetic() => c,
+                _ => 0,
+            })
+        }
+
+        /// Exactly `text` next (no whitespace skipped): past it and `true`, else `false`.
+        #[inline(always)]
+        fn lit(&mut self, text: &[u8]) -> bool {
+            let hit = self.b.get(self.i..self.i + text.len()) == Some(text);
+            if hit {
+                self.i += text.len();
+            }
+            hit
+        }
+
+        /// A string value or `null`, as `opt_str`, read as [`Scan::name`] reads.
+        #[inline]
+        fn short_str(&mut self) -> Option<Option<&'a str>> {
+            if self.peek()? == b'"' {
+                self.name().map(Some)
+            } else {
+                self.opt_str()
+            }
+        }
+
+        /// `null` or an integer that fits a u64, as `opt_u64`: up to 19 digits (they cannot
+        /// overflow) read in place; anything else (whitespace first, `null`, 20 digits) by
+        /// `opt_u64`. For short numbers (type codes, flags).
+        #[inline(always)]
+        fn uint(&mut self) -> Option<Option<u64>> {
+            self.uint_in_chunks::<false>()
+        }
+
+        /// [`Scan::uint`] for long numbers (TSOs): 8 digits at a time first; for the 1–3 digit
+        /// numbers of a column the failed 8-digit test cost more than it saved (callgrind).
+        #[inline(always)]
+        fn long_uint(&mut self) -> Option<Option<u64>> {
+            self.uint_in_chunks::<true>()
+        }
+
+        #[inline(always)]
+        fn uint_in_chunks<const CHUNKS: bool>(&mut self) -> Option<Option<u64>> {
+            let start = self.i;
+            match self.b.get(start) {
+                Some(b'1'..=b'9') => {}
+                // `0` alone; `01`, `0.5`, `0e1` are not plain u64s (`opt_u64` refuses them).
+                Some(b'0') => {
+                    return match self.b.get(start + 1) {
+                        Some(b'0'..=b'9' | b'.' | b'e' | b'E') => None,
+                        _ => {
+                            self.i = start + 1;
+                            Some(Some(0))
+                        }
+                    };
+                }
+                _ => return self.opt_u64(),
+            }
+            let mut n = 0u64;
+            let mut j = start;
+            // TSOs have 18 digits: 8 at a time first (at most 11 digits before a chunk, so
+            // n * 10^8 + chunk stays below 10^19), then one at a time up to 19 in all.
+            while CHUNKS
+                && j + 8 <= start + 19
+                && let Some(eight) = eight_digits(self.b, j)
+            {
+                n = n * 100_000_000 + eight;
+                j += 8;
+            }
+            let limit = self.b.len().min(start + 19);
+            while j < limit {
+                let digit = self.b[j].wrapping_sub(b'0');
+                if digit > 9 {
+                    break;
+                }
+                n = n * 10 + u64::from(digit);
+                j += 1;
+            }
+            if j == start + 19 && self.b.get(j).is_some_and(u8::is_ascii_digit) {
+                return self.opt_u64();
+            }
+            // A fraction or exponent makes it a float: serde decides, as `opt_u64` says.
+            if let Some(b'.' | b'e' | b'E') = self.b.get(j) {
+                return None;
+            }
+            self.i = j;
+            Some(Some(n))
+        }
+
+        /// A column value, as `column_value`: a number or `null` followed by a delimiter (the
+        /// bytes `skip_value` stops at, or the end) is read here by RFC 8259's grammar (the one
+        /// `is_json_number` checks); anything else, or a number that breaks the grammar, by
+        /// `column_value` from the same place, so it decides exactly as before.
+        #[inline(always)]
+        fn value(&mut self) -> Option<ColumnValue<'a>> {
+            let start = self.i;
+            let end = match self.b.get(start) {
+                Some(b'"') => {
+                    // Closed before any escape or control byte: what `checked_str` accepts
+                    // without looking further. Strings need no delimiter check (as there).
+                    if let Some(quote) = plain_string_end(self.b, start + 1) {
+                        self.i = quote + 1;
+                        return Some(ColumnValue::from_checked(&self.text[start..self.i]));
+                    }
+                    None
+                }
+                Some(b'-' | b'0'..=b'9') => number_end(self.b, start),
+                Some(b'n') if self.b[start..].starts_with(b"null") => Some(start + 4),
+                _ => None,
+            };
+            match end {
+                Some(end)
+                    if matches!(
+                        self.b.get(end),
+                        None | Some(b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t')
+                    ) =>
+                {
+                    self.i = end;
+                    Some(ColumnValue::from_checked(&self.text[start..end]))
+                }
+                _ => self.column_value(),
+            }
+        }
+    }
+
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+
+    /// The index of the closing quote of a string whose body starts at `i`, if the body has no
+    /// `\` and no byte below 0x20 before it; 8 bytes at a time (the SWAR test of
+    /// `canal_json::fast`: in each mask the lowest set byte is exact, so is the lowest of their
+    /// union).
+    #[inline(always)]
+    fn plain_string_end(b: &[u8], mut i: usize) -> Option<usize> {
+        let eq = |v: u64, c: u8| {
+            let x = v ^ (LO * u64::from(c));
+            x.wrapping_sub(LO) & !x & HI
+        };
+        while let Some(chunk) = b.get(i..i + 8) {
+            let v = u64::from_le_bytes(chunk.try_into().ok()?);
+            let m = eq(v, b'"') | eq(v, b'\\') | (v.wrapping_sub(LO * 0x20) & !v & HI);
+            if m != 0 {
+                let at = i + (m.trailing_zeros() / 8) as usize;
+                return (b[at] == b'"').then_some(at);
+            }
+            i += 8;
+        }
+        let at = i + b
+            .get(i..)?
+            .iter()
+            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+        (b[at] == b'"').then_some(at)
+    }
+
+    /// The value of the 8 ASCII digits at `b[i..i + 8]`, if there are 8 digits there: the
+    /// check and the three multiplications of fast_float's `is_made_of_eight_digits_fast` /
+    /// `parse_eight_digits_unrolled` (D. Lemire, "Number parsing at a gigabyte per second",
+    /// 2021; also Rust's `core::num::dec2flt` `parse_8digits`), little-endian load.
+    #[inline(always)]
+    fn eight_digits(b: &[u8], i: usize) -> Option<u64> {
+        let v = u64::from_le_bytes(b.get(i..i + 8)?.try_into().ok()?);
+        // Every byte's high nibble is 3 and adding 6 keeps it 3: every byte is 0x30..=0x39.
+        let high = v & 0xF0F0_F0F0_F0F0_F0F0;
+        let plus_six = (v.wrapping_add(0x0606_0606_0606_0606) & 0xF0F0_F0F0_F0F0_F0F0) >> 4;
+        if high | plus_six != 0x3333_3333_3333_3333 {
+            return None;
+        }
+        let d = v - 0x3030_3030_3030_3030;
+        // Pairs, then fours, then the eight: each step fits in its lane.
+        let pairs = d.wrapping_mul(10).wrapping_add(d >> 8);
+        let low = (pairs & 0x0000_00FF_0000_00FF).wrapping_mul(0x000F_4240_0000_0064);
+        let high = ((pairs >> 16) & 0x0000_00FF_0000_00FF).wrapping_mul(0x0000_2710_0000_0001);
+        Some(u64::from(low.wrapping_add(high).wrapping_shr(32) as u32))
+    }
+
+    /// The end of the JSON number at `i` (`-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`),
+    /// or `None` if what is there does not start like one.
+    #[inline]
+    fn number_end(b: &[u8], mut i: usize) -> Option<usize> {
+        let digits = |i: &mut usize| {
+            let start = *i;
+            while b.get(*i).is_some_and(u8::is_ascii_digit) {
+                *i += 1;
+            }
+            *i - start
+        };
+        if b.get(i) == Some(&b'-') {
+            i += 1;
+        }
+        match b.get(i)? {
+            b'0' => i += 1,
+            b'1'..=b'9' => {
+                digits(&mut i);
+            }
+            _ => return None,
+        }
+        if b.get(i) == Some(&b'.') {
+            i += 1;
+            if digits(&mut i) == 0 {
+                return None;
+            }
+        }
+        if let Some(b'e' | b'E') = b.get(i) {
+            i += 1;
+            if let Some(b'+' | b'-') = b.get(i) {
+                i += 1;
+            }
+            if digits(&mut i) == 0 {
+                return None;
+            }
+        }
+        Some(i)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        /// Every short reader gives what the general one it stands in for gives, and leaves the
+        /// scanner at the same place: `name`/`short_str` vs `plain_str`/`opt_str`, `uint`/`long_uint`
+        /// vs `opt_u64`, `value` vs `column_value`; on hand-picked edge pieces (every suffix a
+        /// delimiter or not) and 40,000 mutations of them. `letter_member` is held to
+        /// `plain_str` + `:`.
+        #[test]
+        fn short_readers_agree_with_the_general_ones() {
+            let pieces = [
+                "0",
+                "01",
+                "-0",
+                "-",
+                "-01",
+                "1.5",
+                "1.",
+                ".5",
+                "1e5",
+                "1E+5",
+                "1e",
+                "1e+",
+                "-1.5e-3",
+                "7",
+                "42",
+                "1234567890123456789",
+                "9999999999999999999",
+                "12345678901234567890",
+                "18446744073709551615",
+                "18446744073709551616",
+                "99999999999999999999",
+                "null",
+                "nul",
+                "nullx",
+                "true",
+                "false",
+                "fals",
+                r#""abc""#,
+                r#""a\"b""#,
+                r#""a\u00e9""#,
+                r#""\x""#,
+                r#""a\"#,
+                "[1,2]",
+                r#"{"a":1}"#,
+                " 5",
+                "\t7",
+                "\n null",
+                r#""""#,
+                r#""é""#,
+                "\"a\tb\"",
+                "\"a\u{1}b\"",
+                r#""column_name_longer_than_24_bytes""#,
+                r#""exactly_twenty_four_byte""#,
+                r#""twenty_three_bytes_long""#,
+                r#""ts"#,
+                "\"t",
+                "\"",
+                "",
+                r#""t":1"#,
+                r#""v" :1"#,
+                r#""ts":1"#,
+                r#""\u0074":1"#,
+                r#""é":1"#,
+                r#""1":1"#,
+                r#""_":1"#,
+                r#""":1"#,
+                r#" "h":true"#,
+            ];
+            let suffixes = [
+                "", ",", "}", "]", " ", "\n", "x", "\"", ".", "e", "0", ":1}",
+            ];
+            let mut corpus: Vec<Vec<u8>> = Vec::new();
+            // Integers of every length 1..=21 (the 8-digit chunks of `long_uint`), some with a
+            // non-digit inside.
+            let mut x = 0x9E37_79B9_7F4A_7C15u64;
+            let mut numbers = Vec::new();
+            for len in 1..=21 {
+                for _ in 0..20 {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let digits: String = (0..len)
+                        .map(|k| char::from(b'0' + ((x >> (k % 16 * 4)) % 10) as u8))
+                        .collect();
+                    numbers.push(digits.clone());
+                    let mut bent = digits.into_bytes();
+                    let at = (x % len) as usize;
+                    bent[at] = b":/a0 "[(x % 5) as usize];
+                    numbers.push(String::from_utf8(bent).unwrap_or_default());
+                }
+            }
+            for p in pieces
+                .iter()
+                .copied()
+                .chain(numbers.iter().map(String::as_str))
+            {
+                for s in suffixes {
+                    corpus.push(format!("{p}{s}").into_bytes());
+                }
+            }
+            let mutated = crate::protocol::test_support::mutants(
+                &corpus,
+                0xD1B5_4A32_D192_ED03,
+                b"0123456789-+.eEnul\"\\ ,}]{[tx\x01",
+                40_000,
+            );
+            let (mut checked, mut read) = (0, 0);
+            for bytes in corpus.iter().cloned().chain(mutated) {
+                let Ok(text) = std::str::from_utf8(&bytes) else {
+                    continue;
+                };
+                checked += 1;
+                let same = |name: &str, a: (Option<String>, usize), b: (Option<String>, usize)| {
+                    // Where the general reader fails, its position does not matter.
+                    let b_pos = if b.0.is_some() { b.1 } else { a.1 };
+                    assert_eq!((&a.0, a.1), (&b.0, b_pos), "{name} on {text:?}");
+                    usize::from(a.0.is_some())
+                };
+                let run = |f: &dyn Fn(&mut Scan<'_>) -> Option<String>| {
+                    let mut s = Scan::new(text);
+                    (f(&mut s), s.i)
+                };
+                read += same(
+                    "value",
+                    run(&|s| s.value().map(|v| v.get().to_owned())),
+                    run(&|s| s.column_value().map(|v| v.get().to_owned())),
+                );
+                read += same(
+                    "uint",
+                    run(&|s| s.uint().map(|v| format!("{v:?}"))),
+                    run(&|s| s.opt_u64().map(|v| format!("{v:?}"))),
+                );
+                read += same(
+                    "long_uint",
+                    run(&|s| s.long_uint().map(|v| format!("{v:?}"))),
+                    run(&|s| s.opt_u64().map(|v| format!("{v:?}"))),
+                );
+                read += same(
+                    "name",
+                    run(&|s| s.name().map(str::to_owned)),
+                    run(&|s| s.plain_str().map(str::to_owned)),
+                );
+                read += same(
+                    "letter_member",
+                    run(&|s| s.letter_member().map(|c| c.to_string())),
+                    run(&|s| {
+                        let name = s.plain_str()?;
+                        s.eat(b':')?;
+                        Some(match name.as_bytes() {
+                            &[c] if c.is_ascii_alphabetic() => c,
+                            _ => 0,
+                        })
+                        .map(|c| c.to_string())
+                    }),
+                );
+                read += same(
+                    "short_str",
+                    run(&|s| s.short_str().map(|v| format!("{v:?}"))),
+                    run(&|s| s.opt_str().map(|v| format!("{v:?}"))),
+                );
+            }
+            assert!(checked > 30_000 && read > 10_000, "{checked} {read}");
+        }
     }
 }
 
@@ -694,6 +1223,7 @@ mod tests {
         let serde_row = |v: &[u8]| {
             crate::protocol::from_json::<RowValue<'_>>(v)
                 .ok()
+                .and_then(row_parts)
                 .map(|r| format!("{r:?}"))
         };
         let mut fast_on_fixtures = 0;
