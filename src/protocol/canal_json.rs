@@ -89,6 +89,7 @@ fn kind_of(is_ddl: Option<bool>, ty: Option<&str>) -> Option<EventKind> {
 /// cdcmon uses (~3× fewer instructions, `docs/performance.md`); anything it does not fully
 /// understand (an escape in a name, a repeated member, a float, bad syntax, a decode error) is
 /// decoded again by serde below, so errors and unusual input behave exactly as before.
+#[inline]
 pub fn decode(value: &[u8]) -> Result<ChangeEvent<'_>, DecodeError> {
     if let Some(text) = as_str(value)
         && let Some(ev) = fast::decode(text)
@@ -131,6 +132,7 @@ fn decode_serde(value: &[u8]) -> Result<ChangeEvent<'_>, DecodeError> {
 }
 
 /// The event from the decoded members; `old` is used only by an UPDATE.
+#[inline]
 fn build<'a>(
     h: Header<'a>,
     pk_names: Option<&[impl AsRef<str>]>,
@@ -784,7 +786,7 @@ pub(super) mod fast {
         }
 
         /// A string with neither escapes nor control characters, borrowed from the input.
-        #[inline]
+        #[inline(always)]
         pub(in crate::protocol) fn plain_str(&mut self) -> Option<&'a str> {
             // Names and values usually follow `{`, `,` or `:` directly: no whitespace to skip.
             if self.b.get(self.i) == Some(&b'"') {

@@ -351,15 +351,20 @@ impl Decoder {
 /// event per message, so its failure is the message's `Err`.
 #[derive(Debug, Default)]
 pub struct Decoded<'a> {
-    pub events: Vec<ChangeEvent<'a>>,
+    /// One event inline (every protocol but open-protocol has exactly one): no allocation per
+    /// message. Derefs to `[ChangeEvent]`; `push`, `iter`, `len`, `into_iter` as a `Vec`.
+    pub events: Events<'a>,
     /// Per-event failures; `detail` names the event's index in the batch.
     pub errors: Vec<DecodeError>,
 }
 
+/// The events of one message (see [`Decoded::events`]).
+pub type Events<'a> = smallvec::SmallVec<[ChangeEvent<'a>; 1]>;
+
 impl<'a> Decoded<'a> {
     fn one(event: ChangeEvent<'a>) -> Self {
         Decoded {
-            events: vec![event],
+            events: smallvec::smallvec![event],
             errors: Vec::new(),
         }
     }
@@ -369,7 +374,7 @@ impl<'a> Decoded<'a> {
     pub fn into_strict(self) -> Result<Vec<ChangeEvent<'a>>, DecodeError> {
         match self.errors.into_iter().next() {
             Some(e) => Err(e),
-            None => Ok(self.events),
+            None => Ok(self.events.into_vec()),
         }
     }
 }
