@@ -803,7 +803,12 @@ pub(super) mod fast {
             self.text.get(start..end)
         }
 
+        #[inline]
         pub(in crate::protocol) fn opt_str(&mut self) -> Option<Option<&'a str>> {
+            // A string is usually right there: no whitespace or `null` test first.
+            if self.b.get(self.i) == Some(&b'"') {
+                return self.plain_str().map(Some);
+            }
             if self.null()? {
                 return Some(None);
             }
@@ -981,6 +986,12 @@ pub(super) mod fast {
                 }
                 _ => {
                     let start = self.i;
+                    // Eight digits hold no delimiter (`ts` has 13): passed at once.
+                    while let Some(chunk) = self.b.get(self.i..self.i + 8)
+                        && eight_digits(chunk).is_some()
+                    {
+                        self.i += 8;
+                    }
                     while let Some(&c) = self.b.get(self.i) {
                         if matches!(c, b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t') {
                             break;
