@@ -1143,7 +1143,7 @@ mod tests {
         ev.db = "app".into();
         ev.table = "users".into();
         ev.commit_ts = Some(439749918821711874); // 2023-02-27T15:46:52.888Z
-        ev.keys = vec![col("id", "\"7\"")];
+        ev.keys = vec![col("id", "\"7\"")].into();
         ev.values = vec![
             col("id", "\"7\""),
             col("name", "\"a \\\"q\\\"\""),
@@ -1313,7 +1313,8 @@ mod tests {
             col("n", "12.5"),
             col("my_SECRET", "\"x\""),
             col("obj", "{\"a\":\"b\"}"),
-        ];
+        ]
+        .into();
         ev.partial = true;
         let mut out = Vec::new();
         render_line(&ev, &POS, &opts, 0, &mut out);
@@ -1353,8 +1354,8 @@ mod tests {
     #[test]
     fn pretty_printed_raw_values_stay_on_one_line() {
         let mut ev = row_event();
-        ev.keys = vec![col("k", "{\n  \"a\": [1,\r\n 2]\n}")];
-        ev.values = ev.keys.clone();
+        ev.keys = vec![col("k", "{\n  \"a\": [1,\r\n 2]\n}")].into();
+        ev.values = ev.keys.to_vec();
         let mut out = Vec::new();
         render_line(&ev, &POS, &LogOptions::new(true, &[]), 0, &mut out);
         assert_eq!(out.iter().filter(|b| **b == b'\n').count(), 1);
@@ -1455,7 +1456,7 @@ mod tests {
                 ev.db = c["db"].as_str().unwrap().to_owned().into();
                 ev.table = c["table"].as_str().unwrap().to_owned().into();
                 ev.commit_ts = c["commit_ts"].as_u64();
-                ev.keys = columns(&c["keys"], false);
+                ev.keys = columns(&c["keys"], false).into();
                 ev.values = columns(&c["values"], true);
                 ev.old_values = columns(&c["old_values"], true);
                 ev.partial = c["partial"].as_bool().unwrap_or(false);
@@ -1626,7 +1627,7 @@ mod tests {
     /// A row event with key `id=<id>` at `offset`.
     fn keyed(id: u64) -> ChangeEvent<'static> {
         let mut ev = row_event();
-        ev.keys = vec![col("id", &id.to_string())];
+        ev.keys = vec![col("id", &id.to_string())].into();
         ev
     }
 

@@ -474,7 +474,7 @@ pub(crate) mod json {
     use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
     use serde_json::value::RawValue;
 
-    use crate::event::{Column, ColumnValue};
+    use crate::event::{Column, ColumnValue, KeyColumns};
 
     /// A string borrowed from the input when possible (serde's own `Cow<str>` always copies).
     #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -569,7 +569,7 @@ pub(crate) mod json {
     }
 
     /// The columns of `row` whose name is in `names`, in `names` order.
-    pub fn pick<'a>(row: &[Column<'a>], names: &[impl AsRef<str>]) -> Vec<Column<'a>> {
+    pub fn pick<'a>(row: &[Column<'a>], names: &[impl AsRef<str>]) -> KeyColumns<'a> {
         names
             .iter()
             .filter_map(|n| row.iter().find(|c| c.name == n.as_ref()).cloned())

@@ -323,7 +323,7 @@ fn fill_value<'a>(
         }
     };
     ev.op = Some(op);
-    ev.keys = key_columns(&new.0);
+    ev.keys = key_columns(&new.0).into();
     ev.values = columns(new);
     ev.old_values = old.map(columns).unwrap_or_default();
     Ok(())
