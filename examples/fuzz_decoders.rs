@@ -472,7 +472,7 @@ fn execute<'a>(
     let key = input.key.as_deref();
     let value = input.value.as_deref();
     let one = |e| (vec![e], Vec::new());
-    let parts = |d: Decoded<'a>| (d.events, d.errors);
+    let parts = |d: Decoded<'a>| (d.events.into_vec(), d.errors);
     let decoded = match target {
         Target::CanalJson => canal_json::decode(value.unwrap_or_default()).map(one),
         Target::OpenProtocol => open_protocol::decode(key, value, Compression::None).map(parts),

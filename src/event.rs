@@ -99,6 +99,79 @@ impl RowOp {
     }
 }
 
+/// Primary-key (or handle-key) columns. Most keys have one column, which is kept inline: building
+/// the keys of such a row allocates nothing (~150 instructions of malloc/free per event,
+/// `docs/performance.md` "Issue 11, step 3"). Derefs to `[Column]` (`iter`, `len`, indexing, ...);
+/// made from a `Vec` with `.into()` or from an iterator with `collect()`. A plain enum, not a
+/// `smallvec::SmallVec`, because it must stay covariant in `'a` like the rest of the event (an
+/// owned `ChangeEvent<'static>` is returned as a `ChangeEvent<'a>`).
+#[derive(Debug, Clone, Default)]
+pub enum KeyColumns<'a> {
+    #[default]
+    None,
+    One(Column<'a>),
+    Many(Vec<Column<'a>>),
+}
+
+impl<'a> std::ops::Deref for KeyColumns<'a> {
+    type Target = [Column<'a>];
+    fn deref(&self) -> &[Column<'a>] {
+        match self {
+            KeyColumns::None => &[],
+            KeyColumns::One(c) => std::slice::from_ref(c),
+            KeyColumns::Many(v) => v,
+        }
+    }
+}
+
+impl<'a> From<Vec<Column<'a>>> for KeyColumns<'a> {
+    fn from(mut v: Vec<Column<'a>>) -> Self {
+        match v.len() {
+            0 => KeyColumns::None,
+            1 => v.pop().map_or(KeyColumns::None, KeyColumns::One),
+            _ => KeyColumns::Many(v),
+        }
+    }
+}
+
+impl<'a> FromIterator<Column<'a>> for KeyColumns<'a> {
+    fn from_iter<I: IntoIterator<Item = Column<'a>>>(iter: I) -> Self {
+        let mut iter = iter.into_iter();
+        let Some(first) = iter.next() else {
+            return KeyColumns::None;
+        };
+        match iter.next() {
+            None => KeyColumns::One(first),
+            Some(second) => {
+                let mut v = vec![first, second];
+                v.extend(iter);
+                KeyColumns::Many(v)
+            }
+        }
+    }
+}
+
+impl<'a> KeyColumns<'a> {
+    /// The columns as a `Vec` (allocates).
+    pub fn into_vec(self) -> Vec<Column<'a>> {
+        match self {
+            KeyColumns::None => Vec::new(),
+            KeyColumns::One(c) => vec![c],
+            KeyColumns::Many(v) => v,
+        }
+    }
+
+    pub fn into_owned(self) -> KeyColumns<'static> {
+        match self {
+            KeyColumns::None => KeyColumns::None,
+            KeyColumns::One(c) => KeyColumns::One(c.into_owned()),
+            KeyColumns::Many(v) => {
+                KeyColumns::Many(v.into_iter().map(Column::into_owned).collect())
+            }
+        }
+    }
+}
+
 /// One column: its name and its value as raw JSON text (`null` for SQL NULL).
 #[derive(Debug, Clone)]
 pub struct Column<'a> {
@@ -192,7 +265,7 @@ pub struct ChangeEvent<'a> {
     pub commit_physical_ms: Option<i64>,
     pub ddl: Option<Ddl<'a>>,
     /// Primary-key (or handle-key) column values.
-    pub keys: Vec<Column<'a>>,
+    pub keys: KeyColumns<'a>,
     /// The new row (insert, update) or the deleted row (delete).
     pub values: Vec<Column<'a>>,
     /// The old row of an update, when the protocol carries it.
@@ -224,7 +297,7 @@ impl<'a> ChangeEvent<'a> {
             commit_ts: None,
             commit_physical_ms: None,
             ddl: None,
-            keys: Vec::new(),
+            keys: KeyColumns::None,
             values: Vec::new(),
             old_values: Vec::new(),
             partial: false,
@@ -257,7 +330,7 @@ impl<'a> ChangeEvent<'a> {
                 ddl_type: Cow::Owned(d.ddl_type.into_owned()),
                 query: Cow::Owned(d.query.into_owned()),
             }),
-            keys: cols(self.keys),
+            keys: self.keys.into_owned(),
             values: cols(self.values),
             old_values: cols(self.old_values),
             partial: self.partial,
@@ -283,6 +356,30 @@ mod tests {
         assert_eq!(ev.commit_time_ms(), Some(5));
         ev.commit_ts = Some(439749918821711874);
         assert_eq!(ev.commit_time_ms(), Some(1677512812888));
+    }
+
+    #[test]
+    fn key_columns_hold_what_they_were_made_from() {
+        let col = |n: &str| Column {
+            name: Cow::Owned(n.to_owned()),
+            value: ColumnValue::from_checked("1"),
+        };
+        let names = |k: &KeyColumns<'_>| k.iter().map(|c| c.name.to_string()).collect::<Vec<_>>();
+        for n in 0..4 {
+            let cols: Vec<Column<'_>> = (0..n).map(|i| col(&format!("c{i}"))).collect();
+            let want: Vec<String> = (0..n).map(|i| format!("c{i}")).collect();
+            let from_vec = KeyColumns::from(cols.clone());
+            let collected: KeyColumns<'_> = cols.clone().into_iter().collect();
+            for k in [&from_vec, &collected] {
+                assert_eq!(names(k), want);
+                assert_eq!((k.len(), k.is_empty()), (n, n == 0));
+                // One column is inline, more are a Vec.
+                let inline = matches!(k, KeyColumns::None | KeyColumns::One(_));
+                assert_eq!(inline, n <= 1, "{n}");
+            }
+            assert_eq!(names(&from_vec.clone().into_owned()), want);
+            assert_eq!(from_vec.into_vec().len(), n);
+        }
     }
 
     #[test]

@@ -142,30 +142,33 @@ fn render_line_with(
     out.extend_from_slice(
         b"\",\"event\":{\"kind\":\"event\",\"dataset\":\"cdcmon.cdc\",\"action\":",
     );
-    let action: &str = match (ev.op, &ev.ddl) {
-        (Some(op), _) => op.as_str(),
-        (None, Some(ddl)) => &ddl.ddl_type,
-        (None, None) => ev.kind.as_str(),
-    };
-    write_str(out, action);
+    // Op, kind and protocol names are fixed ASCII words that JSON never escapes
+    // (`tests::fixed_names_need_no_escaping`): copied without the escape scan.
+    match (ev.op, &ev.ddl) {
+        (Some(op), _) => write_plain_str(out, op.as_str()),
+        (None, Some(ddl)) => write_str(out, &ddl.ddl_type),
+        (None, None) => write_plain_str(out, ev.kind.as_str()),
+    }
     out.extend_from_slice(b",\"created\":\"");
     stamps.created.write(out, now_ms);
-    out.extend_from_slice(b"\"},\"cdc\":{\"kind\":");
-    write_str(out, ev.kind.as_str());
-    out.extend_from_slice(b",\"db\":");
-    write_str(out, &ev.db);
-    out.extend_from_slice(b",\"table\":");
-    write_str(out, &ev.table);
+    out.extend_from_slice(b"\"},\"cdc\":{\"kind\":\"");
+    out.extend_from_slice(ev.kind.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"db\":\"");
+    // `message` repeats db and table: it copies these escaped texts.
+    let db = escaped_range(out, &ev.db);
+    out.extend_from_slice(b"\",\"table\":\"");
+    let table = escaped_range(out, &ev.table);
+    out.push(b'"');
     if let Some(op) = ev.op {
         out.extend_from_slice(b",\"op\":");
-        write_str(out, op.as_str());
+        write_plain_str(out, op.as_str());
     }
     if let Some(ts) = ev.commit_ts {
         out.extend_from_slice(b",\"commit_ts\":");
         write_u64(out, ts);
     }
     out.extend_from_slice(b",\"protocol\":");
-    write_str(out, ev.protocol.as_str());
+    write_plain_str(out, ev.protocol.as_str());
     if let Some(ddl) = &ev.ddl {
         out.extend_from_slice(b",\"ddl\":{\"type\":");
         write_str(out, &ddl.ddl_type);
@@ -217,18 +220,24 @@ fn render_line_with(
     out.extend_from_slice(b",\"offset\":");
     write_i64(out, pos.offset);
     out.extend_from_slice(b"},\"message\":\"");
-    write_summary_message(out, ev, summary);
+    write_summary_message(out, ev, summary, [db, table]);
     out.extend_from_slice(b"\"}\n");
 }
 
 /// The `message` text, escaped, without quotes: `insert app.users id=1` /
 /// `CREATE app.users: CREATE TABLE ...`. `summary` is the already escaped key summary in `out`.
-fn write_summary_message(out: &mut Vec<u8>, ev: &ChangeEvent<'_>, summary: Range<usize>) {
+/// `db_table` are the escaped `cdc.db` and `cdc.table` texts in `out`.
+fn write_summary_message(
+    out: &mut Vec<u8>,
+    ev: &ChangeEvent<'_>,
+    summary: Range<usize>,
+    db_table: [Range<usize>; 2],
+) {
     match (ev.op, &ev.ddl) {
         (Some(op), _) => {
             out.extend_from_slice(op.as_str().as_bytes());
             out.push(b' ');
-            write_table(out, ev);
+            write_table(out, &db_table);
             if !ev.keys.is_empty() {
                 out.push(b' ');
                 out.extend_from_within(summary);
@@ -240,7 +249,7 @@ fn write_summary_message(out: &mut Vec<u8>, ev: &ChangeEvent<'_>, summary: Range
         (None, Some(ddl)) => {
             write_escaped(out, &ddl.ddl_type);
             out.push(b' ');
-            write_table(out, ev);
+            write_table(out, &db_table);
             out.extend_from_slice(b": ");
             match ddl.query.char_indices().nth(MESSAGE_QUERY_CHARS) {
                 Some((cut, _)) => {
@@ -253,17 +262,25 @@ fn write_summary_message(out: &mut Vec<u8>, ev: &ChangeEvent<'_>, summary: Range
         (None, None) => {
             out.extend_from_slice(ev.kind.as_str().as_bytes());
             out.push(b' ');
-            write_table(out, ev);
+            write_table(out, &db_table);
         }
     }
 }
 
-fn write_table(out: &mut Vec<u8>, ev: &ChangeEvent<'_>) {
-    write_escaped(out, &ev.db);
-    if !ev.table.is_empty() {
+/// `db.table` (`db` alone without a table), copied from their escaped texts in `out`.
+fn write_table(out: &mut Vec<u8>, [db, table]: &[Range<usize>; 2]) {
+    out.extend_from_within(db.clone());
+    if !table.is_empty() {
         out.push(b'.');
-        write_escaped(out, &ev.table);
+        out.extend_from_within(table.clone());
     }
+}
+
+/// `s` escaped into `out`; returns where it went.
+fn escaped_range(out: &mut Vec<u8>, s: &str) -> Range<usize> {
+    let start = out.len();
+    write_escaped(out, s);
+    start..out.len()
 }
 
 /// `col=val,col2=val2` (string values unquoted, redacted columns `***`), JSON-escaped without
@@ -331,7 +348,9 @@ fn write_columns(out: &mut Vec<u8>, cols: &[Column<'_>], opts: &LogOptions) {
 /// on one line (found by the fuzzer, docs/fuzzing.md).
 fn write_raw(out: &mut Vec<u8>, text: &str) {
     let bytes = text.as_bytes();
-    if !bytes.iter().any(|&b| b == b'\n' || b == b'\r') {
+    // A value that starts with a quote is one JSON string (a `ColumnValue` has no surrounding
+    // whitespace), which cannot hold a raw line break: no scan (most values are strings).
+    if bytes.first() == Some(&b'"') || !bytes.iter().any(|&b| b == b'\n' || b == b'\r') {
         out.extend_from_slice(bytes);
         return;
     }
@@ -339,6 +358,14 @@ fn write_raw(out: &mut Vec<u8>, text: &str) {
         b'\n' | b'\r' => b' ',
         b => b,
     }));
+}
+
+/// A JSON string literal of a fixed name that needs no escaping (op, kind, protocol).
+fn write_plain_str(out: &mut Vec<u8>, s: &str) {
+    debug_assert!(first_to_escape(s.as_bytes()).is_none(), "{s:?}");
+    out.push(b'"');
+    out.extend_from_slice(s.as_bytes());
+    out.push(b'"');
 }
 
 /// A JSON string literal, escaped.
@@ -1054,6 +1081,32 @@ mod tests {
     use super::*;
     use serde_json::value::RawValue;
 
+    /// `render_line` copies these names without the escape scan (`write_plain_str`).
+    #[test]
+    fn fixed_names_need_no_escaping() {
+        use crate::event::{Protocol, RowOp};
+        let kinds = [
+            EventKind::Row,
+            EventKind::Ddl,
+            EventKind::Watermark,
+            EventKind::Bootstrap,
+        ];
+        let names = kinds
+            .iter()
+            .map(|k| k.as_str())
+            .chain(RowOp::ALL.iter().map(|o| o.as_str()))
+            .chain(
+                Protocol::ALL
+                    .iter()
+                    .chain([&Protocol::Avro])
+                    .map(|p| p.as_str()),
+            );
+        for name in names {
+            assert!(!name.is_empty());
+            assert_eq!(serde_json::to_string(name).unwrap(), format!("\"{name}\""));
+        }
+    }
+
     /// Reference for `write_key_summary`: the same summary built the obvious way, with `String`s.
     fn key_summary(keys: &[Column<'_>], opts: &LogOptions) -> String {
         let mut s = String::new();
@@ -1090,7 +1143,7 @@ mod tests {
         ev.db = "app".into();
         ev.table = "users".into();
         ev.commit_ts = Some(439749918821711874); // 2023-02-27T15:46:52.888Z
-        ev.keys = vec![col("id", "\"7\"")];
+        ev.keys = vec![col("id", "\"7\"")].into();
         ev.values = vec![
             col("id", "\"7\""),
             col("name", "\"a \\\"q\\\"\""),
@@ -1260,7 +1313,8 @@ mod tests {
             col("n", "12.5"),
             col("my_SECRET", "\"x\""),
             col("obj", "{\"a\":\"b\"}"),
-        ];
+        ]
+        .into();
         ev.partial = true;
         let mut out = Vec::new();
         render_line(&ev, &POS, &opts, 0, &mut out);
@@ -1300,8 +1354,8 @@ mod tests {
     #[test]
     fn pretty_printed_raw_values_stay_on_one_line() {
         let mut ev = row_event();
-        ev.keys = vec![col("k", "{\n  \"a\": [1,\r\n 2]\n}")];
-        ev.values = ev.keys.clone();
+        ev.keys = vec![col("k", "{\n  \"a\": [1,\r\n 2]\n}")].into();
+        ev.values = ev.keys.to_vec();
         let mut out = Vec::new();
         render_line(&ev, &POS, &LogOptions::new(true, &[]), 0, &mut out);
         assert_eq!(out.iter().filter(|b| **b == b'\n').count(), 1);
@@ -1402,7 +1456,7 @@ mod tests {
                 ev.db = c["db"].as_str().unwrap().to_owned().into();
                 ev.table = c["table"].as_str().unwrap().to_owned().into();
                 ev.commit_ts = c["commit_ts"].as_u64();
-                ev.keys = columns(&c["keys"], false);
+                ev.keys = columns(&c["keys"], false).into();
                 ev.values = columns(&c["values"], true);
                 ev.old_values = columns(&c["old_values"], true);
                 ev.partial = c["partial"].as_bool().unwrap_or(false);
@@ -1573,7 +1627,7 @@ mod tests {
     /// A row event with key `id=<id>` at `offset`.
     fn keyed(id: u64) -> ChangeEvent<'static> {
         let mut ev = row_event();
-        ev.keys = vec![col("id", &id.to_string())];
+        ev.keys = vec![col("id", &id.to_string())].into();
         ev
     }
 

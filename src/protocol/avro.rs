@@ -318,9 +318,9 @@ impl AvroDecoder {
         ev.db = Cow::Owned(schema.db.clone());
         ev.table = Cow::Owned(schema.table.clone());
         ev.commit_ts = commit_ts;
-        ev.keys = columns(&schema, &fields, fields.len())?;
+        ev.keys = columns(&schema, &fields, fields.len())?.into();
         // Only the handle key of the deleted row is sent; Avro deletes carry no checksum.
-        ev.values = ev.keys.clone();
+        ev.values = ev.keys.to_vec();
         ev.partial = true;
         ev.checksum = Some(RowChecksum::absent());
         Ok(ev)
@@ -362,7 +362,7 @@ impl AvroDecoder {
         };
         if let Some(k) = key {
             let (kschema, kfields) = self.datum(k, "key")?;
-            ev.keys = columns(&kschema, &kfields, kfields.len())?;
+            ev.keys = columns(&kschema, &kfields, kfields.len())?.into();
         }
         let expected = match ext("_tidb_row_level_checksum") {
             Some(Avro::String(s)) if s.is_empty() => 0,

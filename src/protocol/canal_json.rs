@@ -89,13 +89,26 @@ fn kind_of(is_ddl: Option<bool>, ty: Option<&str>) -> Option<EventKind> {
 /// cdcmon uses (~3× fewer instructions, `docs/performance.md`); anything it does not fully
 /// understand (an escape in a name, a repeated member, a float, bad syntax, a decode error) is
 /// decoded again by serde below, so errors and unusual input behave exactly as before.
+#[inline]
 pub fn decode(value: &[u8]) -> Result<ChangeEvent<'_>, DecodeError> {
-    if let Ok(text) = std::str::from_utf8(value)
+    if let Some(text) = as_str(value)
         && let Some(ev) = fast::decode(text)
     {
         return Ok(ev);
     }
     decode_serde(value)
+}
+
+/// `value` as text when it is UTF-8. TiCDC's messages are usually pure ASCII (non-ASCII text
+/// arrives as is, but names and most values are ASCII), and checking that (`is_ascii`, a word at
+/// a time) costs about a third of `from_utf8`'s ~300 instructions per message.
+fn as_str(value: &[u8]) -> Option<&str> {
+    if value.is_ascii() {
+        // SAFETY: ASCII bytes are valid UTF-8.
+        Some(unsafe { std::str::from_utf8_unchecked(value) })
+    } else {
+        std::str::from_utf8(value).ok()
+    }
 }
 
 /// The reference decoder: serde derive over the whole message.
@@ -119,6 +132,7 @@ fn decode_serde(value: &[u8]) -> Result<ChangeEvent<'_>, DecodeError> {
 }
 
 /// The event from the decoded members; `old` is used only by an UPDATE.
+#[inline]
 fn build<'a>(
     h: Header<'a>,
     pk_names: Option<&[impl AsRef<str>]>,
@@ -233,39 +247,48 @@ pub(super) mod fast {
         let mut seen = 0u32;
         s.eat(b'{')?;
         if s.peek()? != b'}' {
+            // The member TiCDC writes next ([`Member`] order): a guess, checked in full.
+            let mut next = 0usize;
             loop {
-                let key = s.plain_str()?;
-                s.eat(b':')?;
-                let bit = match key {
-                    "database" => {
+                let member = match s.expected_member(next) {
+                    Some(m) => m,
+                    None => {
+                        let key = s.plain_str()?;
+                        s.eat(b':')?;
+                        member_of(key)
+                    }
+                };
+                next = member as usize + 1;
+                let bit = match member {
+                    Member::Database => {
                         h.database = s.opt_str()?.map(Cow::Borrowed);
                         1
                     }
-                    "table" => {
+                    Member::Table => {
                         h.table = s.opt_str()?.map(Cow::Borrowed);
                         2
                     }
-                    "pkNames" => {
+                    Member::PkNames => {
                         pk_len = s.pk_names(&mut pk)?;
                         4
                     }
-                    "isDdl" => {
+                    Member::IsDdl => {
                         h.is_ddl = s.opt_bool()?;
                         8
                     }
-                    "type" => {
+                    Member::Type => {
                         h.ty = s.opt_str()?.map(Cow::Borrowed);
                         16
                     }
-                    "es" => {
+                    Member::Es => {
                         h.es = s.opt_i64()?;
                         32
                     }
-                    "sql" => {
+                    Member::Sql => {
                         h.sql = s.opt_str()?.map(Cow::Borrowed);
                         64
                     }
-                    "data" => {
+                    Member::Data => {
                         match known_kind(&h, seen) {
                             Some(EventKind::Row) => data_rows = Some(s.rows()?),
                             Some(_) => s.skip_value()?,
@@ -273,7 +296,7 @@ pub(super) mod fast {
                         }
                         128
                     }
-                    "old" => {
+                    Member::Old => {
                         match known_kind(&h, seen) {
                             Some(EventKind::Row) if h.ty.as_deref() == Some("UPDATE") => {
                                 old_rows = Some(s.rows()?);
@@ -283,11 +306,17 @@ pub(super) mod fast {
                         }
                         256
                     }
-                    "_tidb" => {
+                    Member::Tidb => {
                         h.tidb = s.tidb()?;
                         512
                     }
-                    _ => {
+                    // `id`, `ts`, `sqlType`, `mysqlType` and unknown members: serde ignores
+                    // them too (a repeat is no error there).
+                    Member::Id
+                    | Member::Ts
+                    | Member::SqlType
+                    | Member::MysqlType
+                    | Member::Other => {
                         s.skip_value()?;
                         0
                     }
@@ -330,6 +359,86 @@ pub(super) mod fast {
         // An error (unknown type, no row) is left to serde, which reports it with the same
         // reason from the same members, or a syntax error first if the message has one.
         build(h, pk, rows, old_rows).ok()
+    }
+
+    /// The top-level members in the order TiCDC writes them (TC `canal_json_row_event_encoder.go`
+    /// `newJSONMessageForDML`; the fixtures in `tests/fixtures/ticdc` follow it). Only a guess:
+    /// [`Scan::expected_member`] checks the whole name, and any other order decodes the same
+    /// through the general path (`member_of`).
+    #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+    enum Member {
+        Id,
+        Database,
+        Table,
+        PkNames,
+        IsDdl,
+        Type,
+        Es,
+        Ts,
+        Sql,
+        SqlType,
+        MysqlType,
+        Data,
+        Old,
+        Tidb,
+        Other,
+    }
+
+    fn member_of(key: &str) -> Member {
+        match key {
+            "id" => Member::Id,
+            "database" => Member::Database,
+            "table" => Member::Table,
+            "pkNames" => Member::PkNames,
+            "isDdl" => Member::IsDdl,
+            "type" => Member::Type,
+            "es" => Member::Es,
+            "ts" => Member::Ts,
+            "sql" => Member::Sql,
+            "sqlType" => Member::SqlType,
+            "mysqlType" => Member::MysqlType,
+            "data" => Member::Data,
+            "old" => Member::Old,
+            "_tidb" => Member::Tidb,
+            _ => Member::Other,
+        }
+    }
+
+    impl Scan<'_> {
+        /// If the input continues with the name of the member number `next` of [`Member`] and
+        /// its colon, exactly (`"database":`, no whitespace, no escape), consume it. Each arm
+        /// compares a constant of known length, a few loads instead of a string scan and a
+        /// `match` on the name (~100 instructions per member, `docs/performance.md`).
+        #[inline]
+        fn expected_member(&mut self, next: usize) -> Option<Member> {
+            let rest = self.b.get(self.i..)?;
+            macro_rules! guess {
+                ($lit:literal, $m:expr) => {{
+                    if rest.starts_with($lit) {
+                        self.i += $lit.len();
+                        return Some($m);
+                    }
+                    None
+                }};
+            }
+            match next {
+                0 => guess!(br#""id":"#, Member::Id),
+                1 => guess!(br#""database":"#, Member::Database),
+                2 => guess!(br#""table":"#, Member::Table),
+                3 => guess!(br#""pkNames":"#, Member::PkNames),
+                4 => guess!(br#""isDdl":"#, Member::IsDdl),
+                5 => guess!(br#""type":"#, Member::Type),
+                6 => guess!(br#""es":"#, Member::Es),
+                7 => guess!(br#""ts":"#, Member::Ts),
+                8 => guess!(br#""sql":"#, Member::Sql),
+                9 => guess!(br#""sqlType":"#, Member::SqlType),
+                10 => guess!(br#""mysqlType":"#, Member::MysqlType),
+                11 => guess!(br#""data":"#, Member::Data),
+                12 => guess!(br#""old":"#, Member::Old),
+                13 => guess!(br#""_tidb":"#, Member::Tidb),
+                _ => None,
+            }
+        }
     }
 
     /// The kind once `isDdl` (bit 8) and `type` (bit 16) have been read, else `None`.
@@ -410,9 +519,18 @@ pub(super) mod fast {
     }
 
     /// The index of the first `"` or `\\` (with `controls`, also a byte below 0x20) at or after
-    /// `from`, 8 bytes at a time: strings are most of a message.
+    /// `from`: 16 bytes at a time with SSE2 on x86-64, then 8 at a time (SWAR), then bytes.
+    /// Strings are most of a message.
     #[inline]
     fn quote_or_escape(b: &[u8], mut i: usize, controls: bool) -> Option<usize> {
+        #[cfg(target_arch = "x86_64")]
+        while let Some(chunk) = b.get(i..i + 16) {
+            let m = quote_mask_sse2(chunk.try_into().ok()?, controls);
+            if m != 0 {
+                return Some(i + m.trailing_zeros() as usize);
+            }
+            i += 16;
+        }
         while let Some(chunk) = b.get(i..i + 8) {
             let v = u64::from_le_bytes(chunk.try_into().ok()?);
             let mut m = bytes_eq(v, b'"') | bytes_eq(v, b'\\');
@@ -428,6 +546,152 @@ pub(super) mod fast {
         tail.iter()
             .position(|&c| c == b'"' || c == b'\\' || (controls && c < 0x20))
             .map(|p| i + p)
+    }
+
+    /// Bit k set when byte k of `chunk` is `"` or `\\` (with `controls`, also below 0x20).
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    fn quote_mask_sse2(chunk: &[u8; 16], controls: bool) -> u32 {
+        use std::arch::x86_64::{
+            __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_max_epu8, _mm_movemask_epi8,
+            _mm_or_si128, _mm_set1_epi8,
+        };
+        // SAFETY: SSE2 is part of the x86_64 baseline (enabled on every x86_64 target); the
+        // unaligned load reads exactly the 16 bytes of `chunk`.
+        unsafe {
+            let v = _mm_loadu_si128(chunk.as_ptr().cast::<__m128i>());
+            let mut m = _mm_or_si128(
+                _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8)),
+                _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8)),
+            );
+            if controls {
+                // Unsigned `v <= 0x1f`: max(v, 0x1f) == 0x1f.
+                let limit = _mm_set1_epi8(0x1f);
+                m = _mm_or_si128(m, _mm_cmpeq_epi8(_mm_max_epu8(v, limit), limit));
+            }
+            _mm_movemask_epi8(m) as u32
+        }
+    }
+
+    /// Bytes `skip_value` looks at in a 16-byte block, one bit per byte (bit k = byte k).
+    #[derive(Debug, PartialEq, Eq)]
+    struct BlockMasks {
+        /// `"`
+        quotes: u32,
+        /// `}` or `]`
+        closers: u32,
+        /// `{`, `[` or `\\`: nesting or an escape, which the block scan leaves to the byte loop.
+        other: u32,
+    }
+
+    /// [`BlockMasks`] of `chunk` with SSE2, which every x86-64 CPU has (it is part of the
+    /// x86-64 baseline the default Rust target compiles for).
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    fn block_masks(chunk: &[u8; 16]) -> BlockMasks {
+        use std::arch::x86_64::{
+            __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128,
+            _mm_set1_epi8,
+        };
+        // SAFETY: SSE2 is enabled on every x86_64 target (baseline feature), so these
+        // intrinsics are available; the load reads exactly the 16 bytes of `chunk`
+        // (`loadu`: no alignment needed).
+        unsafe {
+            let v = _mm_loadu_si128(chunk.as_ptr().cast::<__m128i>());
+            let eq = |c: u8| _mm_cmpeq_epi8(v, _mm_set1_epi8(c as i8));
+            let quotes = _mm_movemask_epi8(eq(b'"')) as u32;
+            let closers = _mm_movemask_epi8(_mm_or_si128(eq(b'}'), eq(b']'))) as u32;
+            let other =
+                _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(eq(b'{'), eq(b'[')), eq(b'\\'))) as u32;
+            BlockMasks {
+                quotes,
+                closers,
+                other,
+            }
+        }
+    }
+
+    /// [`BlockMasks`] byte by byte: other targets, and the reference the SSE2 version is
+    /// tested against.
+    #[cfg(any(test, not(target_arch = "x86_64")))]
+    fn block_masks_portable(chunk: &[u8; 16]) -> BlockMasks {
+        let mut m = BlockMasks {
+            quotes: 0,
+            closers: 0,
+            other: 0,
+        };
+        for (k, &c) in chunk.iter().enumerate() {
+            match c {
+                b'"' => m.quotes |= 1 << k,
+                b'}' | b']' => m.closers |= 1 << k,
+                b'{' | b'[' | b'\\' => m.other |= 1 << k,
+                _ => {}
+            }
+        }
+        m
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    #[inline]
+    fn block_masks(chunk: &[u8; 16]) -> BlockMasks {
+        block_masks_portable(chunk)
+    }
+
+    /// Where the object or array opened at `b[open]` ends (past its closer), if it is flat: no
+    /// `{`, `[` or backslash before its end, inside strings or not. Then string quotes pair up
+    /// in order, and the end is the first `}`/`]` after an even number of quotes, which is
+    /// exactly where `skip_value`'s byte loop stops on the same bytes. `None` (anything else,
+    /// or fewer than 16 bytes left): the byte loop decides. ~2 instructions per byte instead
+    /// of ~7 (`docs/performance.md`).
+    #[inline]
+    fn flat_end(b: &[u8], open: usize) -> Option<usize> {
+        let mut at = open + 1;
+        // 1 when the block starts inside a string.
+        let mut in_string = 0u32;
+        loop {
+            let chunk: &[u8; 16] = b.get(at..at + 16)?.try_into().ok()?;
+            let m = block_masks(chunk);
+            // Bit k: an odd number of quotes at or before byte k of the block.
+            let mut inside = m.quotes;
+            inside ^= inside << 1;
+            inside ^= inside << 2;
+            inside ^= inside << 4;
+            inside ^= inside << 8;
+            inside ^= 0u32.wrapping_sub(in_string);
+            let ends = m.closers & !inside & 0xFFFF;
+            if ends != 0 {
+                let k = ends.trailing_zeros();
+                // Nesting or an escape before the end: the byte loop.
+                if m.other & ((1 << k) - 1) != 0 {
+                    return None;
+                }
+                return Some(at + k as usize + 1);
+            }
+            if m.other != 0 {
+                return None;
+            }
+            in_string = (inside >> 15) & 1;
+            at += 16;
+        }
+    }
+
+    /// The value of 8 ASCII digits, or `None` if one of the bytes is not a digit (SWAR: the
+    /// well-known multiply-and-shift reduction of pairs, quads and octets).
+    #[inline]
+    fn eight_digits(chunk: &[u8]) -> Option<u64> {
+        let v = u64::from_le_bytes(chunk.try_into().ok()?);
+        // Every byte 0x30..=0x39: high nibble 3, and adding 6 keeps it 3.
+        const F0: u64 = 0xF0F0_F0F0_F0F0_F0F0;
+        const D: u64 = 0x3030_3030_3030_3030;
+        if v & F0 != D || (v.wrapping_add(0x0606_0606_0606_0606) & F0) != D {
+            return None;
+        }
+        // The first digit is the lowest byte.
+        let mut x = v - D;
+        x = (x * 10 + (x >> 8)) & 0x00FF_00FF_00FF_00FF;
+        x = (x * 100 + (x >> 16)) & 0x0000_FFFF_0000_FFFF;
+        x = (x * 10_000 + (x >> 32)) & 0xFFFF_FFFF;
+        Some(x)
     }
 
     pub(in crate::protocol) struct Scan<'a> {
@@ -492,6 +756,7 @@ pub(super) mod fast {
         /// A column value, checked by serde_json's rules without calling it for strings,
         /// numbers, `true`, `false` and `null` (objects and arrays are validated by serde_json,
         /// whose `RawValue` is what `from_checked` stands in for).
+        #[inline]
         pub(in crate::protocol) fn column_value(&mut self) -> Option<ColumnValue<'a>> {
             self.ws();
             let start = self.i;
@@ -526,12 +791,22 @@ pub(super) mod fast {
 
         #[inline]
         pub(in crate::protocol) fn eat(&mut self, c: u8) -> Option<()> {
+            // Compact JSON (TiCDC's): the byte is usually right there.
+            if self.b.get(self.i) == Some(&c) {
+                self.i += 1;
+                return Some(());
+            }
             (self.peek()? == c).then(|| self.i += 1)
         }
 
         /// After a member: `true` on `,`, `false` on `}`.
+        #[inline]
         pub(in crate::protocol) fn next_member(&mut self) -> Option<bool> {
-            let more = match self.peek()? {
+            let next = match self.b.get(self.i) {
+                Some(&c @ (b',' | b'}')) => c,
+                _ => self.peek()?,
+            };
+            let more = match next {
                 b',' => true,
                 b'}' => false,
                 _ => return None,
@@ -555,9 +830,14 @@ pub(super) mod fast {
         }
 
         /// A string with neither escapes nor control characters, borrowed from the input.
-        #[inline]
+        #[inline(always)]
         pub(in crate::protocol) fn plain_str(&mut self) -> Option<&'a str> {
-            self.eat(b'"')?;
+            // Names and values usually follow `{`, `,` or `:` directly: no whitespace to skip.
+            if self.b.get(self.i) == Some(&b'"') {
+                self.i += 1;
+            } else {
+                self.eat(b'"')?;
+            }
             let start = self.i;
             let end = quote_or_escape(self.b, start, true)?;
             if self.b[end] != b'"' {
@@ -567,7 +847,12 @@ pub(super) mod fast {
             self.text.get(start..end)
         }
 
+        #[inline]
         pub(in crate::protocol) fn opt_str(&mut self) -> Option<Option<&'a str>> {
+            // A string is usually right there: no whitespace or `null` test first.
+            if self.b.get(self.i) == Some(&b'"') {
+                return self.plain_str().map(Some);
+            }
             if self.null()? {
                 return Some(None);
             }
@@ -590,8 +875,21 @@ pub(super) mod fast {
         fn u64(&mut self) -> Option<u64> {
             let start = self.i;
             let mut n: u64 = 0;
+            // Eight digits at a time while at most 16 are read so (TSOs have 18–19 digits).
+            while self.i - start <= 8
+                && let Some(chunk) = self.b.get(self.i..self.i + 8)
+                && let Some(v) = eight_digits(chunk)
+            {
+                n = n * 100_000_000 + v;
+                self.i += 8;
+            }
+            // 19 digits always fit a u64 (< 10^19 < 2^64): no overflow check for them.
             while let Some(&c @ b'0'..=b'9') = self.b.get(self.i) {
-                n = n.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+                if self.i - start >= 19 {
+                    n = n.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+                } else {
+                    n = n * 10 + u64::from(c - b'0');
+                }
                 self.i += 1;
             }
             let digits = self.i - start;
@@ -723,25 +1021,21 @@ pub(super) mod fast {
                     self.skip_str_body()
                 }
                 b'{' | b'[' => {
-                    let mut depth = 0usize;
-                    loop {
-                        let c = *self.b.get(self.i)?;
-                        self.i += 1;
-                        match c {
-                            b'"' => self.skip_str_body()?,
-                            b'{' | b'[' => depth += 1,
-                            b'}' | b']' => {
-                                depth -= 1;
-                                if depth == 0 {
-                                    return Some(());
-                                }
-                            }
-                            _ => {}
-                        }
+                    // Usually a flat map (`sqlType`, `mysqlType`): 16 bytes at a time.
+                    if let Some(end) = flat_end(self.b, self.i) {
+                        self.i = end;
+                        return Some(());
                     }
+                    self.skip_nested()
                 }
                 _ => {
                     let start = self.i;
+                    // Eight digits hold no delimiter (`ts` has 13): passed at once.
+                    while let Some(chunk) = self.b.get(self.i..self.i + 8)
+                        && eight_digits(chunk).is_some()
+                    {
+                        self.i += 8;
+                    }
                     while let Some(&c) = self.b.get(self.i) {
                         if matches!(c, b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t') {
                             break;
@@ -783,6 +1077,27 @@ pub(super) mod fast {
             }
         }
 
+        /// Past the object or array opened at `self.i`, byte by byte: strings end at an
+        /// unescaped quote, any `}` or `]` closes a level.
+        fn skip_nested(&mut self) -> Option<()> {
+            let mut depth = 0usize;
+            loop {
+                let c = *self.b.get(self.i)?;
+                self.i += 1;
+                match c {
+                    b'"' => self.skip_str_body()?,
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(());
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+
         /// After an opening quote: past the closing one.
         fn skip_str_body(&mut self) -> Option<()> {
             loop {
@@ -803,6 +1118,152 @@ pub(super) mod fast {
     #[cfg(test)]
     mod tests {
         use super::*;
+
+        /// `quote_or_escape` (SSE2 blocks, SWAR words, bytes) finds what a byte loop finds.
+        #[test]
+        fn quote_or_escape_finds_the_first_quote_escape_or_control() {
+            let mut state = 0x9E37_79B9_7F4A_7C15u64;
+            const BYTES: &[u8] =
+                b"aaaaaaaaaaaaaaaaaaaaaaa \"\\\x00\x1f\x20\x7f\x80\x9f\xa2\xdc\xff";
+            for _ in 0..20_000 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let len = (state % 70) as usize;
+                let v: Vec<u8> = (0..len)
+                    .map(|_| {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        BYTES[(state % BYTES.len() as u64) as usize]
+                    })
+                    .collect();
+                let from = (state % (len as u64 + 1)) as usize;
+                for controls in [false, true] {
+                    let want = v[from..]
+                        .iter()
+                        .position(|&c| c == b'"' || c == b'\\' || (controls && c < 0x20))
+                        .map(|p| from + p);
+                    assert_eq!(quote_or_escape(&v, from, controls), want, "{v:?} {from}");
+                }
+            }
+        }
+
+        #[test]
+        fn sse2_block_masks_equal_the_portable_ones() {
+            let mut state = 0x2545_F491_4F6C_DD1Du64;
+            const BYTES: &[u8] = b"{}[]\"\\ax:,0\x00\xff\x7f\xdb\xfb\x5d\x7d";
+            for _ in 0..20_000 {
+                let mut chunk = [0u8; 16];
+                for c in &mut chunk {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    *c = BYTES[(state % BYTES.len() as u64) as usize];
+                }
+                assert_eq!(
+                    block_masks(&chunk),
+                    block_masks_portable(&chunk),
+                    "{chunk:?}"
+                );
+            }
+        }
+
+        /// `flat_end` stops exactly where the byte loop stops, or leaves it to the byte loop.
+        #[test]
+        fn flat_end_agrees_with_the_byte_loop() {
+            let base: Vec<Vec<u8>> = vec![
+                br#"{"id":-5,"name":12,"email":12,"password_hash":12,"created_at":93},"x":1"#.to_vec(),
+                br#"{"id":"bigint","amount":"decimal(12,2)","e":"enum('a}','b]','c')"},"x":[1,2,3,4,5,6,7,8]"#.to_vec(),
+                br#"[{"a":"1"},{"b":"}"}] , "old":null, "pad": "................""#.to_vec(),
+                br#"{"a":"x\"}","b":"]"}                                "#.to_vec(),
+            ];
+            let (mut fast, mut total) = (0, 0);
+            for v in crate::protocol::test_support::mutants(&base, 7, b"{}[]\"\\a,:", 20_000)
+                .chain(base.clone())
+            {
+                for open in 0..v.len() {
+                    if !matches!(v[open], b'{' | b'[') {
+                        continue;
+                    }
+                    total += 1;
+                    let text = String::from_utf8_lossy(&v).into_owned();
+                    let mut s = Scan::new(&text);
+                    // `from_utf8_lossy` keeps ASCII positions when the input is ASCII.
+                    if text.len() != v.len() {
+                        continue;
+                    }
+                    s.i = open;
+                    let bytewise = s.skip_nested().map(|()| s.i);
+                    if let Some(end) = flat_end(&v, open) {
+                        fast += 1;
+                        assert_eq!(Some(end), bytewise, "{text:?} at {open}");
+                    }
+                }
+            }
+            assert!(fast > 10_000 && total > fast, "{fast} of {total}");
+        }
+
+        /// `u64` reads what `str::parse::<u64>` reads from a JSON integer, and refuses the rest.
+        #[test]
+        fn u64_reads_integers_like_parse() {
+            let mut cases: Vec<String> = [
+                "0",
+                "7",
+                "12345678",
+                "123456789",
+                "1234567890123456",
+                "12345678901234567",
+                "462479379842039809",
+                "9999999999999999999",
+                "18446744073709551615",
+                "18446744073709551616",
+                "99999999999999999999",
+                "123456789012345678901",
+                "00",
+                "01",
+                "0123456789",
+                "1234567a",
+                "12345678a",
+                "1.5",
+                "1e3",
+                "",
+                "-1",
+                "1234567/",
+                "1234567:",
+            ]
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+            let mut state = 0x2545_F491_4F6C_DD1Du64;
+            for _ in 0..5_000 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let digits = (state % 21) as usize + 1;
+                cases.push(state.to_string().chars().cycle().take(digits).collect());
+            }
+            for text in cases {
+                for tail in ["", ",", "}", " ", "x"] {
+                    let input = format!("{text}{tail}");
+                    let mut s = Scan::new(&input);
+                    let ours = s.u64();
+                    // Reference: the leading digits by `str::parse`, refused with a leading zero
+                    // or when a fraction or exponent follows (a float is serde's business).
+                    let digits = input.bytes().take_while(u8::is_ascii_digit).count();
+                    let after = input.as_bytes().get(digits).copied();
+                    let want = match &input[..digits] {
+                        d if d.len() > 1 && d.starts_with('0') => None,
+                        _ if matches!(after, Some(b'.' | b'e' | b'E')) => None,
+                        d => d.parse::<u64>().ok(),
+                    };
+                    assert_eq!(ours, want, "{input:?}");
+                    if ours.is_some() {
+                        assert_eq!(s.i, digits, "{input:?}");
+                    }
+                }
+            }
+        }
 
         /// `is_json_number` accepts exactly the numbers serde_json accepts as a `RawValue`.
         #[test]
@@ -1133,6 +1594,54 @@ mod tests {
             "{fast_hits}/{}",
             corpus.len()
         );
+    }
+
+    /// The member-name guess (`fast::Member` order) is only a shortcut: members in any order
+    /// take the fast path and decode as serde decodes them.
+    #[test]
+    fn fast_path_decodes_members_in_any_order() {
+        let members = [
+            r#""id":0"#,
+            r#""database":"app""#,
+            r#""table":"users""#,
+            r#""pkNames":["id"]"#,
+            r#""isDdl":false"#,
+            r#""type":"UPDATE""#,
+            r#""es":1764000000000"#,
+            r#""ts":1764000000003"#,
+            r#""sql":"""#,
+            r#""sqlType":{"id":-5,"name":12}"#,
+            r#""mysqlType":{"id":"bigint","name":"enum('a}','b')"}"#,
+            r#""data":[{"id":"7","name":"b"}]"#,
+            r#""old":[{"id":"7","name":"a"}]"#,
+            r#""_tidb":{"commitTs":462479379842039809}"#,
+        ];
+        let mut order: Vec<usize> = (0..members.len()).collect();
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        for round in 0..200 {
+            if round > 0 {
+                // Fisher-Yates with a xorshift stream (replayable).
+                for i in (1..order.len()).rev() {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    order.swap(i, (state % (i as u64 + 1)) as usize);
+                }
+            }
+            let text = format!(
+                "{{{}}}",
+                order
+                    .iter()
+                    .map(|&i| members[i])
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+            let slow = decode_serde(text.as_bytes());
+            let ev = fast::decode(&text).unwrap_or_else(|| panic!("fast path refused {text}"));
+            assert_eq!(ev.op, Some(RowOp::Update), "{text}");
+            assert_eq!(ev.old_values.len(), 2, "{text}");
+            assert_eq!(debug(&Ok(ev)), debug(&slow), "{text}");
+        }
     }
 
     #[test]

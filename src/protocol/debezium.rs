@@ -133,7 +133,7 @@ pub fn decode<'a>(key: Option<&'a [u8]>, value: &'a [u8]) -> Result<ChangeEvent<
             ev.keys = key
                 .and_then(|k| super::from_json::<Key<'a>>(k).ok())
                 .and_then(|k| k.payload)
-                .map(|c| c.0)
+                .map(|c| c.0.into())
                 .unwrap_or_default();
         }
     }

@@ -351,15 +351,20 @@ impl Decoder {
 /// event per message, so its failure is the message's `Err`.
 #[derive(Debug, Default)]
 pub struct Decoded<'a> {
-    pub events: Vec<ChangeEvent<'a>>,
+    /// One event inline (every protocol but open-protocol has exactly one): no allocation per
+    /// message. Derefs to `[ChangeEvent]`; `push`, `iter`, `len`, `into_iter` as a `Vec`.
+    pub events: Events<'a>,
     /// Per-event failures; `detail` names the event's index in the batch.
     pub errors: Vec<DecodeError>,
 }
 
+/// The events of one message (see [`Decoded::events`]).
+pub type Events<'a> = smallvec::SmallVec<[ChangeEvent<'a>; 1]>;
+
 impl<'a> Decoded<'a> {
     fn one(event: ChangeEvent<'a>) -> Self {
         Decoded {
-            events: vec![event],
+            events: smallvec::smallvec![event],
             errors: Vec::new(),
         }
     }
@@ -369,7 +374,7 @@ impl<'a> Decoded<'a> {
     pub fn into_strict(self) -> Result<Vec<ChangeEvent<'a>>, DecodeError> {
         match self.errors.into_iter().next() {
             Some(e) => Err(e),
-            None => Ok(self.events),
+            None => Ok(self.events.into_vec()),
         }
     }
 }
@@ -469,7 +474,7 @@ pub(crate) mod json {
     use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
     use serde_json::value::RawValue;
 
-    use crate::event::{Column, ColumnValue};
+    use crate::event::{Column, ColumnValue, KeyColumns};
 
     /// A string borrowed from the input when possible (serde's own `Cow<str>` always copies).
     #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -564,7 +569,7 @@ pub(crate) mod json {
     }
 
     /// The columns of `row` whose name is in `names`, in `names` order.
-    pub fn pick<'a>(row: &[Column<'a>], names: &[impl AsRef<str>]) -> Vec<Column<'a>> {
+    pub fn pick<'a>(row: &[Column<'a>], names: &[impl AsRef<str>]) -> KeyColumns<'a> {
         names
             .iter()
             .filter_map(|n| row.iter().find(|c| c.name == n.as_ref()).cloned())

@@ -213,7 +213,7 @@ pub fn decode<'a>(
     // Pass 2: every pair on its own.
     let (mut keys, mut values) = pairs();
     let mut out = Decoded {
-        events: Vec::with_capacity(count.min(64)),
+        events: crate::protocol::Events::with_capacity(count.min(64)),
         errors: Vec::new(),
     };
     for index in 0..count {
@@ -321,7 +321,7 @@ fn fill_value<'a>(
         }
     };
     ev.op = Some(row.op);
-    ev.keys = row.keys;
+    ev.keys = row.keys.into();
     ev.values = row.values;
     ev.old_values = row.old_values;
     Ok(())

@@ -17,7 +17,7 @@ use serde::Deserialize;
 
 use super::json::{Columns, CowStr, pick};
 use super::{DecodeError, canal_ddl_type, json_err, missing, unknown_value};
-use crate::event::{ChangeEvent, Ddl, EventKind, Protocol, RowOp};
+use crate::event::{ChangeEvent, Ddl, EventKind, KeyColumns, Protocol, RowOp};
 
 const P: Protocol = Protocol::Simple;
 
@@ -233,8 +233,8 @@ impl SchemaCache {
                 ev.keys = match self.key_names(&ev.db, &ev.table) {
                     Some(names) => pick(&values.0, names),
                     // A handle-key-only row holds nothing but the key columns.
-                    None if handle_key_only => values.0.clone(),
-                    None => Vec::new(),
+                    None if handle_key_only => values.0.iter().cloned().collect(),
+                    None => KeyColumns::None,
                 };
                 ev.op = Some(op);
                 ev.values = values.0;
