@@ -1,0 +1,324 @@
+//! Decoding a batch of already-received messages on several threads (`--decode-threads`).
+//!
+//! The consume loop, after `recv` yields a message, takes the messages librdkafka already holds
+//! without waiting (up to [`MAX_MESSAGES`] / [`MAX_BYTES`]), decodes them here in parallel, and
+//! then handles them one by one on the loop thread in receive order, exactly as a single message
+//! is handled (log its lines, count, mark its offset pending). Nothing is in flight once the
+//! batch is handled, so a rebalance callback (which only runs inside librdkafka's poll on the
+//! loop thread) never has to wait for or drain workers.
+//!
+//! The one new rule is [`Revocations`]: a rebalance callback may run while the batch is being
+//! gathered (inside a poll), after some of its messages were received. Those messages of a
+//! partition that left this member in the meantime must be dropped, not handled: the callback
+//! already committed that partition's offsets from what was handled, librdkafka re-delivers the
+//! dropped ones to the partition's next owner (or to us from the committed offset after an eager
+//! re-assign), and handling them would log them and mark an offset pending for a partition we no
+//! longer own. Messages of every other partition must be handled (librdkafka will not deliver
+//! them again: dropping them would lose them).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::protocol::{DecodeError, Decoded, Decoder};
+use crate::topics::TopicPartition;
+
+/// Messages gathered into one batch at most (the one `recv` returned included).
+pub const MAX_MESSAGES: usize = 256;
+/// Payload bytes gathered into one batch at most: bounds the decoded events held at once.
+pub const MAX_BYTES: usize = 1024 * 1024;
+/// Smaller batches decode serially on the loop thread: spawning a worker costs more than
+/// decoding a few messages, and a trickle keeps today's per-message latency.
+pub const MIN_PARALLEL: usize = 16;
+/// Messages a thread claims at a time: small enough to balance uneven message sizes, large
+/// enough that the shared counter is not contended.
+const CLAIM: usize = 8;
+
+/// `--decode-threads` when not given: the machine's cores, at most 4 (beyond that the single
+/// loop thread that logs and counts every event is the bound, not decoding).
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+}
+
+/// When each partition last left this member's assignment, as a generation number that every
+/// such departure increases. A message received at generation `g` may be handled iff its
+/// partition has not left since: [`may_handle`].
+#[derive(Debug, Default)]
+pub struct Revocations {
+    generation: AtomicU64,
+    left_at: Mutex<HashMap<TopicPartition, u64>>,
+}
+
+impl Revocations {
+    /// The generation to record with a message as it is received.
+    pub fn now(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// `partitions` leave this member (revoked, lost, or missing after a rebalance error).
+    /// Called by the rebalance callbacks, before they commit and forget the partitions.
+    pub fn leave(&self, partitions: impl IntoIterator<Item = TopicPartition>) {
+        let mut left_at = self.lock();
+        let generation = self.generation.load(Ordering::Acquire) + 1;
+        for p in partitions {
+            left_at.insert(p, generation);
+        }
+        self.generation.store(generation, Ordering::Release);
+    }
+
+    /// Whether a message of `tp` received at generation `received_at` may be handled now.
+    /// `tp` is `None` for a topic no callback ever named (so none of its partitions left).
+    pub fn may_handle(&self, tp: Option<TopicPartition>, received_at: u64) -> bool {
+        if self.now() == received_at {
+            // No partition left since the message arrived: the common case, lock-free.
+            return true;
+        }
+        let left = tp.and_then(|tp| self.lock().get(&tp).copied());
+        may_handle(received_at, left)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TopicPartition, u64>> {
+        self.left_at
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The rule: a message received at generation `received_at` of a partition that last left at
+/// `left_at` (never: `None`) is handled iff the partition has not left since the message arrived.
+/// A departure at a generation `<= received_at` happened before the message was received (it
+/// came from a later assignment, e.g. an eager re-assign), so it is handled.
+pub fn may_handle(received_at: u64, left_at: Option<u64>) -> bool {
+    left_at.is_none_or(|left| left <= received_at)
+}
+
+/// One received message's key and value, as the decoder takes them.
+pub type Payload<'m> = (Option<&'m [u8]>, Option<&'m [u8]>);
+
+/// What [`decode`] made of one message: `None` when it needs the decoder's state (simple
+/// protocol, Avro) and must be decoded on the loop thread, in order, by `Pipeline::process`.
+pub type Predecoded<'m> = Option<Result<Decoded<'m>, DecodeError>>;
+
+/// Decode `messages` with `decoder`'s stateless protocols on up to `threads` threads (the
+/// calling one included), results in the order of `messages`. Fewer than [`MIN_PARALLEL`]
+/// messages, or `threads <= 1`: nothing is decoded here (all `None`), the loop decodes them as
+/// it handles them.
+pub fn decode<'m>(
+    decoder: &Decoder,
+    messages: &[Payload<'m>],
+    threads: usize,
+) -> Vec<Predecoded<'m>> {
+    let threads = threads.min(messages.len().div_ceil(CLAIM));
+    if threads <= 1 || messages.len() < MIN_PARALLEL {
+        return messages.iter().map(|_| None).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = || {
+        let mut out: Vec<(usize, Predecoded<'m>)> = Vec::new();
+        loop {
+            let start = next.fetch_add(CLAIM, Ordering::Relaxed);
+            if start >= messages.len() {
+                break out;
+            }
+            let end = (start + CLAIM).min(messages.len());
+            for (i, (key, value)) in messages[start..end].iter().enumerate() {
+                out.push((start + i, decoder.decode_stateless(*key, *value)));
+            }
+        }
+    };
+    let mut results: Vec<Predecoded<'m>> = messages.iter().map(|_| None).collect();
+    std::thread::scope(|scope| {
+        let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
+        let mut parts = vec![work()];
+        for helper in helpers {
+            match helper.join() {
+                Ok(part) => parts.push(part),
+                // A decoder panic (it never panics: fuzzed) loses no message: the slots it
+                // did not fill stay `None` and the loop decodes those messages itself.
+                Err(_) => tracing::error!(
+                    "a decode worker panicked; its messages are decoded on the loop thread"
+                ),
+            }
+        }
+        for (i, decoded) in parts.into_iter().flatten() {
+            results[i] = decoded;
+        }
+    });
+    results
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Protocol;
+    use crate::protocol::{Compression, ProtocolChoice};
+    use crate::topics::Topics;
+
+    #[test]
+    fn a_held_message_is_handled_unless_its_partition_left_after_it_arrived() {
+        // Never left.
+        assert!(may_handle(0, None));
+        assert!(may_handle(7, None));
+        // Left before the message arrived (the message is from a later assignment).
+        assert!(may_handle(3, Some(3)));
+        assert!(may_handle(5, Some(2)));
+        // Left after the message arrived: dropped, the next owner reads it again.
+        assert!(!may_handle(2, Some(3)));
+        assert!(!may_handle(0, Some(9)));
+    }
+
+    #[test]
+    fn revocations_drop_only_held_messages_of_partitions_that_left() {
+        let mut topics = Topics::new();
+        let [p0, p1, p2] = [0, 1, 2].map(|p| topics.key("app_cdc", p));
+        let other1 = topics.key("other", 1);
+        let r = Revocations::default();
+
+        let before = r.now();
+        // A cooperative revoke of p1 while messages of p0, p1, other[1] are held.
+        r.leave([p1]);
+        assert!(
+            r.may_handle(Some(p0), before),
+            "p0 stayed ours: must be handled"
+        );
+        assert!(
+            !r.may_handle(Some(p1), before),
+            "p1 left after receipt: drop"
+        );
+        assert!(
+            r.may_handle(Some(other1), before),
+            "same partition number, other topic"
+        );
+        assert!(
+            r.may_handle(None, before),
+            "a topic no callback named never left"
+        );
+
+        // p1 re-assigned; a message received now is from the new assignment.
+        let after = r.now();
+        assert!(r.may_handle(Some(p1), after));
+
+        // An eager revoke of everything, then a re-assign: messages held from before are
+        // all dropped, messages received after are handled.
+        r.leave([p0, p1, p2, other1]);
+        for p in [p0, p1, p2, other1] {
+            assert!(
+                !r.may_handle(Some(p), after),
+                "{p:?} received before the eager revoke"
+            );
+            assert!(r.may_handle(Some(p), r.now()));
+        }
+        // And the earlier message of p1 stays dropped.
+        assert!(!r.may_handle(Some(p1), before));
+    }
+
+    fn canal(i: usize) -> Vec<u8> {
+        format!(
+            r#"{{"id":0,"database":"app","table":"t{i}","pkNames":["id"],"isDdl":false,"type":"INSERT","es":1700000000000,"ts":1700000000001,"sql":"","sqlType":{{"id":4}},"mysqlType":{{"id":"int"}},"data":[{{"id":"{i}"}}],"old":null,"_tidb":{{"commitTs":445000000000000{i}}}}}"#
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn parallel_decode_agrees_with_the_decoder_message_by_message_in_order() {
+        let mut values: Vec<Vec<u8>> = (0..100).map(canal).collect();
+        values[17] = b"{not json".to_vec();
+        values[50] = Vec::new();
+        let messages: Vec<Payload<'_>> = values.iter().map(|v| (None, Some(&v[..]))).collect();
+        let mut serial = Decoder::new(ProtocolChoice::Auto, Compression::None);
+        let parallel = decode(
+            &Decoder::new(ProtocolChoice::Auto, Compression::None),
+            &messages,
+            3,
+        );
+        assert_eq!(parallel.len(), messages.len());
+        let ok = parallel
+            .iter()
+            .filter(|p| matches!(p, Some(Ok(d)) if d.events.len() == 1))
+            .count();
+        assert_eq!(
+            ok, 98,
+            "every message but the two broken ones decodes to its event"
+        );
+        for (i, ((key, value), pre)) in messages.iter().zip(parallel).enumerate() {
+            let pre = pre.unwrap_or_else(|| panic!("message {i}: canal-json is stateless"));
+            let want = serial.decode(*key, *value);
+            assert_eq!(format!("{pre:?}"), format!("{want:?}"), "message {i}");
+        }
+    }
+
+    /// Every TiCDC fixture (key and value as Kafka carries them): `decode_stateless` gives
+    /// exactly what `decode` gives, and declines only the simple protocol.
+    #[test]
+    fn decode_stateless_agrees_with_decode_on_every_fixture() {
+        let dir = format!("{}/tests/fixtures/ticdc", env!("CARGO_MANIFEST_DIR"));
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .expect("fixture dir")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .collect();
+        names.sort();
+        let mut checked = 0;
+        for name in &names {
+            let (stem, key_name) = if let Some(stem) = name.strip_suffix(".value.bin") {
+                (stem, format!("{stem}.key.bin"))
+            } else if let Some(stem) = name.strip_suffix(".json") {
+                if stem.ends_with(".key") || stem.ends_with(".value") {
+                    continue;
+                }
+                (stem, format!("{stem}.key.json"))
+            } else {
+                continue;
+            };
+            let value = std::fs::read(format!("{dir}/{name}")).expect("fixture value");
+            let key = std::fs::read(format!("{dir}/{key_name}")).ok();
+            let stateless = Decoder::new(ProtocolChoice::Auto, Compression::None)
+                .decode_stateless(key.as_deref(), Some(&value));
+            let simple = stem.trim_start_matches("tc-").starts_with("simple-");
+            match stateless {
+                None => assert!(simple, "{name}: only simple-protocol messages need state"),
+                Some(got) => {
+                    assert!(
+                        !simple,
+                        "{name}: a simple-protocol message decoded without state"
+                    );
+                    let want = Decoder::new(ProtocolChoice::Auto, Compression::None)
+                        .decode(key.as_deref(), Some(&value));
+                    assert_eq!(format!("{got:?}"), format!("{want:?}"), "{name}");
+                }
+            }
+            checked += 1;
+        }
+        assert!(checked >= 40, "only {checked} fixtures found in {dir}");
+    }
+
+    #[test]
+    fn small_batches_and_one_thread_decode_nothing_off_the_loop() {
+        let values: Vec<Vec<u8>> = (0..100).map(canal).collect();
+        let messages: Vec<Payload<'_>> = values.iter().map(|v| (None, Some(&v[..]))).collect();
+        let d = Decoder::new(ProtocolChoice::Auto, Compression::None);
+        assert!(decode(&d, &messages, 1).iter().all(Option::is_none));
+        assert!(
+            decode(&d, &messages[..MIN_PARALLEL - 1], 4)
+                .iter()
+                .all(Option::is_none)
+        );
+        assert!(
+            decode(&d, &messages[..MIN_PARALLEL], 2)
+                .iter()
+                .all(Option::is_some)
+        );
+    }
+
+    #[test]
+    fn stateful_protocols_are_left_to_the_loop_thread() {
+        let simple = br#"{"version":1,"type":"INSERT","database":"app","table":"t","tableID":1,"commitTs":445000000000000001,"buildTs":1700000000000,"schemaVersion":1,"data":{"id":"1"}}"#;
+        let values: Vec<&[u8]> = vec![simple; 20];
+        let messages: Vec<Payload<'_>> = values.iter().map(|v| (None, Some(*v))).collect();
+        let fixed = Decoder::new(ProtocolChoice::Fixed(Protocol::Simple), Compression::None);
+        assert!(decode(&fixed, &messages, 2).iter().all(Option::is_none));
+        let auto = Decoder::new(ProtocolChoice::Auto, Compression::None);
+        assert!(decode(&auto, &messages, 2).iter().all(Option::is_none));
+        let avro = Decoder::new(ProtocolChoice::Fixed(Protocol::Avro), Compression::None);
+        assert!(decode(&avro, &messages, 2).iter().all(Option::is_none));
+    }
+}
