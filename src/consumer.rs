@@ -1100,6 +1100,105 @@ mod tests {
         assert_eq!(l.allow(), Some(2));
     }
 
+    /// The wiring of the drop rule, on the real callback, gather and check, against
+    /// librdkafka's mock cluster: messages held in a batch when a revoke is served inside the
+    /// gather's poll are not handled afterwards, and nothing of theirs is pending. (The rule for
+    /// partitions that stay is `decode_batch::tests`; the whole binary across a real hand-over
+    /// is `tests/decode_threads_rebalance.rs`.) Paced by observed state, with deadlines.
+    #[tokio::test]
+    async fn messages_held_when_a_revoke_is_served_mid_gather_are_dropped() {
+        use rdkafka::mocking::MockCluster;
+        use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+        let cluster = MockCluster::new(1).expect("mock cluster");
+        cluster.create_topic("app_cdc", 2, 1).expect("topic");
+        let brokers = cluster.bootstrap_servers();
+        let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .create()
+            .expect("producer");
+        for i in 0..400 {
+            producer
+                .send(
+                    BaseRecord::<'_, (), [u8]>::to("app_cdc")
+                        .partition(i % 2)
+                        .payload(b"{}"),
+                )
+                .map_err(|(e, _)| e)
+                .expect("send");
+        }
+        producer.flush(Duration::from_secs(30)).expect("flush");
+
+        let shared = Arc::new(Shared {
+            metrics: Arc::new(Metrics::new().expect("metrics")),
+            readiness: Arc::new(Readiness::default()),
+            sink: Arc::new(Mutex::new(Sink::new(
+                EventLog::open("-", LogOptions::default()).expect("stdout log"),
+            ))),
+            commit_failed: AtomicBool::new(false),
+            assignment: Mutex::new(Assignment::default()),
+            revocations: Revocations::default(),
+        });
+        let consumer: StreamConsumer<Context> = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("group.id", "g-held")
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .create_with_context(Context {
+                shared: shared.clone(),
+            })
+            .expect("consumer");
+        consumer.subscribe(&["app_cdc"]).expect("subscribe");
+        let first = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
+            .await
+            .expect("a message within 60 s")
+            .expect("message");
+        let before = shared.revocations.now();
+        let mut held = vec![(first, before)];
+        assert!(gather_ready(&consumer, &mut held, &shared.revocations).is_none());
+        assert_eq!(shared.lock_assigned(), 2, "both partitions assigned");
+
+        // The revoke is served by a later poll of the gather (librdkafka queues it).
+        consumer.unsubscribe();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while shared.revocations.now() == before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no revoke within 30 s"
+            );
+            let mut more = Vec::new();
+            let _ = gather_ready(&consumer, &mut more, &shared.revocations);
+            held.extend(more.into_iter().filter(|(_, g)| *g == before));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            held.len() > 1,
+            "the gather took more than the first message"
+        );
+        for (message, received_at) in &held {
+            assert!(
+                !may_handle(&shared, message, *received_at),
+                "partition {} offset {}: held across its revoke, must be dropped",
+                message.partition(),
+                message.offset()
+            );
+            // A message of the same partition from a later assignment would be handled.
+            assert!(may_handle(&shared, message, shared.revocations.now()));
+        }
+        assert!(pipeline::lock(&shared.sink).pending.is_empty());
+        assert_eq!(shared.lock_assigned(), 0);
+        drop(held);
+        drop(consumer);
+    }
+
+    impl Shared {
+        fn lock_assigned(&self) -> usize {
+            self.assignment
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .len()
+        }
+    }
+
     #[test]
     fn user_kafka_options_override_defaults() {
         use clap::Parser;

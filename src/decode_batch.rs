@@ -34,11 +34,13 @@ pub const MIN_PARALLEL: usize = 16;
 /// enough that the shared counter is not contended.
 const CLAIM: usize = 8;
 
-/// `--decode-threads` when not given: the machine's cores, at most 4 (beyond that the single
-/// loop thread that logs and counts every event is the bound, not decoding).
-pub fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
-}
+/// `--decode-threads` when not given: 1, decoding on the loop thread only. Parallel decoding
+/// is proven safe (module docs, its tests) but measured slower on the 2-core machine shared
+/// with other work it was built on: a worker spawned per batch waits for a CPU (scoped
+/// spawn + join averaged ~90 µs there, worst cases in ms, against ~300 µs of decoding per
+/// batch), and the in-memory pipeline ran at a third of the serial rate
+/// (docs/performance.md, "Issue 11, step 3").
+pub const DEFAULT_THREADS: usize = 1;
 
 /// When each partition last left this member's assignment, as a generation number that every
 /// such departure increases. A message received at generation `g` may be handled iff its
