@@ -122,8 +122,8 @@ pub struct ConsumeArgs {
     pub shutdown_timeout_ms: u64,
     /// Threads that decode a backlog (canal-json, open-protocol, debezium) in batches while
     /// one loop thread logs, counts and commits in message order; 1 (default) decodes on the
-    /// loop thread alone. Opt-in: slower on a shared machine (docs/performance.md, issue 11
-    /// step 3).
+    /// loop thread alone. Opt-in: no faster on a shared 2-core machine (docs/performance.md,
+    /// issue 11 step 3).
     #[arg(long, env = "CDCMON_DECODE_THREADS", default_value_t = crate::decode_batch::DEFAULT_THREADS,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=64))]
     pub decode_threads: usize,

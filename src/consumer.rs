@@ -504,6 +504,8 @@ async fn consume(
     tokio::pin!(cancelled);
     // A failed fdatasync: stop consuming, commit nothing more, exit non-zero (fsyncgate).
     let mut sync_failed: Option<anyhow::Error> = None;
+    // `--decode-threads` workers, started once and parked between batches.
+    let decode_pool = decode_batch::DecodePool::new(args.decode_threads)?;
     let mut handler = MessageHandler {
         pipeline: &mut pipeline,
         registry: registry.as_deref(),
@@ -562,8 +564,7 @@ async fn consume(
         let receive_error = gather_ready(&consumer, &mut batch, &shared.revocations);
         let payloads: Vec<Payload<'_>> =
             batch.iter().map(|(m, _)| (m.key(), m.payload())).collect();
-        let decoded =
-            decode_batch::decode(handler.pipeline.decoder(), &payloads, args.decode_threads);
+        let decoded = decode_pool.decode(handler.pipeline.decoder(), &payloads);
         let mut stopped = false;
         let mut dropped = 0usize;
         for ((message, received_at), pre) in batch.iter().zip(decoded) {
@@ -591,6 +592,16 @@ async fn consume(
         }
     }
 
+    let waits = decode_pool.waits();
+    if waits.batches > 0 {
+        tracing::info!(
+            batches = waits.batches,
+            decoded_by_workers = waits.offloaded,
+            wait_us_avg = waits.total.as_micros() as u64 / waits.batches,
+            wait_us_max = waits.max.as_micros() as u64,
+            "decode pool: the loop's waits for workers at the end of parallel batches"
+        );
+    }
     // Bound the stop: a hung disk sync or a synchronous commit to an unreachable broker must not
     // outlive --shutdown-timeout-ms (systemd would SIGKILL later anyway).
     let watchdog = ShutdownWatchdog::arm(
