@@ -22,7 +22,15 @@
 //! fields are CPU time, steadier than wall time on a shared machine: `cpu_us_per_event` is the
 //! cdcmon child's user + sys CPU (`/proc/<pid>/stat`, from its start to the last event) per
 //! event, `cpu_us_per_msg` the bare drain's (its polling thread plus the librdkafka threads it
-//! started, `/proc/self/task/<tid>/stat`) per Kafka message.
+//! started, `/proc/self/task/<tid>/stat`) per Kafka message. Appended after them: the
+//! `decode_threads` of the run (`CDCMON_DECODE_THREADS`, which the cdcmon child reads too, or
+//! the default 1), step 3's CPU µs per event (`pipeline_cpu_us_per_event`, the bench process's
+//! `/proc/self/stat`), and step 3 as the consume loop runs it with `pipeline_decode_threads`
+//! (`decode_threads`, at least 2) decode threads (`pipeline_threads_events_per_sec`,
+//! `pipeline_threads_cpu_us_per_event`: batches of 256 decoded in parallel, handled in order),
+//! then how long that loop thread waited for the pool's workers at the end of a batch
+//! (`pipeline_threads_wait_us_per_batch` on average, `pipeline_threads_wait_us_max` worst) and
+//! the share of messages the workers decoded (`pipeline_threads_offloaded`, 0 to 1).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -461,6 +469,18 @@ fn count_lines(path: &std::path::Path) -> u64 {
 /// Step 3: `Pipeline::process` from memory, one thread, event log to a file (flushed and
 /// synced at the end, inside the timing).
 fn pipeline_only(topic: &str, w: &Workload, dir: &std::path::Path) -> f64 {
+    pipeline_batches(topic, w, dir, 1).events_per_sec
+}
+
+/// Step 3 as `cdcmon consume --decode-threads <threads>` runs it: batches of
+/// `decode_batch::MAX_MESSAGES` decoded on `threads` threads, then handled in order on this
+/// one (`threads` 1: `Pipeline::process` per message, as before).
+fn pipeline_batches(
+    topic: &str,
+    w: &Workload,
+    dir: &std::path::Path,
+    threads: usize,
+) -> PipelineRun {
     let path = dir.join(format!("{topic}-pipeline.ndjson"));
     let metrics = Arc::new(Metrics::new().expect("metrics"));
     let log = EventLog::open(
@@ -475,34 +495,79 @@ fn pipeline_only(topic: &str, w: &Workload, dir: &std::path::Path) -> f64 {
         sink.clone(),
     );
     let mut offsets = vec![0i64; 1024];
+    let mut waits = None;
+    let cpu_before = stat_cpu_us("/proc/self/stat").expect("self stat");
     let started = Instant::now();
     let mut events = 0usize;
-    for m in &w.msgs {
-        let offset = &mut offsets[m.partition as usize];
-        let pos = KafkaPosition {
-            topic,
-            partition: m.partition,
-            offset: *offset,
-        };
+    let mut next_pos = |partition: i32| {
+        let offset = &mut offsets[partition as usize];
         *offset += 1;
-        match p.process(
-            &pos,
-            m.key.as_deref(),
-            m.value.as_deref(),
-            pipeline::now_ms(),
-        ) {
-            Ok(pipeline::Outcome::Processed { events: e }) => events += e,
-            other => panic!("pipeline: {other:?}"),
+        KafkaPosition {
+            topic,
+            partition,
+            offset: *offset - 1,
         }
+    };
+    let mut count = |outcome: std::io::Result<pipeline::Outcome>| match outcome {
+        Ok(pipeline::Outcome::Processed { events: e }) => events += e,
+        other => panic!("pipeline: {other:?}"),
+    };
+    if threads <= 1 {
+        for m in &w.msgs {
+            let pos = next_pos(m.partition);
+            count(p.process(
+                &pos,
+                m.key.as_deref(),
+                m.value.as_deref(),
+                pipeline::now_ms(),
+            ));
+        }
+    } else {
+        let pool = cdcmon::decode_batch::DecodePool::new(threads).expect("decode pool");
+        for chunk in w.msgs.chunks(cdcmon::decode_batch::MAX_MESSAGES) {
+            let payloads: Vec<cdcmon::decode_batch::Payload<'_>> = chunk
+                .iter()
+                .map(|m| (m.key.as_deref(), m.value.as_deref()))
+                .collect();
+            let decoded = pool.decode(p.decoder(), &payloads);
+            for (m, pre) in chunk.iter().zip(decoded) {
+                let pos = next_pos(m.partition);
+                count(match pre {
+                    Some(pre) => p.handle(&pos, m.key.as_deref(), pre, pipeline::now_ms()),
+                    None => p.process(
+                        &pos,
+                        m.key.as_deref(),
+                        m.value.as_deref(),
+                        pipeline::now_ms(),
+                    ),
+                });
+            }
+        }
+        waits = Some(pool.waits());
     }
     pipeline::lock(&sink)
         .event_log
         .flush_durable()
         .expect("flush");
     let elapsed = started.elapsed();
+    let cpu = stat_cpu_us("/proc/self/stat").expect("self stat") - cpu_before;
     assert_eq!(events as u64, w.events());
     let _ = std::fs::remove_file(&path);
-    w.events() as f64 / elapsed.as_secs_f64()
+    PipelineRun {
+        events_per_sec: w.events() as f64 / elapsed.as_secs_f64(),
+        cpu_us_per_event: cpu / w.events() as f64,
+        waits,
+    }
+}
+
+/// One in-memory pipeline run.
+struct PipelineRun {
+    events_per_sec: f64,
+    /// The process's CPU µs per event (`/proc/self/stat`: every thread, the idle mock
+    /// broker's too).
+    cpu_us_per_event: f64,
+    /// With decode threads: the loop thread's waits for workers at the end of batches.
+    waits: Option<cdcmon::decode_batch::PoolWaits>,
 }
 
 /// Step 4: `serde_json::Value` parse of the same bytes (open-protocol: every framed key and
@@ -590,12 +655,35 @@ fn run(
     eprintln!(
         "  cdcmon consume: {events:.0} events/s, peak RSS {rss:.1} MiB, {cpu:.3} CPU µs per event"
     );
-    let pipeline = pipeline_only(&topic, w, dir.path());
-    eprintln!("  pipeline: {pipeline:.0} events/s");
+    let serial = pipeline_batches(&topic, w, dir.path(), 1);
+    let (pipeline, pipeline_cpu) = (serial.events_per_sec, serial.cpu_us_per_event);
+    eprintln!("  pipeline: {pipeline:.0} events/s, {pipeline_cpu:.3} CPU µs per event");
+    // The consumer's --decode-threads (its env var reaches the child above too); the batched
+    // pipeline runs with at least 2 so it is always measured (and, under `cargo test`, tested).
+    let threads: usize = std::env::var("CDCMON_DECODE_THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(cdcmon::decode_batch::DEFAULT_THREADS);
+    let pipeline_threads = threads.max(2);
+    let run = pipeline_batches(&topic, w, dir.path(), pipeline_threads);
+    let (batched, batched_cpu) = (run.events_per_sec, run.cpu_us_per_event);
+    // The loop thread's wait for pool workers at the end of a batch: average and worst, µs.
+    // And the share of messages the workers decoded.
+    let (wait_avg, wait_max, offloaded) = run.waits.map_or((0.0, 0.0, 0.0), |pw| {
+        (
+            pw.total.as_secs_f64() * 1e6 / pw.batches.max(1) as f64,
+            pw.max.as_secs_f64() * 1e6,
+            pw.offloaded as f64 / w.msgs.len().max(1) as f64,
+        )
+    });
+    eprintln!(
+        "  pipeline, {pipeline_threads} decode threads: {batched:.0} events/s, {batched_cpu:.3} CPU µs per event, loop waits for workers {wait_avg:.1} µs per batch (worst {wait_max:.0} µs), workers decoded {:.1} % of the messages",
+        offloaded * 100.0
+    );
     let parse = parse_only(w);
     eprintln!("  parse only: {parse:.0} events/s");
     format!(
-        "events_per_sec={events:.0} ceiling_per_sec={ceiling:.0} ratio={:.3} pipeline_events_per_sec={pipeline:.0} parse_only_per_sec={parse:.0} pipeline_ratio={:.3} peak_rss_mib={rss:.1} cpu_us_per_event={cpu:.3} cpu_us_per_msg={drain_cpu:.3}",
+        "events_per_sec={events:.0} ceiling_per_sec={ceiling:.0} ratio={:.3} pipeline_events_per_sec={pipeline:.0} parse_only_per_sec={parse:.0} pipeline_ratio={:.3} peak_rss_mib={rss:.1} cpu_us_per_event={cpu:.3} cpu_us_per_msg={drain_cpu:.3} decode_threads={threads} pipeline_cpu_us_per_event={pipeline_cpu:.3} pipeline_decode_threads={pipeline_threads} pipeline_threads_events_per_sec={batched:.0} pipeline_threads_cpu_us_per_event={batched_cpu:.3} pipeline_threads_wait_us_per_batch={wait_avg:.1} pipeline_threads_wait_us_max={wait_max:.0} pipeline_threads_offloaded={offloaded:.3}",
         events / ceiling,
         pipeline / parse
     )

@@ -120,6 +120,13 @@ pub struct ConsumeArgs {
     /// ms; past it cdcmon exits 1 without the final commit (those events are read again).
     #[arg(long, env = "CDCMON_SHUTDOWN_TIMEOUT_MS", default_value_t = 8000)]
     pub shutdown_timeout_ms: u64,
+    /// Threads that decode a backlog (canal-json, open-protocol, debezium) in batches while
+    /// one loop thread logs, counts and commits in message order; 1 (default) decodes on the
+    /// loop thread alone. Opt-in: no faster on a shared 2-core machine (docs/performance.md,
+    /// issue 11 step 3).
+    #[arg(long, env = "CDCMON_DECODE_THREADS", default_value_t = crate::decode_batch::DEFAULT_THREADS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=64))]
+    pub decode_threads: usize,
     /// Extra librdkafka consumer properties, `key=value`, applied last (e.g.
     /// `security.protocol=ssl`). Repeat the flag for several; values may contain commas
     /// (`debug=cgrp,topic`, `bootstrap.servers=a:9092,b:9092`). In one value (and in

@@ -20,7 +20,7 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::assignment::{self, Assignment};
 use crate::cli::ConsumeArgs;
+use crate::decode_batch::{self, Payload, Predecoded, Revocations};
 use crate::eventlog::{EventLog, KafkaPosition, LogFs, LogOptions, OsFs, Rotation, SyncFailure};
 use crate::http::{self, HttpState, Readiness};
 use crate::metrics::Metrics;
@@ -122,6 +123,9 @@ struct Shared {
     commit_failed: AtomicBool,
     /// The topic-partitions this member owns, from the rebalance callbacks.
     assignment: Mutex<Assignment>,
+    /// When partitions left this member: a batch's messages held across a revoke are dropped
+    /// for the partitions that left (src/decode_batch.rs).
+    revocations: Revocations,
 }
 
 struct Context {
@@ -293,7 +297,18 @@ impl ConsumerContext for Context {
         }
         // Under cooperative rebalancing only the listed partitions go; the rest stay ours.
         let mut owned = self.lock_assignment();
+        let before = owned.partitions();
         owned.revoke(protocol, &partitions);
+        // Messages of these partitions the loop holds (a batch being gathered) are dropped, not
+        // handled: their offsets were just committed from what was handled, and whoever owns
+        // the partitions next reads them from there.
+        let after = owned.partitions();
+        self.shared.revocations.leave(
+            partitions
+                .iter()
+                .chain(before.iter().filter(|p| !after.contains(p)))
+                .copied(),
+        );
         self.apply_assignment(&owned, &mut sink);
     }
 
@@ -333,10 +348,16 @@ impl ConsumerContext for Context {
                 // would rewind the member that owns them now) and its lag series, as
                 // pre_rebalance does for a revoke.
                 let dropped = sink.retain_owned(&partitions);
-                for p in before.iter().chain(&dropped) {
-                    if !partitions.contains(p) {
-                        self.remove_lag(&sink, *p);
-                    }
+                let lost: Vec<TopicPartition> = before
+                    .iter()
+                    .chain(&dropped)
+                    .filter(|p| !partitions.contains(p))
+                    .copied()
+                    .collect();
+                // Held messages of lost partitions are dropped like a revoke's.
+                self.shared.revocations.leave(lost.iter().copied());
+                for p in lost {
+                    self.remove_lag(&sink, p);
                 }
                 self.apply_assignment(&owned, &mut sink);
             }
@@ -445,6 +466,7 @@ async fn consume(
         sink: sink.clone(),
         commit_failed: AtomicBool::new(false),
         assignment: Mutex::new(Assignment::default()),
+        revocations: Revocations::default(),
     });
     let consumer: StreamConsumer<Context> = consumer_config(args)
         .create_with_context(Context {
@@ -472,7 +494,6 @@ async fn consume(
     let mut commit_tick =
         tokio::time::interval(Duration::from_millis(args.commit_interval_ms.max(10)));
     commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut warn_limiter = WarnLimiter::new(DECODE_WARNINGS_PER_SEC);
 
     // The event log's fdatasync in flight (one at a time), off the loop: a sync of a second's
     // lines can take tens of milliseconds on a busy disk, which stalled consumption.
@@ -483,6 +504,17 @@ async fn consume(
     tokio::pin!(cancelled);
     // A failed fdatasync: stop consuming, commit nothing more, exit non-zero (fsyncgate).
     let mut sync_failed: Option<anyhow::Error> = None;
+    // `--decode-threads` workers, started once and parked between batches.
+    let decode_pool = decode_batch::DecodePool::new(args.decode_threads)?;
+    let mut handler = MessageHandler {
+        pipeline: &mut pipeline,
+        registry: registry.as_deref(),
+        shared: &shared,
+        shutdown: &shutdown,
+        warn_limiter: WarnLimiter::new(DECODE_WARNINGS_PER_SEC),
+        dead_letter: dead_letter.as_ref(),
+        metrics: &metrics,
+    };
 
     loop {
         let message = tokio::select! {
@@ -519,63 +551,57 @@ async fn consume(
                 continue;
             }
         };
-        metrics.messages.inc();
-        let pos = KafkaPosition {
-            topic: message.topic(),
-            partition: message.partition(),
-            offset: message.offset(),
-        };
-        let outcome = loop {
-            match pipeline.process(&pos, message.key(), message.payload(), pipeline::now_ms()) {
-                // Avro schema not cached: fetch it (waiting out a registry outage), then decode
-                // the SAME message again; its offset stays uncommitted meanwhile.
-                Ok(Outcome::SchemaMissing(id)) => {
-                    match crate::schema_registry::wait_for_schema(
-                        registry.as_deref(),
-                        &mut pipeline,
-                        &pos,
-                        id,
-                        &shared.readiness,
-                        &shutdown,
-                    )
-                    .await
-                    {
-                        Some(None) => continue,
-                        Some(Some(outcome)) => break Some(outcome),
-                        None => break None,
-                    }
-                }
-                Ok(outcome) => break Some(outcome),
-                Err(err) => {
-                    // The log cannot take the event (disk full, ...). Waiting is the only way
-                    // not to lose it: the offset stays uncommitted until the write succeeds.
-                    metrics.event_log_errors.inc();
-                    tracing::error!(error = %err, partition = pos.partition, offset = pos.offset, "event log write failed; retrying");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => break None,
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    }
-                }
+        if args.decode_threads <= 1 {
+            if !handler.handle(&message, None).await {
+                break;
             }
-        };
-        let Some(outcome) = outcome else { break };
-        if let Outcome::Undecodable(err) = outcome {
-            report_undecodable(&err, &pos, message.payload(), &mut warn_limiter);
-            if let Some((producer, topic)) = &dead_letter {
-                send_dead_letter(
-                    producer,
-                    topic,
-                    &pos,
-                    &err,
-                    message.key(),
-                    message.payload(),
-                    &metrics,
-                )
-                .await;
+            continue;
+        }
+        // A batch: this message and those librdkafka already holds, decoded in parallel, then
+        // handled here one by one in receive order (src/decode_batch.rs).
+        let received_at = shared.revocations.now();
+        let mut batch = vec![(message, received_at)];
+        let receive_error = gather_ready(&consumer, &mut batch, &shared.revocations);
+        let payloads: Vec<Payload<'_>> =
+            batch.iter().map(|(m, _)| (m.key(), m.payload())).collect();
+        let decoded = decode_pool.decode(handler.pipeline.decoder(), &payloads);
+        let mut stopped = false;
+        let mut dropped = 0usize;
+        for ((message, received_at), pre) in batch.iter().zip(decoded) {
+            if !may_handle(&shared, message, *received_at) {
+                dropped += 1;
+                continue;
             }
+            if !handler.handle(message, pre).await {
+                stopped = true;
+                break;
+            }
+        }
+        if dropped > 0 {
+            tracing::info!(
+                messages = dropped,
+                "received messages of partitions revoked meanwhile dropped (their next owner reads them)"
+            );
+        }
+        if stopped {
+            break;
+        }
+        if let Some(err) = receive_error {
+            tracing::warn!(error = %err, "kafka receive error");
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
+    let waits = decode_pool.waits();
+    if waits.batches > 0 {
+        tracing::info!(
+            batches = waits.batches,
+            decoded_by_workers = waits.offloaded,
+            wait_us_avg = waits.total.as_micros() as u64 / waits.batches,
+            wait_us_max = waits.max.as_micros() as u64,
+            "decode pool: the loop's waits for workers at the end of parallel batches"
+        );
+    }
     // Bound the stop: a hung disk sync or a synchronous commit to an unreachable broker must not
     // outlive --shutdown-timeout-ms (systemd would SIGKILL later anyway).
     let watchdog = ShutdownWatchdog::arm(
@@ -609,6 +635,146 @@ async fn consume(
     drop(dead_letter);
     watchdog.disarm();
     result
+}
+
+/// What the loop needs to handle one received message.
+struct MessageHandler<'a> {
+    pipeline: &'a mut Pipeline,
+    registry: Option<&'a dyn crate::schema_registry::SchemaRegistry>,
+    shared: &'a Shared,
+    shutdown: &'a CancellationToken,
+    warn_limiter: WarnLimiter,
+    dead_letter: Option<&'a (FutureProducer, String)>,
+    metrics: &'a Metrics,
+}
+
+impl MessageHandler<'_> {
+    /// Log, count and mark pending one message (`pre`: its events if decoded already, off the
+    /// loop). `false`: stop consuming (shutdown while waiting on the event log or the schema
+    /// registry); this message is then not pending, and no later one may be handled either,
+    /// or its partition's commit would pass this one.
+    async fn handle(&mut self, message: &BorrowedMessage<'_>, pre: Predecoded<'_>) -> bool {
+        self.metrics.messages.inc();
+        let pos = KafkaPosition {
+            topic: message.topic(),
+            partition: message.partition(),
+            offset: message.offset(),
+        };
+        let mut pre = pre;
+        let outcome = loop {
+            let attempt = match pre.take() {
+                Some(decoded) => {
+                    self.pipeline
+                        .handle(&pos, message.key(), decoded, pipeline::now_ms())
+                }
+                None => self.pipeline.process(
+                    &pos,
+                    message.key(),
+                    message.payload(),
+                    pipeline::now_ms(),
+                ),
+            };
+            match attempt {
+                // Avro schema not cached: fetch it (waiting out a registry outage), then decode
+                // the SAME message again; its offset stays uncommitted meanwhile.
+                Ok(Outcome::SchemaMissing(id)) => {
+                    match crate::schema_registry::wait_for_schema(
+                        self.registry,
+                        self.pipeline,
+                        &pos,
+                        id,
+                        &self.shared.readiness,
+                        self.shutdown,
+                    )
+                    .await
+                    {
+                        Some(None) => continue,
+                        Some(Some(outcome)) => break Some(outcome),
+                        None => break None,
+                    }
+                }
+                Ok(outcome) => break Some(outcome),
+                Err(err) => {
+                    // The log cannot take the event (disk full, ...). Waiting is the only way
+                    // not to lose it: the offset stays uncommitted until the write succeeds.
+                    // The retry decodes the message again (`pre` was used up).
+                    self.metrics.event_log_errors.inc();
+                    tracing::error!(error = %err, partition = pos.partition, offset = pos.offset, "event log write failed; retrying");
+                    tokio::select! {
+                        _ = self.shutdown.cancelled() => break None,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+            }
+        };
+        let Some(outcome) = outcome else {
+            return false;
+        };
+        if let Outcome::Undecodable(err) = outcome {
+            report_undecodable(&err, &pos, message.payload(), &mut self.warn_limiter);
+            if let Some((producer, topic)) = self.dead_letter {
+                send_dead_letter(
+                    producer,
+                    topic,
+                    &pos,
+                    &err,
+                    message.key(),
+                    message.payload(),
+                    self.metrics,
+                )
+                .await;
+            }
+        }
+        true
+    }
+}
+
+/// Add to `batch` the messages librdkafka already holds, without waiting, up to
+/// [`decode_batch::MAX_MESSAGES`] / [`decode_batch::MAX_BYTES`]; each with the revocation
+/// generation at its receipt. Polling serves librdkafka's events too, so a rebalance callback
+/// may run in here; an event (or an empty queue) ends the batch. A receive error ends it too
+/// and is returned.
+fn gather_ready<'c>(
+    consumer: &'c StreamConsumer<Context>,
+    batch: &mut Vec<(BorrowedMessage<'c>, u64)>,
+    revocations: &Revocations,
+) -> Option<KafkaError> {
+    use std::future::Future;
+    use std::task::Poll;
+    // `recv` polled once with a waker that does nothing: its first poll returns a message
+    // librdkafka already holds, or `Pending` (queue empty, or an event such as a rebalance
+    // was served); the future is then dropped (rdkafka documents `recv` as cancellation-safe).
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let mut bytes: usize = batch.iter().map(|(m, _)| m.payload_len()).sum();
+    while batch.len() < decode_batch::MAX_MESSAGES && bytes < decode_batch::MAX_BYTES {
+        let next = consumer.recv();
+        let mut next = std::pin::pin!(next);
+        match next.as_mut().poll(&mut cx) {
+            Poll::Ready(Ok(message)) => {
+                bytes += message.payload_len();
+                batch.push((message, revocations.now()));
+            }
+            Poll::Ready(Err(err)) => return Some(err),
+            Poll::Pending => break,
+        }
+    }
+    None
+}
+
+/// Whether a batch's `message`, received at revocation generation `received_at`, may still be
+/// handled: not if its partition left this member since (src/decode_batch.rs).
+fn may_handle(shared: &Shared, message: &BorrowedMessage<'_>, received_at: u64) -> bool {
+    if shared.revocations.now() == received_at {
+        return true;
+    }
+    let tp = pipeline::lock(&shared.sink)
+        .topics
+        .get(message.topic())
+        .map(|topic| TopicPartition {
+            topic,
+            partition: message.partition(),
+        });
+    shared.revocations.may_handle(tp, received_at)
 }
 
 /// `topic[partition]` for each key, for the rebalance log lines (`app_cdc[0], app_cdc[1]`).
@@ -943,6 +1109,105 @@ mod tests {
         assert_eq!(l.allow(), None);
         l.window_start -= Duration::from_secs(2);
         assert_eq!(l.allow(), Some(2));
+    }
+
+    /// The wiring of the drop rule, on the real callback, gather and check, against
+    /// librdkafka's mock cluster: messages held in a batch when a revoke is served inside the
+    /// gather's poll are not handled afterwards, and nothing of theirs is pending. (The rule for
+    /// partitions that stay is `decode_batch::tests`; the whole binary across a real hand-over
+    /// is `tests/decode_threads_rebalance.rs`.) Paced by observed state, with deadlines.
+    #[tokio::test]
+    async fn messages_held_when_a_revoke_is_served_mid_gather_are_dropped() {
+        use rdkafka::mocking::MockCluster;
+        use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+        let cluster = MockCluster::new(1).expect("mock cluster");
+        cluster.create_topic("app_cdc", 2, 1).expect("topic");
+        let brokers = cluster.bootstrap_servers();
+        let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .create()
+            .expect("producer");
+        for i in 0..400 {
+            producer
+                .send(
+                    BaseRecord::<'_, (), [u8]>::to("app_cdc")
+                        .partition(i % 2)
+                        .payload(b"{}"),
+                )
+                .map_err(|(e, _)| e)
+                .expect("send");
+        }
+        producer.flush(Duration::from_secs(30)).expect("flush");
+
+        let shared = Arc::new(Shared {
+            metrics: Arc::new(Metrics::new().expect("metrics")),
+            readiness: Arc::new(Readiness::default()),
+            sink: Arc::new(Mutex::new(Sink::new(
+                EventLog::open("-", LogOptions::default()).expect("stdout log"),
+            ))),
+            commit_failed: AtomicBool::new(false),
+            assignment: Mutex::new(Assignment::default()),
+            revocations: Revocations::default(),
+        });
+        let consumer: StreamConsumer<Context> = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("group.id", "g-held")
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .create_with_context(Context {
+                shared: shared.clone(),
+            })
+            .expect("consumer");
+        consumer.subscribe(&["app_cdc"]).expect("subscribe");
+        let first = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
+            .await
+            .expect("a message within 60 s")
+            .expect("message");
+        let before = shared.revocations.now();
+        let mut held = vec![(first, before)];
+        assert!(gather_ready(&consumer, &mut held, &shared.revocations).is_none());
+        assert_eq!(shared.lock_assigned(), 2, "both partitions assigned");
+
+        // The revoke is served by a later poll of the gather (librdkafka queues it).
+        consumer.unsubscribe();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while shared.revocations.now() == before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no revoke within 30 s"
+            );
+            let mut more = Vec::new();
+            let _ = gather_ready(&consumer, &mut more, &shared.revocations);
+            held.extend(more.into_iter().filter(|(_, g)| *g == before));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            held.len() > 1,
+            "the gather took more than the first message"
+        );
+        for (message, received_at) in &held {
+            assert!(
+                !may_handle(&shared, message, *received_at),
+                "partition {} offset {}: held across its revoke, must be dropped",
+                message.partition(),
+                message.offset()
+            );
+            // A message of the same partition from a later assignment would be handled.
+            assert!(may_handle(&shared, message, shared.revocations.now()));
+        }
+        assert!(pipeline::lock(&shared.sink).pending.is_empty());
+        assert_eq!(shared.lock_assigned(), 0);
+        drop(held);
+        drop(consumer);
+    }
+
+    impl Shared {
+        fn lock_assigned(&self) -> usize {
+            self.assignment
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .len()
+        }
     }
 
     #[test]

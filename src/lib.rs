@@ -11,6 +11,7 @@ pub mod checksum;
 pub mod cli;
 pub mod consumer;
 pub mod db;
+pub mod decode_batch;
 pub mod decode_cmd;
 pub mod defaults;
 pub mod demo;

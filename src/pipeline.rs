@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::event::{ChangeEvent, EventKind};
 use crate::eventlog::{EventLog, KafkaPosition};
 use crate::metrics::{EventCounters, Metrics};
-use crate::protocol::{DecodeError, Decoder};
+use crate::protocol::{DecodeError, Decoded, Decoder};
 use crate::topics::{TopicPartition, Topics};
 use crate::watermark::{WatermarkTracker, expects_watermarks, is_ddl_broadcast_copy};
 
@@ -129,9 +129,29 @@ impl Pipeline {
         value: Option<&[u8]>,
         now_ms: i64,
     ) -> std::io::Result<Outcome> {
+        let decoded = self.decoder.decode(key, value);
+        self.handle(pos, key, decoded, now_ms)
+    }
+
+    /// The decoder, for decoding on other threads ([`Decoder::decode_stateless`]) what
+    /// [`Pipeline::handle`] then handles on this one.
+    pub fn decoder(&self) -> &Decoder {
+        &self.decoder
+    }
+
+    /// Everything [`Pipeline::process`] does after decoding: log the message's lines, count its
+    /// events, mark its offset pending. `decoded` is what `self.decoder` made (or would make) of
+    /// this message. The same `Err` contract as `process`: nothing counted, nothing pending.
+    pub fn handle(
+        &mut self,
+        pos: &KafkaPosition<'_>,
+        key: Option<&[u8]>,
+        decoded: Result<Decoded<'_>, DecodeError>,
+        now_ms: i64,
+    ) -> std::io::Result<Outcome> {
         // An open-protocol batch may decode partly: its good events are handled, each bad one
         // is counted below (issue 10 point 5).
-        let (events, bad_events) = match self.decoder.decode(key, value) {
+        let (events, bad_events) = match decoded {
             Ok(decoded) => (decoded.events, decoded.errors),
             // Avro schema not cached: nothing logged or counted and the offset stays unmarked;
             // the caller fetches the schema and processes the same message again.

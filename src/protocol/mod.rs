@@ -263,13 +263,12 @@ impl Decoder {
         key: Option<&'a [u8]>,
         value: Option<&'a [u8]>,
     ) -> Result<Decoded<'a>, DecodeError> {
+        if let Some(decoded) = self.decode_stateless(key, value) {
+            return decoded;
+        }
         // Avro first: its framing needs no JSON parse, and a framed key/value (0x00 + non-zero
         // schema id) can never be an open-protocol header (whose id bytes are all zero).
-        if self.choice == ProtocolChoice::Fixed(Protocol::Avro)
-            || (self.choice == ProtocolChoice::Auto
-                && self.avro.is_some()
-                && avro::looks_like_avro(key, value))
-        {
+        if self.takes_avro(key, value) {
             return match &mut self.avro {
                 Some(a) => a.decode(key, value).map(Decoded::one),
                 None => Err(DecodeError::new(
@@ -279,70 +278,136 @@ impl Decoder {
                 )),
             };
         }
-        let fixed = match self.choice {
-            ProtocolChoice::Fixed(p) => Some(p),
-            // open-protocol is the only binary protocol; its key header is unmistakable.
-            ProtocolChoice::Auto if detect::has_open_protocol_header(key) => {
-                Some(Protocol::OpenProtocol)
-            }
-            ProtocolChoice::Auto => None,
-        };
-        if fixed == Some(Protocol::OpenProtocol) {
-            return open_protocol::decode(key, value, self.compression);
-        }
-        let value = match value {
-            Some(v) if !v.is_empty() => v,
-            _ => {
-                return Err(DecodeError::new(
-                    fixed,
-                    DecodeErrorReason::EmptyValue,
-                    "message has no value",
-                ));
-            }
-        };
-        if self.compression == Compression::None {
-            let protocol = match fixed {
-                Some(p) => p,
-                None => detect::detect_json(value)?,
-            };
-            return self.decode_json(protocol, key, value).map(Decoded::one);
-        }
-        // TiCDC compresses the whole value (and, for debezium, the key): decode from a
-        // temporary buffer and detach the events from it.
-        let plain = self.compression.decompress(value, fixed)?;
-        let protocol = match fixed {
-            Some(p) => p,
-            None => detect::detect_json(&plain)?,
-        };
-        let plain_key = match (protocol, key) {
-            // A key that does not decompress only loses the key columns, not the event.
-            (Protocol::Debezium, Some(k)) if !k.is_empty() => {
-                self.compression.decompress(k, Some(protocol)).ok()
-            }
-            _ => None,
-        };
-        let event = self.decode_json(protocol, plain_key.as_deref(), &plain)?;
-        Ok(Decoded::one(event.into_owned()))
+        // Only the simple protocol is left: it reads and updates the table-schema cache.
+        decode_unframed(
+            self.choice,
+            self.compression,
+            key,
+            value,
+            Some(&mut self.simple),
+        )
+        .unwrap_or_else(|NeedsState| {
+            Err(DecodeError::new(
+                Some(Protocol::Simple),
+                DecodeErrorReason::Framing,
+                "simple-protocol message decoded without its schema cache",
+            ))
+        })
     }
 
-    fn decode_json<'b>(
-        &mut self,
-        protocol: Protocol,
-        key: Option<&'b [u8]>,
-        value: &'b [u8],
-    ) -> Result<ChangeEvent<'b>, DecodeError> {
-        match protocol {
-            Protocol::CanalJson => canal_json::decode(value),
-            Protocol::Debezium => debezium::decode(key, value),
-            Protocol::Simple => self.simple.decode(value),
-            // Only reachable through a compressed message that `detect_json` cannot yield.
-            Protocol::OpenProtocol | Protocol::Avro => Err(DecodeError::new(
-                Some(protocol),
-                DecodeErrorReason::Framing,
-                "open-protocol and avro messages are binary-framed, not JSON",
-            )),
+    /// [`Decoder::decode`] for the messages that need none of the decoder's state
+    /// (canal-json, open-protocol, debezium, and `auto` detecting one of them), from `&self`,
+    /// so worker threads can share one decoder. `None`: the message needs the state (Avro's
+    /// schema store, the simple protocol's schema cache) and must go through `decode` on the
+    /// consume loop, in message order. Under `auto` with TiCDC compression a simple message is
+    /// only recognized after decompressing, which `decode` then does once more.
+    pub fn decode_stateless<'a>(
+        &self,
+        key: Option<&'a [u8]>,
+        value: Option<&'a [u8]>,
+    ) -> Option<Result<Decoded<'a>, DecodeError>> {
+        if self.takes_avro(key, value) {
+            return None;
         }
+        decode_unframed(self.choice, self.compression, key, value, None).ok()
     }
+
+    /// Whether `decode` hands this message to the Avro decoder.
+    fn takes_avro(&self, key: Option<&[u8]>, value: Option<&[u8]>) -> bool {
+        self.choice == ProtocolChoice::Fixed(Protocol::Avro)
+            || (self.choice == ProtocolChoice::Auto
+                && self.avro.is_some()
+                && avro::looks_like_avro(key, value))
+    }
+}
+
+/// Every protocol but Avro. `simple`: the schema cache; without it a simple-protocol message
+/// is `Err(NeedsState)` (nothing else reads it).
+fn decode_unframed<'a>(
+    choice: ProtocolChoice,
+    compression: Compression,
+    key: Option<&'a [u8]>,
+    value: Option<&'a [u8]>,
+    simple: Option<&mut simple::SchemaCache>,
+) -> Result<Result<Decoded<'a>, DecodeError>, NeedsState> {
+    let fixed = match choice {
+        ProtocolChoice::Fixed(p) => Some(p),
+        // open-protocol is the only binary protocol; its key header is unmistakable.
+        ProtocolChoice::Auto if detect::has_open_protocol_header(key) => {
+            Some(Protocol::OpenProtocol)
+        }
+        ProtocolChoice::Auto => None,
+    };
+    if fixed == Some(Protocol::OpenProtocol) {
+        return Ok(open_protocol::decode(key, value, compression));
+    }
+    if fixed == Some(Protocol::Simple) && simple.is_none() {
+        return Err(NeedsState);
+    }
+    let value = match value {
+        Some(v) if !v.is_empty() => v,
+        _ => {
+            return Ok(Err(DecodeError::new(
+                fixed,
+                DecodeErrorReason::EmptyValue,
+                "message has no value",
+            )));
+        }
+    };
+    if compression == Compression::None {
+        let protocol = match fixed {
+            Some(p) => p,
+            None => match detect::detect_json(value) {
+                Ok(p) => p,
+                Err(err) => return Ok(Err(err)),
+            },
+        };
+        return Ok(decode_json(protocol, key, value, simple)?.map(Decoded::one));
+    }
+    // TiCDC compresses the whole value (and, for debezium, the key): decode from a
+    // temporary buffer and detach the events from it.
+    let plain = match compression.decompress(value, fixed) {
+        Ok(plain) => plain,
+        Err(err) => return Ok(Err(err)),
+    };
+    let protocol = match fixed {
+        Some(p) => p,
+        None => match detect::detect_json(&plain) {
+            Ok(p) => p,
+            Err(err) => return Ok(Err(err)),
+        },
+    };
+    let plain_key = match (protocol, key) {
+        // A key that does not decompress only loses the key columns, not the event.
+        (Protocol::Debezium, Some(k)) if !k.is_empty() => {
+            compression.decompress(k, Some(protocol)).ok()
+        }
+        _ => None,
+    };
+    Ok(decode_json(protocol, plain_key.as_deref(), &plain, simple)?
+        .map(|event| Decoded::one(event.into_owned())))
+}
+
+/// A simple-protocol message met without the schema cache (a worker thread's decode).
+struct NeedsState;
+
+fn decode_json<'b>(
+    protocol: Protocol,
+    key: Option<&'b [u8]>,
+    value: &'b [u8],
+    simple: Option<&mut simple::SchemaCache>,
+) -> Result<Result<ChangeEvent<'b>, DecodeError>, NeedsState> {
+    Ok(match protocol {
+        Protocol::CanalJson => canal_json::decode(value),
+        Protocol::Debezium => debezium::decode(key, value),
+        Protocol::Simple => return simple.map(|cache| cache.decode(value)).ok_or(NeedsState),
+        // Only reachable through a compressed message that `detect_json` cannot yield.
+        Protocol::OpenProtocol | Protocol::Avro => Err(DecodeError::new(
+            Some(protocol),
+            DecodeErrorReason::Framing,
+            "open-protocol and avro messages are binary-framed, not JSON",
+        )),
+    })
 }
 
 /// What one Kafka message decoded to: the events that decoded, in message order, and one error
