@@ -382,7 +382,7 @@ fn key_columns<'a>(row: &[(Cow<'a, str>, OpenColumn<'a>)]) -> Vec<Column<'a>> {
 /// ~3× cheaper than serde derive (docs/performance.md). It gives the same [`RowParts`] serde's
 /// [`RowValue`] gives through [`row_parts`], built straight into the event's column `Vec`s, or
 /// `None` for anything else: an unknown or repeated member, a name with an escape, a `t`/`f`
-/// that is not a plain u64, a missing `v`, invalid JSON, no `u` and no non-empty `d`, more
+/// that is not a plain u64, a missing `v`, invalid JSON, no `u` and no non-empty `d`, or
 /// a key column after the 64th of its row. Then serde decodes the entry and reports any error
 /// exactly as before. Values are checked by serde_json's rules (`canal_json::fast::Scan`'s
 /// `column_value`, or the number and `null` readers below); differential tests hold the two
