@@ -382,7 +382,7 @@ fn key_columns<'a>(row: &[(Cow<'a, str>, OpenColumn<'a>)]) -> Vec<Column<'a>> {
 /// ~3× cheaper than serde derive (docs/performance.md). It gives the same [`RowParts`] serde's
 /// [`RowValue`] gives through [`row_parts`], built straight into the event's column `Vec`s, or
 /// `None` for anything else: an unknown or repeated member, a name with an escape, a `t`/`f`
-/// that is not a plain u64, a missing `v`, invalid JSON, no `u` and no non-empty `d`, more
+/// that is not a plain u64, a missing `v`, invalid JSON, no `u` and no non-empty `d`, or
 /// a key column after the 64th of its row. Then serde decodes the entry and reports any error
 /// exactly as before. Values are checked by serde_json's rules (`canal_json::fast::Scan`'s
 /// `column_value`, or the number and `null` readers below); differential tests hold the two
@@ -1055,6 +1055,101 @@ mod fast {
             }
             assert!(checked > 30_000 && read > 10_000, "{checked} {read}");
         }
+
+        /// Audit (branch audit-open): `uint`/`long_uint` held to serde_json itself (not only to
+        /// `opt_u64`): whatever they read is the u64 serde_json reads from the same number, and
+        /// every number serde_json reads as a u64 is read (none stepped aside), at every length
+        /// 1..=22 and at the edges of the 8-digit chunks and of u64 (10^k, 10^k - 1, u64::MAX,
+        /// u64::MAX + 1), with leading zeros, signs, fractions, exponents and each delimiter.
+        #[test]
+        fn audit_integer_readers_agree_with_serde_json_u64() {
+            let mut numbers: Vec<String> = Vec::new();
+            for k in 0..=22u32 {
+                let ten = 10u128.pow(k);
+                for n in [ten.saturating_sub(1), ten, ten + 1, ten * 7 / 3] {
+                    numbers.push(n.to_string());
+                }
+            }
+            for n in [u64::MAX as u128 - 1, u64::MAX as u128, u64::MAX as u128 + 1] {
+                numbers.push(n.to_string());
+            }
+            numbers.push("99999999999999999999".into());
+            numbers.push("12345678123456781234".into());
+            let bent: Vec<String> = numbers
+                .iter()
+                .flat_map(|n| {
+                    [
+                        format!("0{n}"),
+                        format!("-{n}"),
+                        format!("{n}.0"),
+                        format!("{n}e0"),
+                        format!("{n}E+1"),
+                        format!("00000000{n}"),
+                    ]
+                })
+                .collect();
+            numbers.extend(bent);
+            let (mut read, mut refused) = (0, 0);
+            for n in &numbers {
+                for suffix in ["", ",", "}", " ", "]", "\"", ":", "x", "-", "+"] {
+                    let text = format!("{n}{suffix}");
+                    let serde: Option<u64> = serde_json::from_str(n).ok();
+                    for (which, got) in [
+                        ("uint", {
+                            let mut s = Scan::new(&text);
+                            s.uint().map(|v| (v, s.i))
+                        }),
+                        ("long_uint", {
+                            let mut s = Scan::new(&text);
+                            s.long_uint().map(|v| (v, s.i))
+                        }),
+                    ] {
+                        match (got, serde) {
+                            (Some((Some(v), end)), Some(want)) => {
+                                assert_eq!((v, end), (want, n.len()), "{which} on {text:?}");
+                                read += 1;
+                            }
+                            (None, None) => refused += 1,
+                            other => panic!("{which} on {text:?}: {other:?}"),
+                        }
+                    }
+                }
+            }
+            assert!(read > 1_000 && refused > 1_000, "{read} {refused}");
+        }
+
+        /// Audit: `eight_digits` is exactly "8 ASCII digits, their value": every byte value at
+        /// every one of the 8 places among digits, then 200,000 random windows over digits and
+        /// the bytes next to them (`/`, `:`) and those where adding 6 carries (0xFA..=0xFF).
+        #[test]
+        fn audit_eight_digits_is_exact() {
+            let naive = |w: &[u8]| {
+                w.iter()
+                    .all(u8::is_ascii_digit)
+                    .then(|| w.iter().fold(0u64, |n, &c| n * 10 + u64::from(c - b'0')))
+            };
+            let base = *b"31415926";
+            for place in 0..8 {
+                for byte in 0..=255u8 {
+                    let mut w = base;
+                    w[place] = byte;
+                    assert_eq!(eight_digits(&w, 0), naive(&w), "{w:?}");
+                }
+            }
+            let alphabet = b"0123456789/:\xfa\xff\x36\x3f\x30\x39";
+            let mut x = 0x1234_5678_9ABC_DEF1u64;
+            let mut w = [0u8; 9];
+            for _ in 0..200_000 {
+                for c in &mut w {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    *c = alphabet[(x % alphabet.len() as u64) as usize];
+                }
+                assert_eq!(eight_digits(&w, 1), naive(&w[1..]), "{w:?}");
+                assert_eq!(eight_digits(&w, 2), None, "short window");
+            }
+        }
     }
 }
 
@@ -1644,5 +1739,365 @@ mod tests {
             assert_eq!(ddl_type_of_action(code), want, "action {code}");
             assert!(super::super::DDL_TYPES.contains(&ddl_type_of_action(code)));
         }
+    }
+
+    /// Audit (branch audit-open): a small xorshift generator of row values and keys shaped
+    /// like TiCDC's (TF `internal/column.go` `Column`, TC `open/codec.go`
+    /// `writeColumnFieldValue`: `t`, `h` only when true, `f`, `v`), bent in the ways serde_json
+    /// and the scanner might part: whitespace between any two tokens, members reordered,
+    /// repeated or unknown, names with escapes, `null` members, numbers at the u64 edges, with
+    /// signs, leading zeros, fractions and exponents, strings with escapes, lone surrogates and
+    /// control bytes, nested values, more than 64 columns with key flags, trailing bytes.
+    struct Gen(u64);
+
+    impl Gen {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+        fn chance(&mut self, one_in: usize) -> bool {
+            self.below(one_in) == 0
+        }
+        fn pick<'p>(&mut self, from: &[&'p str]) -> &'p str {
+            from[self.below(from.len())]
+        }
+        /// Whitespace (JSON's four bytes) or, rarely, a byte JSON does not allow there.
+        fn ws(&mut self, out: &mut String) {
+            if self.chance(12) {
+                out.push_str(self.pick(&[" ", "\n", "\t", "\r", "  \n "]));
+            } else if self.chance(500) {
+                out.push_str(self.pick(&["\u{c}", "\u{a0}", "\u{b}"]));
+            }
+        }
+        fn uint(&mut self) -> String {
+            const EDGES: [&str; 22] = [
+                "0",
+                "1",
+                "7",
+                "15",
+                "255",
+                "99999999",
+                "100000000",
+                "12345678",
+                "1234567890123456",
+                "9999999999999999999",
+                "10000000000000000000",
+                "18446744073709551615",
+                "18446744073709551616",
+                "99999999999999999999",
+                "123456789012345678901",
+                "00",
+                "01",
+                "-0",
+                "-1",
+                "1.0",
+                "1e2",
+                "null",
+            ];
+            if self.chance(8) {
+                EDGES[self.below(EDGES.len())].to_owned()
+            } else {
+                let len = 1 + self.below(21);
+                let mut s = String::new();
+                for k in 0..len {
+                    let d = self.below(10) as u8;
+                    s.push(char::from(
+                        b'0' + if k == 0 && len > 1 { d.max(1) } else { d },
+                    ));
+                }
+                s
+            }
+        }
+        fn string(&mut self) -> String {
+            if self.chance(25) {
+                return self
+                    .pick(&[
+                        r#""\u12""#,
+                        r#""\x41""#,
+                        "\"nul\u{0}\"",
+                        "\"tab\there\"",
+                        r#""unterminated"#,
+                        r#""ends with backslash\""#,
+                    ])
+                    .to_owned();
+            }
+            self.pick(&[
+                r#""""#,
+                r#""abc""#,
+                r#""2024-01-02 03:04:05""#,
+                r#""é漢字""#,
+                r#""a\"b""#,
+                r#""a\\b""#,
+                r#""\u00e9""#,
+                r#""\ud800""#,
+                r#""\udc00\ud800""#,
+                r#""\/\b\f\n\r\t""#,
+                r#""AAECAw==""#,
+            ])
+            .to_owned()
+        }
+        fn value(&mut self) -> String {
+            match self.below(9) {
+                0 | 1 => self.uint(),
+                2 => format!("-{}", self.uint()),
+                3 => self.string(),
+                4 => self
+                    .pick(&[
+                        "null",
+                        "true",
+                        "false",
+                        "1E-7",
+                        "-1.5e+300",
+                        "1e9999",
+                        "3.14",
+                        "-0.0",
+                        "0.5",
+                        "-0",
+                    ])
+                    .to_owned(),
+                5 => self
+                    .pick(&["[]", "{}", "[1,[2,{\"a\":null}]]", "{\"a\":[1]}", "\"\""])
+                    .to_owned(),
+                6 if self.chance(10) => self
+                    .pick(&[
+                        "nul", "nullx", "tru", "-", "1.", ".5", "1e", "1e+", "01", "[1,]",
+                        "{\"a\"}", "1x",
+                    ])
+                    .to_owned(),
+                _ => self.string(),
+            }
+        }
+        fn name(&mut self, k: usize) -> String {
+            if self.chance(15) {
+                self.pick(&[
+                    r#""""#,
+                    r#""a\u0062""#,
+                    r#""é""#,
+                    r#""a b""#,
+                    "\"ctl\u{1}\"",
+                    r#""id""#,
+                    r#""x"#,
+                ])
+                .to_owned()
+            } else {
+                format!("\"c{k}\"")
+            }
+        }
+        /// `{"t":..,"h":..,"f":..,"v":..}`, mostly as TiCDC writes it.
+        fn column(&mut self, key: bool) -> String {
+            let h = if key || self.chance(6) {
+                Some(
+                    self.pick(&["true", "true", "true", "false", "null"])
+                        .to_owned(),
+                )
+            } else {
+                None
+            };
+            let f = if key {
+                self.pick(&["11", "8", "2", "3", "27", "10"]).to_owned()
+            } else if self.chance(10) {
+                self.uint()
+            } else {
+                self.pick(&["0", "1", "64", "128"]).to_owned()
+            };
+            let mut members: Vec<(String, String)> = vec![("t".into(), self.uint())];
+            if let Some(h) = h {
+                members.push(("h".into(), h));
+            }
+            members.push(("f".into(), f));
+            members.push(("v".into(), self.value()));
+            if self.chance(8) {
+                let i = self.below(members.len());
+                let j = self.below(members.len());
+                members.swap(i, j);
+            }
+            if self.chance(40) {
+                let dup = members[self.below(members.len())].clone();
+                members.push(dup);
+            }
+            if self.chance(40) {
+                members.remove(self.below(members.len()));
+            }
+            if self.chance(20) {
+                let name = self.pick(&["x", "T", "\\u0076", "vv", ""]).to_owned();
+                members.insert(self.below(members.len() + 1), (name, self.value()));
+            }
+            self.object(&members)
+        }
+        fn object(&mut self, members: &[(String, String)]) -> String {
+            let mut out = String::from("{");
+            for (i, (name, value)) in members.iter().enumerate() {
+                if i > 0 {
+                    self.ws(&mut out);
+                    out.push(',');
+                }
+                self.ws(&mut out);
+                out.push('"');
+                out.push_str(name);
+                out.push('"');
+                self.ws(&mut out);
+                out.push(':');
+                self.ws(&mut out);
+                out.push_str(value);
+                self.ws(&mut out);
+            }
+            out.push('}');
+            out
+        }
+        fn image(&mut self) -> String {
+            if self.chance(10) {
+                return "null".into();
+            }
+            let n = if self.chance(25) {
+                60 + self.below(10)
+            } else {
+                self.below(6)
+            };
+            let mut out = String::from("{");
+            for k in 0..n {
+                if k > 0 {
+                    out.push(',');
+                }
+                self.ws(&mut out);
+                let name = self.name(k);
+                out.push_str(&name);
+                out.push(':');
+                let key = self.chance(4) || (n > 60 && k + 1 == n);
+                let column = self.column(key);
+                out.push_str(&column);
+            }
+            out.push('}');
+            out
+        }
+        fn row(&mut self) -> String {
+            let mut names: Vec<&str> = match self.below(6) {
+                0 => vec!["d"],
+                1 | 2 => vec!["u"],
+                3 => vec!["u", "p"],
+                4 => vec!["p", "u"],
+                _ => vec!["d", "u", "p"],
+            };
+            if self.chance(15) {
+                names.push(self.pick(&["u", "p", "d", "x", "U", "\\u0075", "uu"]));
+            }
+            let members: Vec<(String, String)> = names
+                .iter()
+                .map(|n| (n.to_string(), self.image()))
+                .collect();
+            let mut out = self.object(&members);
+            if self.chance(30) {
+                out.push_str(self.pick(&[" ", "\n", "x", "}", ",", "{}"]));
+            }
+            out
+        }
+        fn key(&mut self) -> String {
+            let mut members: Vec<(String, String)> = vec![("ts".into(), self.uint())];
+            if !self.chance(6) {
+                members.push(("scm".into(), self.string_or_plain()));
+                members.push(("tbl".into(), self.string_or_plain()));
+            }
+            if self.chance(5) {
+                members.push(("rid".into(), format!("-{}", self.uint())));
+            }
+            if self.chance(5) {
+                members.push(("ptn".into(), self.uint()));
+            }
+            members.push((
+                "t".into(),
+                if self.chance(3) {
+                    self.uint()
+                } else {
+                    self.pick(&["1", "2", "3"]).to_owned()
+                },
+            ));
+            if self.chance(4) {
+                let v = self.pick(&["true", "false", "null", "1"]).to_owned();
+                members.push(("ohk".into(), v));
+            }
+            if self.chance(5) {
+                let v = self.string_or_plain();
+                members.push(("ccl".into(), v));
+            }
+            if self.chance(10) {
+                let v = self.value();
+                members.push((self.pick(&["checksum", "x", "\\u0074", "T"]).to_owned(), v));
+            }
+            if self.chance(8) {
+                let i = self.below(members.len());
+                let j = self.below(members.len());
+                members.swap(i, j);
+            }
+            if self.chance(10) {
+                let dup = members[self.below(members.len())].clone();
+                members.push(dup);
+            }
+            let mut out = self.object(&members);
+            if self.chance(30) {
+                out.push_str(self.pick(&[" ", "x", "}", "\n"]));
+            }
+            out
+        }
+        fn string_or_plain(&mut self) -> String {
+            if self.chance(4) {
+                self.string()
+            } else {
+                self.pick(&[r#""test""#, r#""t""#, r#""s3://b/k""#, "null"])
+                    .to_owned()
+            }
+        }
+    }
+
+    /// Audit: on 60,000 generated row values (`Gen::row`) the scanner never decodes one that
+    /// serde rejects or decodes differently, and it does read most TiCDC-shaped ones.
+    #[test]
+    fn audit_fast_row_agrees_with_serde_on_generated_rows() {
+        let serde_row = |v: &[u8]| {
+            crate::protocol::from_json::<RowValue<'_>>(v)
+                .ok()
+                .and_then(row_parts)
+                .map(|r| format!("{r:?}"))
+        };
+        let mut g = Gen(0x5DEE_CE66_D1CE_F00D);
+        let (mut fast_ok, mut serde_ok) = (0, 0);
+        for _ in 0..60_000 {
+            let text = g.row();
+            let slow = serde_row(text.as_bytes());
+            serde_ok += usize::from(slow.is_some());
+            if let Some(r) = fast::row(text.as_bytes()) {
+                assert_eq!(Some(format!("{r:?}")), slow, "{text}");
+                fast_ok += 1;
+            }
+        }
+        assert!(
+            fast_ok > 15_000 && serde_ok >= fast_ok,
+            "fast {fast_ok} serde {serde_ok}"
+        );
+    }
+
+    /// Audit: the same for 60,000 generated keys (`Gen::key`) against serde's last-wins reader.
+    #[test]
+    fn audit_fast_key_agrees_with_serde_on_generated_keys() {
+        let mut g = Gen(0x0BAD_5EED_1234_5678);
+        let (mut fast_ok, mut serde_ok) = (0, 0);
+        for _ in 0..60_000 {
+            let text = g.key();
+            let slow = crate::protocol::from_json::<MessageKey<'_>>(text.as_bytes())
+                .ok()
+                .map(|k| format!("{k:?}"));
+            serde_ok += usize::from(slow.is_some());
+            if let Some(k) = fast::key(text.as_bytes()) {
+                assert_eq!(Some(format!("{k:?}")), slow, "{text}");
+                fast_ok += 1;
+            }
+        }
+        assert!(
+            fast_ok > 10_000 && serde_ok >= fast_ok,
+            "fast {fast_ok} serde {serde_ok}"
+        );
     }
 }
