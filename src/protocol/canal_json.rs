@@ -361,10 +361,11 @@ pub(super) mod fast {
         build(h, pk, rows, old_rows).ok()
     }
 
-    /// The top-level members in the order TiCDC writes them (TC `canal_json_row_event_encoder.go`
-    /// `newJSONMessageForDML`; the fixtures in `tests/fixtures/ticdc` follow it). Only a guess:
-    /// [`Scan::expected_member`] checks the whole name, and any other order decodes the same
-    /// through the general path (`member_of`).
+    /// The top-level members in the order TiCDC writes them (TF `canal_json_row_event_encoder.go`,
+    /// TC `canal_json_encoder.go` `newJSONMessageForDML`), except that DML rows come as `old`
+    /// then `data` (`tc-canal-json-*` fixtures), which [`Scan::expected_member`] also guesses.
+    /// Only a guess: it checks the whole name, and any other order decodes the same through the
+    /// general path (`member_of`).
     #[derive(Clone, Copy, PartialEq, Eq, Debug)]
     enum Member {
         Id,
@@ -420,6 +421,13 @@ pub(super) mod fast {
                     }
                     None
                 }};
+                ($lit:literal, $m:expr, or $lit2:literal, $m2:expr) => {{
+                    if rest.starts_with($lit) {
+                        self.i += $lit.len();
+                        return Some($m);
+                    }
+                    guess!($lit2, $m2)
+                }};
             }
             match next {
                 0 => guess!(br#""id":"#, Member::Id),
@@ -433,9 +441,11 @@ pub(super) mod fast {
                 8 => guess!(br#""sql":"#, Member::Sql),
                 9 => guess!(br#""sqlType":"#, Member::SqlType),
                 10 => guess!(br#""mysqlType":"#, Member::MysqlType),
-                11 => guess!(br#""data":"#, Member::Data),
-                12 => guess!(br#""old":"#, Member::Old),
-                13 => guess!(br#""_tidb":"#, Member::Tidb),
+                // DML rows come as `old`, `data` (TF/TC `newJSONMessageForDML`), DDL and
+                // watermarks (`JSONMessage` marshalled) as `data`, `old`: both are guessed.
+                11 => guess!(br#""data":"#, Member::Data, or br#""old":"#, Member::Old),
+                12 => guess!(br#""old":"#, Member::Old, or br#""_tidb":"#, Member::Tidb),
+                13 => guess!(br#""_tidb":"#, Member::Tidb, or br#""data":"#, Member::Data),
                 _ => None,
             }
         }
@@ -1123,6 +1133,49 @@ pub(super) mod fast {
     #[cfg(test)]
     mod tests {
         use super::*;
+
+        /// The member guess hits every member of TiCDC's own messages: DML with `old` before
+        /// `data` (TF/TC `newJSONMessageForDML`, `tc-canal-json-*` fixtures), DDL and watermarks
+        /// with `data` before `old` (the marshalled `JSONMessage`), and the older `data`, `old`
+        /// DML fixtures.
+        #[test]
+        fn member_guess_hits_every_member_of_ticdc_messages() {
+            let dir = format!("{}/tests/fixtures/ticdc", env!("CARGO_MANIFEST_DIR"));
+            let mut checked = 0;
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                if !(name.contains("canal-json") && name.ends_with(".json")) {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).unwrap();
+                let text = text.trim_end();
+                // Two fixtures are pretty-printed documentation examples: no guess there.
+                if text.contains('\n') {
+                    continue;
+                }
+                let mut s = Scan::new(text);
+                s.eat(b'{').unwrap();
+                let mut next = 0;
+                loop {
+                    let at = s.i;
+                    let member = s.expected_member(next).unwrap_or_else(|| {
+                        panic!(
+                            "{name}: no guess at {:?}",
+                            &text[at..(at + 20).min(text.len())]
+                        )
+                    });
+                    next = member as usize + 1;
+                    s.skip_value().unwrap();
+                    if !s.next_member().unwrap() {
+                        break;
+                    }
+                }
+                assert_eq!(s.i, text.len(), "{name}");
+                checked += 1;
+            }
+            assert!(checked >= 7, "{checked}");
+        }
 
         /// `quote_or_escape` (SSE2 blocks, SWAR words, bytes) finds what a byte loop finds.
         #[test]
