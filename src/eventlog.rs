@@ -1365,6 +1365,50 @@ mod tests {
         assert_eq!(v["cdc"]["values"]["k"]["a"][0], 1);
     }
 
+    /// Audit (audit-canal) of `write_raw`'s shortcut (a value starting with `"` is copied without
+    /// the line-break scan): values that reach it through the real canal-json decoder, both its
+    /// fast path and serde (a `\u0069d` member name sends the message there), stay on one line
+    /// and come out as the message had them. Strings cannot hold a raw line break (serde_json
+    /// refuses control bytes in strings, 1.0.154 `read.rs` `ignore_str`); objects and arrays can.
+    #[test]
+    fn decoded_values_with_line_breaks_stay_on_one_line() {
+        use crate::protocol::{Compression, Decoder, ProtocolChoice};
+        let values = [
+            r#""a\nb\r\nc""#,
+            "\"raw \u{2028} and \u{2029}\"",
+            r#""esc \u2028 \u000a \"q\" \\ \/""#,
+            r#""lone \ud800""#,
+            "{\n  \"a\": \"x\\ny\",\r\n  \"b\": [1,\n 2]\n}",
+            "[\n\"s\",\r\n{\"k\":\n\"v\"}\n]",
+            "-1.5e3",
+            "null",
+        ];
+        let mut decoder = Decoder::new(ProtocolChoice::Auto, Compression::None);
+        let opts = LogOptions::new(true, &[]);
+        for v in values {
+            for id_member in [r#""id""#, r#""\u0069d""#] {
+                let msg = format!(
+                    r#"{{{id_member}:0,"database":"app","table":"t","pkNames":["k"],"isDdl":false,"type":"INSERT","es":1,"ts":2,"sql":"","sqlType":{{"k":4,"v":12}},"mysqlType":{{"k":"int","v":"json"}},"old":null,"data":[{{"k":{v},"v":{v}}}]}}"#
+                );
+                let decoded = decoder.decode(None, Some(msg.as_bytes())).unwrap();
+                let ev = &decoded.events[0];
+                assert_eq!(ev.values[1].value.get(), v, "{msg}");
+                let mut out = Vec::new();
+                render_line(ev, &POS, &opts, 0, &mut out);
+                assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1, "{v:?}");
+                assert_eq!(out.last(), Some(&b'\n'));
+                serde_json::from_slice::<serde::de::IgnoredAny>(&out).unwrap();
+                // `Value` refuses a lone surrogate; every other value must read back equal.
+                if !v.contains("\\ud800") {
+                    let line: serde_json::Value = serde_json::from_slice(&out).unwrap();
+                    let want: serde_json::Value = serde_json::from_str(v).unwrap();
+                    assert_eq!(line["cdc"]["values"]["v"], want, "{v:?}");
+                    assert_eq!(line["cdc"]["keys"]["k"], want, "{v:?}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn redaction_is_case_insensitive_substring() {
         let opts = LogOptions::new(false, &["token".into()]);
