@@ -180,8 +180,12 @@ fn canal_workload(n: usize, partitions: i32) -> Workload {
                 }
                 _ => ("DELETE", "null".to_owned()),
             };
+            // Member order as TiCDC's encoder writes a row: `old` before `data` (pingcap/tiflow
+            // pkg/sink/codec/canal/canal_json_row_event_encoder.go, `newJSONMessageForDML`:
+            // `"old":null,"data":` for an insert, `"old":[..],"data":[..]` for an update). Until
+            // 2026-11-30 this wrote `data` first, which no TiCDC writes (docs/performance.md).
             format!(
-                r#"{{"id":0,"database":"app","table":"{table}","pkNames":["id"],"isDdl":false,"type":"{ty}","es":{ms},"ts":{},"sql":"","sqlType":{sql_type},"mysqlType":{mysql_type},"data":[{data}],"old":{old},"_tidb":{{"commitTs":{commit_ts}}}}}"#,
+                r#"{{"id":0,"database":"app","table":"{table}","pkNames":["id"],"isDdl":false,"type":"{ty}","es":{ms},"ts":{},"sql":"","sqlType":{sql_type},"mysqlType":{mysql_type},"old":{old},"data":[{data}],"_tidb":{{"commitTs":{commit_ts}}}}}"#,
                 ms + 3
             )
         };
