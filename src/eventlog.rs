@@ -181,10 +181,10 @@ fn render_line_with(
     let mut summary = 0..0;
     if ev.kind == EventKind::Row {
         out.extend_from_slice(b",\"keys\":");
-        write_columns(out, &ev.keys, opts);
+        let first_name = write_columns(out, &ev.keys, opts);
         out.extend_from_slice(b",\"key\":\"");
         summary.start = out.len();
-        write_key_summary(out, &ev.keys, opts);
+        write_key_summary(out, &ev.keys, opts, first_name);
         summary.end = out.len();
         out.push(b'"');
         out.extend_from_slice(if ev.partial {
@@ -285,12 +285,21 @@ fn escaped_range(out: &mut Vec<u8>, s: &str) -> Range<usize> {
 
 /// `col=val,col2=val2` (string values unquoted, redacted columns `***`), JSON-escaped without
 /// quotes, straight into `out`. `tests::key_summary` is the plain-`String` reference it must equal.
-fn write_key_summary(out: &mut Vec<u8>, keys: &[Column<'_>], opts: &LogOptions) {
+/// `first_name` is where the first key's escaped name already sits in `out` (`write_columns`
+/// of `cdc.keys`): copied, not escaped again.
+fn write_key_summary(
+    out: &mut Vec<u8>,
+    keys: &[Column<'_>],
+    opts: &LogOptions,
+    first_name: Range<usize>,
+) {
     for (i, col) in keys.iter().enumerate() {
         if i > 0 {
             out.push(b',');
+            write_escaped(out, &col.name);
+        } else {
+            out.extend_from_within(first_name.clone());
         }
-        write_escaped(out, &col.name);
         out.push(b'=');
         if opts.is_redacted(&col.name) {
             out.extend_from_slice(b"***");
@@ -325,13 +334,21 @@ fn push_plain_value(s: &mut String, value: &ColumnValue<'_>) {
     }
 }
 
-fn write_columns(out: &mut Vec<u8>, cols: &[Column<'_>], opts: &LogOptions) {
+/// `{"name":value,...}`; returns where the first column's escaped name (without quotes) went
+/// in `out` (empty without columns).
+fn write_columns(out: &mut Vec<u8>, cols: &[Column<'_>], opts: &LogOptions) -> Range<usize> {
     out.push(b'{');
+    let mut first_name = 0..0;
     for (i, col) in cols.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        write_str(out, &col.name);
+        out.push(b'"');
+        let name = escaped_range(out, &col.name);
+        if i == 0 {
+            first_name = name;
+        }
+        out.push(b'"');
         out.push(b':');
         if opts.is_redacted(&col.name) {
             out.extend_from_slice(REDACTED.as_bytes());
@@ -340,6 +357,7 @@ fn write_columns(out: &mut Vec<u8>, cols: &[Column<'_>], opts: &LogOptions) {
         }
     }
     out.push(b'}');
+    first_name
 }
 
 /// Raw JSON text straight from the message: already valid JSON, no re-encoding. An object or

@@ -279,9 +279,10 @@ impl Metrics {
 /// FxHash (rustc's hasher): a multiply-rotate per word. The per-event lookups hash short
 /// schema/table names, where SipHash showed up at ~2.5 % of the consume loop's profile. The keys
 /// are database identifiers from the change stream, not attacker-chosen request data, so
-/// HashDoS resistance buys nothing here.
+/// HashDoS resistance buys nothing here. Also the hasher of the pipeline's pending-offset maps
+/// (`src/pipeline.rs`): their keys are (topic index, partition) pairs.
 #[derive(Default, Clone, Copy)]
-struct FxHasher(u64);
+pub struct FxHasher(u64);
 
 impl FxHasher {
     const K: u64 = 0xf135_7aea_2e62_a9c5;
@@ -308,6 +309,12 @@ impl Hasher for FxHasher {
     fn write_u8(&mut self, i: u8) {
         self.add(u64::from(i));
     }
+    fn write_u32(&mut self, i: u32) {
+        self.add(u64::from(i));
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
     fn write_usize(&mut self, i: usize) {
         self.add(i as u64);
     }
@@ -316,7 +323,8 @@ impl Hasher for FxHasher {
     }
 }
 
-type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+/// A `HashMap` with [`FxHasher`].
+pub type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
 /// Counter handles for one table. The three row-op series are created together on the table's
 /// first *row* event, so a table that only ever saw DDL has no `cdc_events_total` series (no

@@ -24,7 +24,7 @@ use serde_json::value::RawValue;
 
 use super::json::{CowStr, Named};
 use super::{Compression, DecodeError, DecodeErrorReason, Decoded, err, json_err, missing};
-use crate::event::{ChangeEvent, Column, ColumnValue, Ddl, EventKind, Protocol, RowOp};
+use crate::event::{ChangeEvent, Column, ColumnValue, Ddl, EventKind, KeyColumns, Protocol, RowOp};
 
 const P: Protocol = Protocol::OpenProtocol;
 
@@ -321,7 +321,7 @@ fn fill_value<'a>(
         }
     };
     ev.op = Some(row.op);
-    ev.keys = row.keys.into();
+    ev.keys = row.keys;
     ev.values = row.values;
     ev.old_values = row.old_values;
     Ok(())
@@ -331,7 +331,7 @@ fn fill_value<'a>(
 #[derive(Debug)]
 struct RowParts<'a> {
     op: RowOp,
-    keys: Vec<Column<'a>>,
+    keys: KeyColumns<'a>,
     values: Vec<Column<'a>>,
     old_values: Vec<Column<'a>>,
 }
@@ -347,7 +347,7 @@ fn row_parts(row: RowValue<'_>) -> Option<RowParts<'_>> {
     };
     Some(RowParts {
         op,
-        keys: key_columns(&new.0),
+        keys: key_columns(&new.0).into(),
         values: columns(new),
         old_values: old.map(columns).unwrap_or_default(),
     })
@@ -391,7 +391,7 @@ mod fast {
     use std::borrow::Cow;
 
     use super::{FLAG_HANDLE_KEY, FLAG_PRIMARY_KEY, MessageKey, RowParts};
-    use crate::event::{Column, ColumnValue, RowOp};
+    use crate::event::{Column, ColumnValue, KeyColumns, RowOp};
     use crate::protocol::canal_json::fast::Scan;
     use crate::protocol::json::CowStr;
 
@@ -486,16 +486,20 @@ mod fast {
         handle: u64,
     }
 
-    /// The columns whose bits are set in `mask`, in order.
-    fn pick<'a>(columns: &[Column<'a>], mut mask: u64) -> Vec<Column<'a>> {
-        let mut out = Vec::with_capacity(mask.count_ones() as usize);
-        while mask != 0 {
-            if let Some(c) = columns.get(mask.trailing_zeros() as usize) {
-                out.push(c.clone());
+    /// The columns whose bits are set in `mask`, in order; straight into `KeyColumns` (one key,
+    /// the usual case, is stored inline: no `Vec` allocated and freed per event).
+    fn pick<'a>(columns: &[Column<'a>], mut mask: u64) -> KeyColumns<'a> {
+        std::iter::from_fn(|| {
+            while mask != 0 {
+                let at = mask.trailing_zeros() as usize;
+                mask &= mask - 1;
+                if let Some(c) = columns.get(at) {
+                    return Some(c.clone());
+                }
             }
-            mask &= mask - 1;
-        }
-        out
+            None
+        })
+        .collect()
     }
 
     pub(super) fn row(json: &[u8]) -> Option<RowParts<'_>> {
