@@ -1201,6 +1201,155 @@ mod tests {
         drop(consumer);
     }
 
+    /// The cooperative half of the drop rule, which the eager hand-overs of
+    /// `messages_held_when_a_revoke_is_served_mid_gather_are_dropped` and
+    /// tests/decode_threads_rebalance.rs cannot reach (librdkafka's default strategies are
+    /// eager: every partition leaves). With `cooperative-sticky` a second member joining takes
+    /// ONE of this member's two partitions (librdkafka 2.12.1, rdkafka_sticky_assignor.c); a
+    /// revoke served inside the gather's poll must drop the held messages of that partition
+    /// only: those of the partition that stays are delivered once (librdkafka does not
+    /// re-deliver them), so dropping them would let a later commit cover offsets never logged.
+    /// Paced by observed state, with deadlines.
+    #[tokio::test]
+    async fn a_cooperative_revoke_mid_gather_drops_only_the_revoked_partitions_messages() {
+        use rdkafka::mocking::MockCluster;
+        use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+        let cluster = MockCluster::new(1).expect("mock cluster");
+        cluster.create_topic("app_cdc", 2, 1).expect("topic");
+        let brokers = cluster.bootstrap_servers();
+        let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .create()
+            .expect("producer");
+        for i in 0..400 {
+            producer
+                .send(
+                    BaseRecord::<'_, (), [u8]>::to("app_cdc")
+                        .partition(i % 2)
+                        .payload(b"{}"),
+                )
+                .map_err(|(e, _)| e)
+                .expect("send");
+        }
+        producer.flush(Duration::from_secs(30)).expect("flush");
+        let member = |group: &str| {
+            let mut cfg = ClientConfig::new();
+            cfg.set("bootstrap.servers", &brokers)
+                .set("group.id", group)
+                .set("enable.auto.commit", "false")
+                .set("auto.offset.reset", "earliest")
+                .set("partition.assignment.strategy", "cooperative-sticky")
+                .set("session.timeout.ms", "6000")
+                .set("heartbeat.interval.ms", "200");
+            cfg
+        };
+
+        let shared = Arc::new(Shared {
+            metrics: Arc::new(Metrics::new().expect("metrics")),
+            readiness: Arc::new(Readiness::default()),
+            sink: Arc::new(Mutex::new(Sink::new(
+                EventLog::open("-", LogOptions::default()).expect("stdout log"),
+            ))),
+            commit_failed: AtomicBool::new(false),
+            assignment: Mutex::new(Assignment::default()),
+            revocations: Revocations::default(),
+        });
+        let consumer: StreamConsumer<Context> = member("g-coop")
+            .create_with_context(Context {
+                shared: shared.clone(),
+            })
+            .expect("consumer");
+        consumer.subscribe(&["app_cdc"]).expect("subscribe");
+        let first = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
+            .await
+            .expect("a message within 60 s")
+            .expect("message");
+        let before = shared.revocations.now();
+        let mut held = vec![(first, before)];
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        // Both partitions' messages held, as a backlog batch holds them.
+        while [0, 1]
+            .iter()
+            .any(|p| !held.iter().any(|(m, _)| m.partition() == *p))
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not both partitions within 30 s"
+            );
+            let _ = gather_ready(&consumer, &mut held, &shared.revocations);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(shared.lock_assigned(), 2, "both partitions assigned");
+        assert_eq!(shared.revocations.now(), before, "nothing left yet");
+
+        // A second member joins, polled on its own thread.
+        let stop = Arc::new(AtomicBool::new(false));
+        // A failed assertion must stop the second member too, or closing this one waits on it.
+        struct StopOnDrop(Arc<AtomicBool>);
+        impl Drop for StopOnDrop {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let _stop_on_drop = StopOnDrop(stop.clone());
+        let second = {
+            let stop = stop.clone();
+            let other: BaseConsumer = member("g-coop").create().expect("second member");
+            other.subscribe(&["app_cdc"]).expect("subscribe");
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    let _ = other.poll(Duration::from_millis(50));
+                }
+            })
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while shared.revocations.now() == before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no cooperative revoke within 60 s"
+            );
+            let mut more = Vec::new();
+            let _ = gather_ready(&consumer, &mut more, &shared.revocations);
+            held.extend(more.into_iter().filter(|(_, g)| *g == before));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let kept = shared
+            .assignment
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .partitions();
+        assert_eq!(kept.len(), 1, "cooperative: one partition stays");
+        let kept = kept[0].partition;
+        let (mut handled, mut dropped) = (0, 0);
+        for (message, received_at) in &held {
+            let may = may_handle(&shared, message, *received_at);
+            if message.partition() == kept {
+                assert!(
+                    may,
+                    "partition {kept} stayed ours: offset {} must be handled, nobody re-reads it",
+                    message.offset()
+                );
+                handled += 1;
+            } else {
+                assert!(
+                    !may,
+                    "partition {} left: offset {} must be dropped",
+                    message.partition(),
+                    message.offset()
+                );
+                dropped += 1;
+            }
+        }
+        assert!(
+            handled > 0 && dropped > 0,
+            "{handled} handled, {dropped} dropped"
+        );
+        stop.store(true, Ordering::SeqCst);
+        second.join().expect("second member thread");
+        drop(held);
+        drop(consumer);
+    }
+
     impl Shared {
         fn lock_assigned(&self) -> usize {
             self.assignment
