@@ -245,8 +245,8 @@ impl DecodePool {
             for _ in 0..helpers {
                 scope.spawn(|_| {
                     // A decoder panic (it never panics: fuzzed) loses no message and does not
-                    // reach the loop: the slots of the chunk it held stay `None` and the loop
-                    // decodes those messages itself.
+                    // reach the loop: every slot this worker claimed stays `None` (its results
+                    // are pushed once, at its end) and the loop decodes those messages itself.
                     if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(true)))
                         .is_err()
                     {
