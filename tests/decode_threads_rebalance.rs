@@ -10,7 +10,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -25,31 +25,11 @@ const CHUNK: usize = 2_000;
 /// The producer stops here at the latest, whatever the pace.
 const MAX_PRODUCED: usize = 80_000;
 
-/// Distinct (partition, offset) of the complete lines in `paths` (consumers may be appending).
-fn logged(paths: &[&Path]) -> HashSet<(i64, i64)> {
-    let mut seen = HashSet::new();
-    for path in paths {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let complete = text.rfind('\n').map_or("", |end| &text[..end]);
-        for line in complete.lines() {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
-                if let (Some(p), Some(o)) = (
-                    v["kafka"]["partition"].as_i64(),
-                    v["kafka"]["offset"].as_i64(),
-                ) {
-                    seen.insert((p, o));
-                }
-            }
-        }
-    }
-    seen
-}
-
 /// Every offset below each partition's committed offset is in a log: read the commits first
 /// (a commit follows the sync of the lines it covers), then the logs.
 fn assert_commits_covered_by_logs(brokers: &str, group: &str, paths: &[&Path]) -> usize {
     let commits: BTreeMap<i32, i64> = committed(brokers, group, PARTITIONS);
-    let seen = logged(paths);
+    let seen = logged_positions(paths);
     for (&p, &next) in &commits {
         for offset in 0..next {
             assert!(
@@ -150,7 +130,7 @@ fn a_rebalance_during_a_backlog_loses_nothing_and_commits_only_logged_offsets() 
         nb > 0.0,
         "the second process read nothing after the hand-over"
     );
-    let union = logged(&[&log_a, &log_b]);
+    let union = logged_positions(&[&log_a, &log_b]);
     assert_eq!(union.len(), produced, "no message lost");
     // Counted exactly what each logged: a dropped held message is neither.
     let (la, lb) = (lines(&log_a), lines(&log_b));

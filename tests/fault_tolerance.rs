@@ -35,27 +35,6 @@ fn positions(path: &Path) -> Vec<(i64, i64)> {
         .collect()
 }
 
-/// Distinct (partition, offset) pairs in complete lines of the given logs, read while the
-/// consumers may still be appending (a line without its newline yet is not counted).
-fn distinct_logged(paths: &[&Path]) -> usize {
-    let mut seen = std::collections::HashSet::new();
-    for path in paths {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let complete = text.rfind('\n').map_or("", |end| &text[..end]);
-        for line in complete.lines() {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
-                if let (Some(p), Some(o)) = (
-                    v["kafka"]["partition"].as_i64(),
-                    v["kafka"]["offset"].as_i64(),
-                ) {
-                    seen.insert((p, o));
-                }
-            }
-        }
-    }
-    seen.len()
-}
-
 fn readyz(addr: std::net::SocketAddr) -> u16 {
     http_get(addr, "/readyz").map_or(0, |(s, _)| s)
 }
@@ -512,7 +491,7 @@ fn rebalance_mid_stream_hands_over_without_loss() {
         wait_until(
             Duration::from_secs(90),
             &format!("{n} distinct messages logged by the pair"),
-            || distinct_logged(&[&log_a, &log_b]) == n,
+            || logged_positions(&[&log_a, &log_b]).len() == n,
         );
         wait_until(
             Duration::from_secs(30),

@@ -4,7 +4,7 @@
 
 pub mod files;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -575,4 +575,25 @@ pub fn read_lines(path: &Path) -> Vec<serde_json::Value> {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad event-log line {l}: {e}")))
         .collect()
+}
+
+/// Distinct (partition, offset) of the complete lines of the event logs in `paths`, read while
+/// consumers may still be appending (a line without its newline yet is not counted).
+pub fn logged_positions(paths: &[&Path]) -> HashSet<(i64, i64)> {
+    let mut seen = HashSet::new();
+    for path in paths {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+        for line in complete.lines() {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
+                if let (Some(p), Some(o)) = (
+                    v["kafka"]["partition"].as_i64(),
+                    v["kafka"]["offset"].as_i64(),
+                ) {
+                    seen.insert((p, o));
+                }
+            }
+        }
+    }
+    seen
 }
