@@ -128,6 +128,20 @@ struct Shared {
     revocations: Revocations,
 }
 
+impl Shared {
+    /// Nothing owned, nothing revoked, no failed commit yet.
+    fn new(metrics: Arc<Metrics>, readiness: Arc<Readiness>, sink: Arc<Mutex<Sink>>) -> Self {
+        Shared {
+            metrics,
+            readiness,
+            sink,
+            commit_failed: AtomicBool::new(false),
+            assignment: Mutex::new(Assignment::default()),
+            revocations: Revocations::default(),
+        }
+    }
+}
+
 struct Context {
     shared: Arc<Shared>,
 }
@@ -460,14 +474,7 @@ async fn consume(
         log_fs,
     )?;
     let sink = Arc::new(Mutex::new(Sink::new(event_log)));
-    let shared = Arc::new(Shared {
-        metrics: metrics.clone(),
-        readiness,
-        sink: sink.clone(),
-        commit_failed: AtomicBool::new(false),
-        assignment: Mutex::new(Assignment::default()),
-        revocations: Revocations::default(),
-    });
+    let shared = Arc::new(Shared::new(metrics.clone(), readiness, sink.clone()));
     let consumer: StreamConsumer<Context> = consumer_config(args)
         .create_with_context(Context {
             shared: shared.clone(),
@@ -1111,20 +1118,26 @@ mod tests {
         assert_eq!(l.allow(), Some(2));
     }
 
-    /// The wiring of the drop rule, on the real callback, gather and check, against
-    /// librdkafka's mock cluster: messages held in a batch when a revoke is served inside the
-    /// gather's poll are not handled afterwards, and nothing of theirs is pending. (The rule for
-    /// partitions that stay is `decode_batch::tests`; the whole binary across a real hand-over
-    /// is `tests/decode_threads_rebalance.rs`.) Paced by observed state, with deadlines.
-    #[tokio::test]
-    async fn messages_held_when_a_revoke_is_served_mid_gather_are_dropped() {
-        use rdkafka::mocking::MockCluster;
+    /// A `Shared` as `consume` builds it, with the event log on stdout.
+    fn test_shared() -> Arc<Shared> {
+        Arc::new(Shared::new(
+            Arc::new(Metrics::new().expect("metrics")),
+            Arc::new(Readiness::default()),
+            Arc::new(Mutex::new(Sink::new(
+                EventLog::open("-", LogOptions::default()).expect("stdout log"),
+            ))),
+        ))
+    }
+
+    /// A mock cluster whose topic `app_cdc` holds 400 messages, 200 in each of its two
+    /// partitions, so a gather always has a backlog to hold.
+    fn backlog_of_400_on_two_partitions()
+    -> rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext> {
         use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-        let cluster = MockCluster::new(1).expect("mock cluster");
+        let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
         cluster.create_topic("app_cdc", 2, 1).expect("topic");
-        let brokers = cluster.bootstrap_servers();
         let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
+            .set("bootstrap.servers", cluster.bootstrap_servers())
             .create()
             .expect("producer");
         for i in 0..400 {
@@ -1138,17 +1151,43 @@ mod tests {
                 .expect("send");
         }
         producer.flush(Duration::from_secs(30)).expect("flush");
+        cluster
+    }
 
-        let shared = Arc::new(Shared {
-            metrics: Arc::new(Metrics::new().expect("metrics")),
-            readiness: Arc::new(Readiness::default()),
-            sink: Arc::new(Mutex::new(Sink::new(
-                EventLog::open("-", LogOptions::default()).expect("stdout log"),
-            ))),
-            commit_failed: AtomicBool::new(false),
-            assignment: Mutex::new(Assignment::default()),
-            revocations: Revocations::default(),
-        });
+    /// Keep gathering, as the batch loop does, until a revoke is served inside a gather's poll
+    /// (the revocation generation moves past `before`); messages received before it are added
+    /// to `held`. Fails after `within`.
+    async fn gather_until_revoked<'c>(
+        consumer: &'c StreamConsumer<Context>,
+        shared: &Shared,
+        held: &mut Vec<(rdkafka::message::BorrowedMessage<'c>, u64)>,
+        before: u64,
+        within: Duration,
+    ) {
+        let deadline = std::time::Instant::now() + within;
+        while shared.revocations.now() == before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no revoke within {within:?}"
+            );
+            let mut more = Vec::new();
+            let _ = gather_ready(consumer, &mut more, &shared.revocations);
+            held.extend(more.into_iter().filter(|(_, g)| *g == before));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// The wiring of the drop rule, on the real callback, gather and check, against
+    /// librdkafka's mock cluster: messages held in a batch when a revoke is served inside the
+    /// gather's poll are not handled afterwards, and nothing of theirs is pending. (The rule for
+    /// partitions that stay is `decode_batch::tests`; the whole binary across a real hand-over
+    /// is `tests/decode_threads_rebalance.rs`.) Paced by observed state, with deadlines.
+    #[tokio::test]
+    async fn messages_held_when_a_revoke_is_served_mid_gather_are_dropped() {
+        let cluster = backlog_of_400_on_two_partitions();
+        let brokers = cluster.bootstrap_servers();
+
+        let shared = test_shared();
         let consumer: StreamConsumer<Context> = ClientConfig::new()
             .set("bootstrap.servers", &brokers)
             .set("group.id", "g-held")
@@ -1170,17 +1209,14 @@ mod tests {
 
         // The revoke is served by a later poll of the gather (librdkafka queues it).
         consumer.unsubscribe();
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while shared.revocations.now() == before {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no revoke within 30 s"
-            );
-            let mut more = Vec::new();
-            let _ = gather_ready(&consumer, &mut more, &shared.revocations);
-            held.extend(more.into_iter().filter(|(_, g)| *g == before));
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        gather_until_revoked(
+            &consumer,
+            &shared,
+            &mut held,
+            before,
+            Duration::from_secs(30),
+        )
+        .await;
         assert!(
             held.len() > 1,
             "the gather took more than the first message"
@@ -1212,26 +1248,8 @@ mod tests {
     /// Paced by observed state, with deadlines.
     #[tokio::test]
     async fn a_cooperative_revoke_mid_gather_drops_only_the_revoked_partitions_messages() {
-        use rdkafka::mocking::MockCluster;
-        use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-        let cluster = MockCluster::new(1).expect("mock cluster");
-        cluster.create_topic("app_cdc", 2, 1).expect("topic");
+        let cluster = backlog_of_400_on_two_partitions();
         let brokers = cluster.bootstrap_servers();
-        let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
-            .create()
-            .expect("producer");
-        for i in 0..400 {
-            producer
-                .send(
-                    BaseRecord::<'_, (), [u8]>::to("app_cdc")
-                        .partition(i % 2)
-                        .payload(b"{}"),
-                )
-                .map_err(|(e, _)| e)
-                .expect("send");
-        }
-        producer.flush(Duration::from_secs(30)).expect("flush");
         let member = |group: &str| {
             let mut cfg = ClientConfig::new();
             cfg.set("bootstrap.servers", &brokers)
@@ -1244,16 +1262,7 @@ mod tests {
             cfg
         };
 
-        let shared = Arc::new(Shared {
-            metrics: Arc::new(Metrics::new().expect("metrics")),
-            readiness: Arc::new(Readiness::default()),
-            sink: Arc::new(Mutex::new(Sink::new(
-                EventLog::open("-", LogOptions::default()).expect("stdout log"),
-            ))),
-            commit_failed: AtomicBool::new(false),
-            assignment: Mutex::new(Assignment::default()),
-            revocations: Revocations::default(),
-        });
+        let shared = test_shared();
         let consumer: StreamConsumer<Context> = member("g-coop")
             .create_with_context(Context {
                 shared: shared.clone(),
@@ -1302,17 +1311,14 @@ mod tests {
                 }
             })
         };
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while shared.revocations.now() == before {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no cooperative revoke within 60 s"
-            );
-            let mut more = Vec::new();
-            let _ = gather_ready(&consumer, &mut more, &shared.revocations);
-            held.extend(more.into_iter().filter(|(_, g)| *g == before));
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        gather_until_revoked(
+            &consumer,
+            &shared,
+            &mut held,
+            before,
+            Duration::from_secs(60),
+        )
+        .await;
         let kept = shared
             .assignment
             .lock()
