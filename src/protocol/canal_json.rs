@@ -714,8 +714,13 @@ pub(super) mod fast {
     /// `ignore_integer`/`ignore_decimal`/`ignore_exponent` accept (serde_json 1.0.154
     /// `src/de.rs`): `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
     fn is_json_number(text: &str) -> bool {
-        let b = text.as_bytes();
-        let mut i = usize::from(b.first() == Some(&b'-'));
+        number_end(text.as_bytes(), 0) == Some(text.len())
+    }
+
+    /// The end of the JSON number at `i` (the grammar of [`is_json_number`]), or `None` if what
+    /// is there does not start like one. Shared with open-protocol's row reader.
+    #[inline]
+    pub(in crate::protocol) fn number_end(b: &[u8], mut i: usize) -> Option<usize> {
         let digits = |i: &mut usize| {
             let start = *i;
             while b.get(*i).is_some_and(u8::is_ascii_digit) {
@@ -723,17 +728,20 @@ pub(super) mod fast {
             }
             *i - start
         };
-        match b.get(i) {
-            Some(b'0') => i += 1,
-            Some(b'1'..=b'9') => {
+        if b.get(i) == Some(&b'-') {
+            i += 1;
+        }
+        match b.get(i)? {
+            b'0' => i += 1,
+            b'1'..=b'9' => {
                 digits(&mut i);
             }
-            _ => return false,
+            _ => return None,
         }
         if b.get(i) == Some(&b'.') {
             i += 1;
             if digits(&mut i) == 0 {
-                return false;
+                return None;
             }
         }
         if let Some(b'e' | b'E') = b.get(i) {
@@ -742,10 +750,10 @@ pub(super) mod fast {
                 i += 1;
             }
             if digits(&mut i) == 0 {
-                return false;
+                return None;
             }
         }
-        i == b.len()
+        Some(i)
     }
 
     impl<'a> Scan<'a> {

@@ -392,7 +392,7 @@ mod fast {
 
     use super::{FLAG_HANDLE_KEY, FLAG_PRIMARY_KEY, MessageKey, RowParts};
     use crate::event::{Column, ColumnValue, KeyColumns, RowOp};
-    use crate::protocol::canal_json::fast::Scan;
+    use crate::protocol::canal_json::fast::{Scan, number_end};
     use crate::protocol::json::CowStr;
 
     /// The key `{"ts":..,"scm":"..","tbl":"..","t":..}` (also `ohk`, `ccl`), each member at most
@@ -853,45 +853,6 @@ mod fast {
         let low = (pairs & 0x0000_00FF_0000_00FF).wrapping_mul(0x000F_4240_0000_0064);
         let high = ((pairs >> 16) & 0x0000_00FF_0000_00FF).wrapping_mul(0x0000_2710_0000_0001);
         Some(u64::from(low.wrapping_add(high).wrapping_shr(32) as u32))
-    }
-
-    /// The end of the JSON number at `i` (`-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`),
-    /// or `None` if what is there does not start like one.
-    #[inline]
-    fn number_end(b: &[u8], mut i: usize) -> Option<usize> {
-        let digits = |i: &mut usize| {
-            let start = *i;
-            while b.get(*i).is_some_and(u8::is_ascii_digit) {
-                *i += 1;
-            }
-            *i - start
-        };
-        if b.get(i) == Some(&b'-') {
-            i += 1;
-        }
-        match b.get(i)? {
-            b'0' => i += 1,
-            b'1'..=b'9' => {
-                digits(&mut i);
-            }
-            _ => return None,
-        }
-        if b.get(i) == Some(&b'.') {
-            i += 1;
-            if digits(&mut i) == 0 {
-                return None;
-            }
-        }
-        if let Some(b'e' | b'E') = b.get(i) {
-            i += 1;
-            if let Some(b'+' | b'-') = b.get(i) {
-                i += 1;
-            }
-            if digits(&mut i) == 0 {
-                return None;
-            }
-        }
-        Some(i)
     }
 
     #[cfg(test)]
