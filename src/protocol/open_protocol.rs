@@ -1211,11 +1211,6 @@ mod tests {
                 i += 1;
             }
         }
-        let serde_key = |v: &[u8]| {
-            crate::protocol::from_json::<MessageKey<'_>>(v)
-                .ok()
-                .map(|k| format!("{k:?}"))
-        };
         let mut fast_on_fixtures = 0;
         for k in &corpus {
             if let Some(key) = fast::key(k) {
@@ -1249,6 +1244,20 @@ mod tests {
         );
     }
 
+    /// What serde's readers make of a message key / row value (the reference), as `Debug` text.
+    fn serde_key(v: &[u8]) -> Option<String> {
+        crate::protocol::from_json::<MessageKey<'_>>(v)
+            .ok()
+            .map(|k| format!("{k:?}"))
+    }
+
+    fn serde_row(v: &[u8]) -> Option<String> {
+        crate::protocol::from_json::<RowValue<'_>>(v)
+            .ok()
+            .and_then(row_parts)
+            .map(|r| format!("{r:?}"))
+    }
+
     /// On 30,000 mutants of `corpus` (`test_support::mutants`): whenever the fast reader
     /// decodes one, serde decodes it to the same value (compared as `Debug` text); the fast
     /// path decodes more than 1,000 and never one that serde rejects.
@@ -1259,18 +1268,31 @@ mod tests {
         fast: impl Fn(&[u8]) -> Option<String>,
         serde: impl Fn(&[u8]) -> Option<String>,
     ) {
+        let mutants = crate::protocol::test_support::mutants(corpus, seed, alphabet, 30_000);
+        assert_fast_agrees_on(mutants, 1_000, fast, serde);
+    }
+
+    /// On every input: whenever the fast reader decodes it, serde decodes it to the same value;
+    /// the fast path decodes more than `at_least` and never one that serde rejects.
+    fn assert_fast_agrees_on<I: AsRef<[u8]>>(
+        inputs: impl IntoIterator<Item = I>,
+        at_least: usize,
+        fast: impl Fn(&[u8]) -> Option<String>,
+        serde: impl Fn(&[u8]) -> Option<String>,
+    ) {
         let (mut fast_ok, mut serde_ok) = (0, 0);
-        for v in crate::protocol::test_support::mutants(corpus, seed, alphabet, 30_000) {
-            let slow = serde(&v);
+        for input in inputs {
+            let v = input.as_ref();
+            let slow = serde(v);
             serde_ok += usize::from(slow.is_some());
-            if let Some(read) = fast(&v) {
-                assert_eq!(Some(read), slow, "{}", String::from_utf8_lossy(&v));
+            if let Some(read) = fast(v) {
+                assert_eq!(Some(read), slow, "{}", String::from_utf8_lossy(v));
                 fast_ok += 1;
             }
         }
         assert!(
-            fast_ok > 1_000 && serde_ok >= fast_ok,
-            "{fast_ok} {serde_ok}"
+            fast_ok > at_least && serde_ok >= fast_ok,
+            "fast {fast_ok} serde {serde_ok}"
         );
     }
 
@@ -1280,12 +1302,6 @@ mod tests {
     #[test]
     fn fast_row_agrees_with_serde() {
         let corpus = row_value_corpus();
-        let serde_row = |v: &[u8]| {
-            crate::protocol::from_json::<RowValue<'_>>(v)
-                .ok()
-                .and_then(row_parts)
-                .map(|r| format!("{r:?}"))
-        };
         let mut fast_on_fixtures = 0;
         for v in &corpus {
             if let Some(r) = fast::row(v) {
@@ -2021,26 +2037,12 @@ mod tests {
     /// serde rejects or decodes differently, and it does read most TiCDC-shaped ones.
     #[test]
     fn audit_fast_row_agrees_with_serde_on_generated_rows() {
-        let serde_row = |v: &[u8]| {
-            crate::protocol::from_json::<RowValue<'_>>(v)
-                .ok()
-                .and_then(row_parts)
-                .map(|r| format!("{r:?}"))
-        };
         let mut g = Gen(0x5DEE_CE66_D1CE_F00D);
-        let (mut fast_ok, mut serde_ok) = (0, 0);
-        for _ in 0..60_000 {
-            let text = g.row();
-            let slow = serde_row(text.as_bytes());
-            serde_ok += usize::from(slow.is_some());
-            if let Some(r) = fast::row(text.as_bytes()) {
-                assert_eq!(Some(format!("{r:?}")), slow, "{text}");
-                fast_ok += 1;
-            }
-        }
-        assert!(
-            fast_ok > 15_000 && serde_ok >= fast_ok,
-            "fast {fast_ok} serde {serde_ok}"
+        assert_fast_agrees_on(
+            (0..60_000).map(|_| g.row()),
+            15_000,
+            |v| fast::row(v).map(|r| format!("{r:?}")),
+            serde_row,
         );
     }
 
@@ -2048,21 +2050,11 @@ mod tests {
     #[test]
     fn audit_fast_key_agrees_with_serde_on_generated_keys() {
         let mut g = Gen(0x0BAD_5EED_1234_5678);
-        let (mut fast_ok, mut serde_ok) = (0, 0);
-        for _ in 0..60_000 {
-            let text = g.key();
-            let slow = crate::protocol::from_json::<MessageKey<'_>>(text.as_bytes())
-                .ok()
-                .map(|k| format!("{k:?}"));
-            serde_ok += usize::from(slow.is_some());
-            if let Some(k) = fast::key(text.as_bytes()) {
-                assert_eq!(Some(format!("{k:?}")), slow, "{text}");
-                fast_ok += 1;
-            }
-        }
-        assert!(
-            fast_ok > 10_000 && serde_ok >= fast_ok,
-            "fast {fast_ok} serde {serde_ok}"
+        assert_fast_agrees_on(
+            (0..60_000).map(|_| g.key()),
+            10_000,
+            |v| fast::key(v).map(|k| format!("{k:?}")),
+            serde_key,
         );
     }
 }
