@@ -140,6 +140,14 @@ impl Shared {
             revocations: Revocations::default(),
         }
     }
+
+    /// How many partitions this member owns, as the rebalance callbacks left it.
+    fn owned_partitions(&self) -> usize {
+        self.assignment
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .len()
+    }
 }
 
 struct Context {
@@ -636,7 +644,7 @@ async fn consume(
     // Leave the group now so partitions move to other members without waiting for a timeout.
     // After a sync failure the revoke this triggers commits nothing either: every sync of the
     // event log now reports that failure.
-    consumer.unsubscribe();
+    leave_group(&consumer, &shared, LEAVE_GROUP_WITHIN).await;
     // Closing the consumer and the dead-letter producer can block too: inside the bound.
     drop(consumer);
     drop(dead_letter);
@@ -766,6 +774,40 @@ fn gather_ready<'c>(
         }
     }
     None
+}
+
+/// How long the stop waits for the revoke that leaving the group queues (librdkafka serves it
+/// locally, without a broker round trip, so this is only a bound).
+const LEAVE_GROUP_WITHIN: Duration = Duration::from_secs(5);
+
+/// Leave the group and serve the revoke that follows, before the consumer is closed. A close
+/// that still has a rebalance event to serve can hang forever in librdkafka 2.12.1: the event,
+/// served after the group has terminated, asks the group for its rebalance protocol (our
+/// `pre_rebalance` and rdkafka's `ConsumerContext::rebalance` both do) and a terminated group
+/// drops that request without replying (rdkafka_cgrp.c `rd_kafka_cgrp_op_serve`;
+/// confluentinc/librdkafka#4041). Unsubscribing and closing at once is that race; serving the
+/// revoke first leaves the close nothing to serve. Messages received meanwhile are not
+/// handled: nothing of theirs was logged or committed, so the partitions' next owner reads
+/// them. Stops at `within` (the stop's watchdog still bounds the close).
+async fn leave_group(consumer: &StreamConsumer<Context>, shared: &Shared, within: Duration) {
+    consumer.unsubscribe();
+    let deadline = std::time::Instant::now() + within;
+    while shared.owned_partitions() > 0 {
+        if std::time::Instant::now() >= deadline {
+            tracing::warn!(
+                owned = shared.owned_partitions(),
+                within_ms = within.as_millis() as u64,
+                "leaving the group: the revoke was not served in time; closing anyway"
+            );
+            return;
+        }
+        let mut not_handled = Vec::new();
+        if let Some(err) = gather_ready(consumer, &mut not_handled, &shared.revocations) {
+            tracing::debug!(error = %err, "leaving the group: consumer error ignored");
+        }
+        drop(not_handled);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// Whether a batch's `message`, received at revocation generation `received_at`, may still be
@@ -1177,6 +1219,34 @@ mod tests {
         }
     }
 
+    /// Close a consumer off this thread, waiting at most `within`: even after `leave_group`, a
+    /// close can meet librdkafka#4041 (see `leave_group`), and a hung close cost a CI run its 90
+    /// minutes. What these tests assert is asserted before the close, so a close that hangs
+    /// anyway is left to the end of the process, and said so on stderr.
+    fn close_within<T: Send + 'static>(consumer: T, what: &str, within: Duration) {
+        let (closed, done) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            drop(consumer);
+            let _ = closed.send(());
+        });
+        if done.recv_timeout(within).is_err() {
+            eprintln!(
+                "{what}: close still running after {within:?} (librdkafka#4041); left to the process's end"
+            );
+        }
+    }
+
+    /// `leave_group` as the stop does it, asserting the revoke was served before the close, then
+    /// `close_within`.
+    async fn leave_then_close(consumer: StreamConsumer<Context>, shared: &Shared, what: &str) {
+        leave_group(&consumer, shared, Duration::from_secs(30)).await;
+        // Read before the close, asserted after it: a failed assertion must not close the
+        // consumer in its unwinding, unbounded.
+        let owned = shared.owned_partitions();
+        close_within(consumer, what, Duration::from_secs(30));
+        assert_eq!(owned, 0, "{what}: revoke served before the close");
+    }
+
     /// The wiring of the drop rule, on the real callback, gather and check, against
     /// librdkafka's mock cluster: messages held in a batch when a revoke is served inside the
     /// gather's poll are not handled afterwards, and nothing of theirs is pending. (The rule for
@@ -1205,7 +1275,7 @@ mod tests {
         let before = shared.revocations.now();
         let mut held = vec![(first, before)];
         assert!(gather_ready(&consumer, &mut held, &shared.revocations).is_none());
-        assert_eq!(shared.lock_assigned(), 2, "both partitions assigned");
+        assert_eq!(shared.owned_partitions(), 2, "both partitions assigned");
 
         // The revoke is served by a later poll of the gather (librdkafka queues it).
         consumer.unsubscribe();
@@ -1232,9 +1302,9 @@ mod tests {
             assert!(may_handle(&shared, message, shared.revocations.now()));
         }
         assert!(pipeline::lock(&shared.sink).pending.is_empty());
-        assert_eq!(shared.lock_assigned(), 0);
+        assert_eq!(shared.owned_partitions(), 0);
         drop(held);
-        drop(consumer);
+        close_within(consumer, "g-held consumer", Duration::from_secs(30));
     }
 
     /// The cooperative half of the drop rule, which the eager hand-overs of
@@ -1288,7 +1358,7 @@ mod tests {
             let _ = gather_ready(&consumer, &mut held, &shared.revocations);
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert_eq!(shared.lock_assigned(), 2, "both partitions assigned");
+        assert_eq!(shared.owned_partitions(), 2, "both partitions assigned");
         assert_eq!(shared.revocations.now(), before, "nothing left yet");
 
         // A second member joins, polled on its own thread.
@@ -1309,6 +1379,15 @@ mod tests {
                 while !stop.load(Ordering::SeqCst) {
                     let _ = other.poll(Duration::from_millis(50));
                 }
+                // Leave and serve the revoke before the close (see `leave_then_close`).
+                other.unsubscribe();
+                let deadline = std::time::Instant::now() + Duration::from_secs(30);
+                while other.assignment().is_ok_and(|owned| owned.count() > 0)
+                    && std::time::Instant::now() < deadline
+                {
+                    let _ = other.poll(Duration::from_millis(50));
+                }
+                other
             })
         };
         gather_until_revoked(
@@ -1351,18 +1430,10 @@ mod tests {
             "{handled} handled, {dropped} dropped"
         );
         stop.store(true, Ordering::SeqCst);
-        second.join().expect("second member thread");
+        let other = second.join().expect("second member thread");
+        close_within(other, "g-coop second member", Duration::from_secs(30));
         drop(held);
-        drop(consumer);
-    }
-
-    impl Shared {
-        fn lock_assigned(&self) -> usize {
-            self.assignment
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .len()
-        }
+        leave_then_close(consumer, &shared, "g-coop first member").await;
     }
 
     #[test]
