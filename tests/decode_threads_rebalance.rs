@@ -118,13 +118,28 @@ fn a_rebalance_during_a_backlog_loses_nothing_and_commits_only_logged_offsets() 
         http_get(c.addr, "/metrics").map_or(0.0, |(_, m)| metric_sum(&m, "cdc_events_total", &[]))
     };
     let (na, nb) = (rows(&a), rows(&b));
-    let stderr = format!("{}{}", a.stderr(), b.stderr());
-    let revocations = stderr.matches("partitions revoked").count();
-    let dropped_batches = stderr.matches("revoked meanwhile dropped").count();
+    let stderr_paths = [a.stderr_path.clone(), b.stderr_path.clone()];
     for c in [a, b] {
         let (_, status) = c.terminate();
         assert!(status.success());
     }
+    // Read after the stop: the decode pool reports its parallel batches when the loop ends.
+    let stderr: String = stderr_paths
+        .iter()
+        .map(|path| std::fs::read_to_string(path).unwrap_or_default())
+        .collect();
+    let revocations = stderr.matches("partitions revoked").count();
+    let dropped_batches = stderr.matches("revoked meanwhile dropped").count();
+    // That report is logged only when batches > 0 (src/consumer.rs): without it every batch
+    // was decoded serially, and this test would not have exercised the parallel path at all.
+    let pool_reports: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.contains("decode pool: the loop's waits"))
+        .collect();
+    assert!(
+        !pool_reports.is_empty(),
+        "no parallel batch was decoded by either process:\n{stderr}"
+    );
     assert!(revocations >= 1, "the first process never revoked");
     assert!(
         nb > 0.0,
@@ -138,6 +153,7 @@ fn a_rebalance_during_a_backlog_loses_nothing_and_commits_only_logged_offsets() 
     assert_eq!(nb, lb as f64, "second process: counted = logged");
     eprintln!(
         "decode-threads rebalance: {produced} produced, {la} + {lb} logged, {revocations} \
-         revocations, {dropped_batches} batches with held messages of revoked partitions dropped"
+         revocations, {dropped_batches} batches with held messages of revoked partitions dropped; \
+         decode pool: {pool_reports:?}"
     );
 }
