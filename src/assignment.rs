@@ -4,7 +4,8 @@
 //! (librdkafka `rd_kafka_rebalance_protocol()`: "EAGER" or "COOPERATIVE"; rdkafka 0.39
 //! `Consumer::rebalance_protocol`, and its default `ConsumerContext::rebalance`, which calls
 //! `rd_kafka_assign` / `rd_kafka_assign(NULL)` for eager and `rd_kafka_incremental_assign` /
-//! `rd_kafka_incremental_unassign` for cooperative):
+//! `rd_kafka_incremental_unassign` for cooperative; cdcmon's `Context::rebalance` does the same
+//! with the protocol of [`Protocol::configured`]):
 //! - eager (`range`, `roundrobin`): an assign hands over the *whole* new assignment, a revoke
 //!   takes *everything* away;
 //! - cooperative (`partition.assignment.strategy=cooperative-sticky`): an assign *adds* the
@@ -31,6 +32,34 @@ impl From<RebalanceProtocol> for Protocol {
             RebalanceProtocol::Cooperative => Protocol::Cooperative,
             // `None` (no rebalance yet) behaves like eager in rdkafka's callback.
             RebalanceProtocol::Eager | RebalanceProtocol::None => Protocol::Eager,
+        }
+    }
+}
+
+impl Protocol {
+    /// The protocol librdkafka 2.12.1 uses with this configuration, known before any rebalance
+    /// so the callbacks never have to ask for it (`rd_kafka_rebalance_protocol()` can wait
+    /// forever once the group has terminated, confluentinc/librdkafka#4041; `consumer.rs`,
+    /// `Context::rebalance`). What librdkafka decides it from (rdkafka_cgrp.c
+    /// `rd_kafka_cgrp_rebalance_protocol`): `group.protocol=consumer` (KIP-848, matched
+    /// case-insensitively like every enum setting, rdkafka_conf.c) is always cooperative; the
+    /// classic protocol takes the chosen assignor's, and since librdkafka refuses a
+    /// `partition.assignment.strategy` mixing eager and cooperative assignors
+    /// (rdkafka_assignor.c, "must have the same protocol type"), one `cooperative-sticky` entry
+    /// (names compared exactly, trimmed of spaces, split on commas) makes it cooperative. The
+    /// default strategy is `range,roundrobin`: eager.
+    pub fn configured(group_protocol: Option<&str>, strategy: Option<&str>) -> Protocol {
+        if group_protocol.is_some_and(|p| p.trim().eq_ignore_ascii_case("consumer")) {
+            return Protocol::Cooperative;
+        }
+        let cooperative = strategy
+            .unwrap_or("range,roundrobin")
+            .split(',')
+            .any(|name| name.trim() == "cooperative-sticky");
+        if cooperative {
+            Protocol::Cooperative
+        } else {
+            Protocol::Eager
         }
     }
 }
@@ -83,6 +112,44 @@ impl Assignment {
 mod tests {
     use super::*;
     use crate::topics::Topics;
+
+    #[test]
+    fn the_configured_protocol_follows_librdkafkas_rules() {
+        use Protocol::{Cooperative, Eager};
+        // librdkafka's default strategy, and eager assignors named alone or together.
+        for strategy in [
+            None,
+            Some("range"),
+            Some("roundrobin"),
+            Some("range, roundrobin"),
+        ] {
+            assert_eq!(Protocol::configured(None, strategy), Eager, "{strategy:?}");
+        }
+        for strategy in [
+            "cooperative-sticky",
+            " cooperative-sticky ",
+            ",cooperative-sticky,",
+        ] {
+            assert_eq!(
+                Protocol::configured(None, Some(strategy)),
+                Cooperative,
+                "{strategy}"
+            );
+        }
+        // KIP-848's protocol is cooperative whatever the (classic) strategy says.
+        assert_eq!(Protocol::configured(Some("consumer"), None), Cooperative);
+        assert_eq!(
+            Protocol::configured(Some("CONSUMER"), Some("range")),
+            Cooperative
+        );
+        assert_eq!(Protocol::configured(Some("classic"), None), Eager);
+        // A name librdkafka does not know (it refuses to create such a consumer) is not taken
+        // for the cooperative one.
+        assert_eq!(
+            Protocol::configured(None, Some("cooperative-sticky-x")),
+            Eager
+        );
+    }
 
     /// Keys of `topic`'s `partitions`.
     fn tps(topics: &mut Topics, topic: &str, partitions: &[i32]) -> Vec<TopicPartition> {
