@@ -46,8 +46,11 @@ impl Protocol {
     /// classic protocol takes the chosen assignor's, and since librdkafka refuses a
     /// `partition.assignment.strategy` mixing eager and cooperative assignors
     /// (rdkafka_assignor.c, "must have the same protocol type"), one `cooperative-sticky` entry
-    /// (names compared exactly, trimmed of spaces, split on commas) makes it cooperative. The
-    /// default strategy is `range,roundrobin`: eager.
+    /// makes it cooperative. librdkafka splits the list on commas, skips leading spaces and
+    /// commas and compares names exactly; it refuses trailing spaces, unknown names and
+    /// `group.protocol=consumer` together with a strategy (rdkafka_conf.c), so the looser
+    /// reading here (entries trimmed both sides) only differs on configurations that never make
+    /// a consumer. The default strategy is `range,roundrobin`: eager.
     pub fn configured(group_protocol: Option<&str>, strategy: Option<&str>) -> Protocol {
         if group_protocol.is_some_and(|p| p.trim().eq_ignore_ascii_case("consumer")) {
             return Protocol::Cooperative;
@@ -127,7 +130,7 @@ mod tests {
         }
         for strategy in [
             "cooperative-sticky",
-            " cooperative-sticky ",
+            " cooperative-sticky",
             ",cooperative-sticky,",
         ] {
             assert_eq!(
@@ -136,12 +139,10 @@ mod tests {
                 "{strategy}"
             );
         }
-        // KIP-848's protocol is cooperative whatever the (classic) strategy says.
+        // KIP-848's protocol is always cooperative; `group.protocol` is matched
+        // case-insensitively.
         assert_eq!(Protocol::configured(Some("consumer"), None), Cooperative);
-        assert_eq!(
-            Protocol::configured(Some("CONSUMER"), Some("range")),
-            Cooperative
-        );
+        assert_eq!(Protocol::configured(Some("CONSUMER"), None), Cooperative);
         assert_eq!(Protocol::configured(Some("classic"), None), Eager);
         // A name librdkafka does not know (it refuses to create such a consumer) is not taken
         // for the cooperative one.

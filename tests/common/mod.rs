@@ -302,10 +302,14 @@ impl RunningConsumer {
         self.wait_exit(Duration::from_secs(20))
     }
 
-    /// SIGTERM equivalent; returns how long the graceful stop took.
+    /// SIGTERM equivalent; returns how long the graceful stop took (waits at most 30 s: these
+    /// consumers' stop watchdog only logs, so a hung stop must fail the test, not stall it).
     pub fn stop(mut self) -> Duration {
         let started = Instant::now();
         self.shutdown.cancel();
+        wait_until(Duration::from_secs(30), "consume to return", || {
+            self.finished()
+        });
         let result = self
             .thread
             .take()
@@ -318,10 +322,22 @@ impl RunningConsumer {
 }
 
 impl Drop for RunningConsumer {
+    /// Also runs while a failed assertion unwinds: waits at most 30 s for `consume` to return,
+    /// then leaves its thread to the end of the process rather than block the test's.
     fn drop(&mut self) {
         self.shutdown.cancel();
         if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !t.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            } else {
+                eprintln!(
+                    "consume did not return within 30 s of its shutdown; thread left running"
+                );
+            }
         }
     }
 }
