@@ -18,6 +18,7 @@ pub mod demo;
 pub mod event;
 pub mod eventlog;
 pub mod http;
+pub mod metric_family;
 pub mod metrics;
 pub mod pipeline;
 pub mod protocol;

@@ -12,6 +12,8 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+use crate::metric_family::LabelledFamily;
+
 use crate::event::RowOp;
 use crate::protocol::DecodeErrorReason;
 
@@ -24,8 +26,10 @@ pub const LAG_BUCKETS: [f64; 13] = [
 /// Every metric cdcmon exports, registered in one private registry.
 pub struct Metrics {
     registry: Registry,
-    pub events: IntCounterVec,
-    pub ddl_events: IntCounterVec,
+    /// Families with more than one label are `LabelledFamily`s: prometheus' own vectors merge
+    /// series whose label values concatenate alike (`crate::metric_family`).
+    pub events: LabelledFamily<IntCounter>,
+    pub ddl_events: LabelledFamily<IntCounter>,
     pub event_lag: Histogram,
     /// `cdc_watermark_timestamp_seconds`: a vector without labels, so the series exists only
     /// while a minimum watermark is known (`with_label_values(&[])`) and disappears (`reset`)
@@ -34,7 +38,7 @@ pub struct Metrics {
     pub watermark_partitions_waiting: IntGauge,
     pub ddl_broadcast_copies: IntCounter,
     pub decode_errors: IntCounterVec,
-    pub consumer_lag: IntGaugeVec,
+    pub consumer_lag: LabelledFamily<IntGauge>,
     pub messages: IntCounter,
     pub watermarks: IntCounter,
     pub ready: IntGauge,
@@ -44,9 +48,9 @@ pub struct Metrics {
     pub dead_letter: IntCounterVec,
     pub last_event_seconds: Gauge,
     /// Row checksums (simple, Avro): see `crate::checksum`.
-    pub checksum_verified: IntCounterVec,
-    pub checksum_mismatch: IntCounterVec,
-    pub checksum_corrupted: IntCounterVec,
+    pub checksum_verified: LabelledFamily<IntCounter>,
+    pub checksum_mismatch: LabelledFamily<IntCounter>,
+    pub checksum_corrupted: LabelledFamily<IntCounter>,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(
@@ -62,22 +66,18 @@ impl Metrics {
         let registry = Registry::new();
         let r = &registry;
         let metrics = Metrics {
-            events: register(
+            events: LabelledFamily::new(
                 r,
-                IntCounterVec::new(
-                    Opts::new(
-                        "cdc_events_total",
-                        "Row change events by table and operation.",
-                    ),
-                    &["db", "table", "op"],
-                )?,
+                Opts::new(
+                    "cdc_events_total",
+                    "Row change events by table and operation.",
+                ),
+                &["db", "table", "op"],
             )?,
-            ddl_events: register(
+            ddl_events: LabelledFamily::new(
                 r,
-                IntCounterVec::new(
-                    Opts::new("cdc_ddl_events_total", "DDL events by table and DDL type."),
-                    &["db", "table", "type"],
-                )?,
+                Opts::new("cdc_ddl_events_total", "DDL events by table and DDL type."),
+                &["db", "table", "type"],
             )?,
             event_lag: register(
                 r,
@@ -127,17 +127,15 @@ impl Metrics {
                     &["reason"],
                 )?,
             )?,
-            consumer_lag: register(
+            consumer_lag: LabelledFamily::new(
                 r,
-                IntGaugeVec::new(
-                    Opts::new(
-                        "cdc_kafka_consumer_lag_messages",
-                        "Partition high watermark minus the consumer position.",
-                    ),
-                    // `topic` added to DESIGN.md's `partition`: with --topic a list or a
-                    // ^regex, partition 0 of two topics are two series.
-                    &["topic", "partition"],
-                )?,
+                Opts::new(
+                    "cdc_kafka_consumer_lag_messages",
+                    "Partition high watermark minus the consumer position.",
+                ),
+                // `topic` added to DESIGN.md's `partition`: with --topic a list or a ^regex,
+                // partition 0 of two topics are two series.
+                &["topic", "partition"],
             )?,
             messages: register(
                 r,
@@ -192,35 +190,29 @@ impl Metrics {
                     "Commit time of the newest row event, unix seconds.",
                 )?,
             )?,
-            checksum_verified: register(
+            checksum_verified: LabelledFamily::new(
                 r,
-                IntCounterVec::new(
-                    Opts::new(
-                        "cdc_checksum_verified_total",
-                        "Row events whose TiDB row checksum was recomputed and matched.",
-                    ),
-                    &["db", "table"],
-                )?,
+                Opts::new(
+                    "cdc_checksum_verified_total",
+                    "Row events whose TiDB row checksum was recomputed and matched.",
+                ),
+                &["db", "table"],
             )?,
-            checksum_mismatch: register(
+            checksum_mismatch: LabelledFamily::new(
                 r,
-                IntCounterVec::new(
-                    Opts::new(
-                        "cdc_checksum_mismatch_total",
-                        "Row events whose recomputed TiDB row checksum differs from the one TiCDC sent.",
-                    ),
-                    &["db", "table"],
-                )?,
+                Opts::new(
+                    "cdc_checksum_mismatch_total",
+                    "Row events whose recomputed TiDB row checksum differs from the one TiCDC sent.",
+                ),
+                &["db", "table"],
             )?,
-            checksum_corrupted: register(
+            checksum_corrupted: LabelledFamily::new(
                 r,
-                IntCounterVec::new(
-                    Opts::new(
-                        "cdc_checksum_corrupted_total",
-                        "Row events TiCDC itself flagged as corrupted (its upstream checksum check failed).",
-                    ),
-                    &["db", "table"],
-                )?,
+                Opts::new(
+                    "cdc_checksum_corrupted_total",
+                    "Row events TiCDC itself flagged as corrupted (its upstream checksum check failed).",
+                ),
+                &["db", "table"],
             )?,
             registry,
         };
@@ -339,8 +331,8 @@ struct TableCounters {
 
 /// Per-table cache of counter handles, owned by the consume loop.
 pub struct EventCounters {
-    events: IntCounterVec,
-    ddl_events: IntCounterVec,
+    events: LabelledFamily<IntCounter>,
+    ddl_events: LabelledFamily<IntCounter>,
     /// `db \0 table` → index into `tables`. One hash and one probe per event, and the key is
     /// built in `key` (reused), so a known table costs no allocation. MySQL/TiDB identifiers
     /// cannot contain NUL, so the joined key is unambiguous.
@@ -498,5 +490,32 @@ mod tests {
                 .get(),
             2
         );
+    }
+
+    /// Tables and topics whose label values concatenate alike are separate series in the
+    /// exposition (prometheus' vectors merged them: `crate::metric_family`).
+    #[test]
+    fn labels_that_concatenate_alike_are_separate_series() {
+        let m = Metrics::new().unwrap();
+        let mut c = EventCounters::new(&m);
+        c.row("ap", "pusers", RowOp::Delete);
+        for _ in 0..3 {
+            c.row("app", "users", RowOp::Delete);
+        }
+        c.ddl("ap", "pusersALTER", "TABLE");
+        c.ddl("ap", "pusers", "ALTERTABLE");
+        m.consumer_lag.with_label_values(&["cdc1", "2"]).set(5);
+        m.consumer_lag.with_label_values(&["cdc", "12"]).set(7);
+        let text = String::from_utf8(m.render()).unwrap();
+        for line in [
+            r#"cdc_events_total{db="ap",op="delete",table="pusers"} 1"#,
+            r#"cdc_events_total{db="app",op="delete",table="users"} 3"#,
+            r#"cdc_ddl_events_total{db="ap",table="pusersALTER",type="TABLE"} 1"#,
+            r#"cdc_ddl_events_total{db="ap",table="pusers",type="ALTERTABLE"} 1"#,
+            r#"cdc_kafka_consumer_lag_messages{partition="2",topic="cdc1"} 5"#,
+            r#"cdc_kafka_consumer_lag_messages{partition="12",topic="cdc"} 7"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
+        }
     }
 }
