@@ -35,6 +35,53 @@ fn positions(path: &Path) -> Vec<(i64, i64)> {
         .collect()
 }
 
+/// `positions` of a log a `kill -9` may have cut: a kill inside a `write(2)` can leave one torn
+/// line (Linux stops a regular-file write between pages once a fatal signal is pending), which
+/// the restart ends with a newline (docs/event-log.md). An unterminated last fragment is not a
+/// line yet; at most one complete line may be unparsable (the torn one, ended by the restart).
+/// Its event was not committed (commits follow a durable sync of whole lines), so the restart
+/// reads it again: nothing is lost by skipping it.
+fn positions_after_kill(path: &Path) -> Vec<(i64, i64)> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+    let mut torn = Vec::new();
+    let mut out = Vec::new();
+    for line in complete.lines() {
+        let parsed = serde_json::from_str::<serde_json::Value>(line)
+            .ok()
+            .and_then(|l| {
+                Some((
+                    l["kafka"]["partition"].as_i64()?,
+                    l["kafka"]["offset"].as_i64()?,
+                ))
+            });
+        match parsed {
+            Some(position) => out.push(position),
+            None => torn.push(line.to_owned()),
+        }
+    }
+    assert!(torn.len() <= 1, "more than one torn line: {torn:?}");
+    out
+}
+
+/// The kill test's reading of a cut log, on the two states a torn write leaves.
+#[test]
+fn positions_after_kill_skip_one_torn_line_and_no_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("events.ndjson");
+    let line = |p: i64, o: i64| format!("{{\"kafka\":{{\"partition\":{p},\"offset\":{o}}}}}\n");
+    // Right after the kill: an unterminated fragment is not a line.
+    let cut = format!("{}{}{{\"kafka\":{{\"parti", line(0, 0), line(1, 0));
+    std::fs::write(&log, &cut).unwrap();
+    assert_eq!(positions_after_kill(&log), vec![(0, 0), (1, 0)]);
+    // After the restart ended it with a newline and appended more.
+    std::fs::write(&log, format!("{cut}\n{}", line(1, 1))).unwrap();
+    assert_eq!(positions_after_kill(&log), vec![(0, 0), (1, 0), (1, 1)]);
+    // Two unparsable lines are not a kill's doing.
+    std::fs::write(&log, format!("{cut}\nnot json\n{}", line(1, 1))).unwrap();
+    assert!(std::panic::catch_unwind(|| positions_after_kill(&log)).is_err());
+}
+
 fn readyz(addr: std::net::SocketAddr) -> u16 {
     http_get(addr, "/readyz").map_or(0, |(s, _)| s)
 }
@@ -168,7 +215,7 @@ fn kill_9_and_restart_lose_nothing() {
     });
     produced += last.len();
     first.kill9();
-    let first_lines = positions(&log);
+    let first_lines = positions_after_kill(&log);
     let done = committed(&brokers, "g-kill", PARTITIONS);
     // Durability: every offset below a committed offset is already in the first run's log.
     for (p, next) in &done {
@@ -206,7 +253,7 @@ fn kill_9_and_restart_lose_nothing() {
     let (took, status) = second.terminate();
     assert!(status.success() && took < Duration::from_secs(10));
 
-    let all = positions(&log);
+    let all = positions_after_kill(&log);
     let second_lines = &all[first_lines.len()..];
     assert_eq!(second_lines.len() as f64, resumed);
     for (p, o) in second_lines {
