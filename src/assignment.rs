@@ -98,6 +98,10 @@ impl Assignment {
         }
     }
 
+    pub fn contains(&self, partition: TopicPartition) -> bool {
+        self.partitions.contains(&partition)
+    }
+
     pub fn len(&self) -> usize {
         self.partitions.len()
     }

@@ -200,10 +200,13 @@ impl ClientContext for Context {
             .any(|b| b.nodeid >= 0 && b.state == "UP");
         self.shared.readiness.broker_up.store(up, Ordering::Relaxed);
         self.update_ready_gauge();
-        // Lag gauges are set after the sink lock is released: the lock is the message path's,
-        // and formatting labels and updating gauges need none of its state.
+        // Lag gauges are set under the sink lock and only for partitions this member owns
+        // now: a revoke removes a partition's series under the same lock (`remove_lag`), and
+        // statistics taken before that revoke (or set after it, outside the lock) would bring
+        // the series back for good, since later ticks skip partitions no longer fetched.
         let mut lags: Vec<(&str, i32, i64)> = Vec::new();
         let mut sink = pipeline::lock(&self.shared.sink);
+        let owned = self.lock_assignment();
         let mut changed = false;
         for (name, topic) in &stats.topics {
             // Only topics a rebalance gave us (interned then); statistics may also list a
@@ -236,13 +239,15 @@ impl ClientContext for Context {
                     partition: p.partition,
                 };
                 changed |= sink.watermarks.drained(tp, position >= p.hi_offset);
-                lags.push((name, p.partition, (p.hi_offset - position).max(0)));
+                if owned.contains(tp) {
+                    lags.push((name, p.partition, (p.hi_offset - position).max(0)));
+                }
             }
         }
+        drop(owned);
         if changed {
             sink.publish_watermark(&self.shared.metrics);
         }
-        drop(sink);
         for (topic, partition, lag) in lags {
             self.shared
                 .metrics
@@ -250,6 +255,7 @@ impl ClientContext for Context {
                 .with_label_values(&[topic, &partition.to_string()])
                 .set(lag);
         }
+        drop(sink);
     }
 }
 

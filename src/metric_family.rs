@@ -8,17 +8,20 @@
 //! one table landed on the other's labels. Found by the issue-11 line work's metrics test.
 //!
 //! [`LabelledFamily`] keeps one metric per distinct label-value list (compared in full, the hash
-//! only picks a bucket) and registers each in the registry as a metric with those labels as
-//! constant labels. The registry's own identity for them (`Desc::id`) hashes the values WITH a
-//! separator (`src/desc.rs`), and its `gather` merges the collectors of one name into one
-//! family sorted by label values, so the exposition is the one a `MetricVec` would give for the
-//! same series (tested below against `IntCounterVec`).
+//! only picks a bucket), each built with those labels as constant labels, and is registered
+//! once as one collector with the family's descriptor (the one a vector of the same name and
+//! labels has: a duplicate name is refused when the family is made). `collect` takes the
+//! handles under the family's lock and reads them after releasing it, so a scrape never holds
+//! up the message path's lookups; the registry's `gather` sorts the series by label values, so
+//! the exposition is the one a `MetricVec` gives for the same series (tested below against
+//! `IntCounterVec` and `IntGaugeVec`).
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
-use prometheus::core::Collector;
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
 use prometheus::{IntCounter, IntGauge, Opts, Registry};
 
 /// A metric that can be built from `Opts` carrying its labels as constant labels.
@@ -38,43 +41,90 @@ impl LabelledMetric for IntGauge {
     }
 }
 
+/// Buckets by a hash of the values; within a bucket the values are compared in full.
+type Buckets<M> = HashMap<u64, Vec<(Box<[Box<str>]>, M)>>;
+
 /// Series of one metric name, one per distinct list of label values. Clones share the series.
 #[derive(Clone)]
 pub struct LabelledFamily<M: LabelledMetric> {
-    registry: Registry,
     opts: Opts,
     label_names: &'static [&'static str],
-    /// Never registered: what a series that cannot be built counts into (see
-    /// `with_label_values`).
+    /// Never exported: what a lookup with the wrong number of values counts into.
     unexported: M,
-    /// Buckets by a hash of the values; within a bucket the values are compared in full.
     series: Arc<Mutex<Buckets<M>>>,
 }
 
-type Buckets<M> = HashMap<u64, Vec<(Box<[Box<str>]>, M)>>;
+/// What the registry holds for a family: its descriptor and its series.
+struct FamilyCollector<M: LabelledMetric> {
+    desc: Desc,
+    series: Arc<Mutex<Buckets<M>>>,
+}
+
+impl<M: LabelledMetric> Collector for FamilyCollector<M> {
+    fn desc(&self) -> Vec<&Desc> {
+        vec![&self.desc]
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        // Handles (Arc clones) taken under the lock, read after it.
+        let handles: Vec<M> = lock(&self.series)
+            .values()
+            .flatten()
+            .map(|(_, metric)| metric.clone())
+            .collect();
+        let mut family: Option<MetricFamily> = None;
+        for metric in &handles {
+            for mut one in metric.collect() {
+                match &mut family {
+                    None => family = Some(one),
+                    Some(all) => all.mut_metric().extend(one.take_metric()),
+                }
+            }
+        }
+        family.into_iter().collect()
+    }
+}
+
+fn lock<M>(series: &Mutex<Buckets<M>>) -> std::sync::MutexGuard<'_, Buckets<M>> {
+    series
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 impl<M: LabelledMetric> LabelledFamily<M> {
-    /// A family of `opts`' name and help with one label per `label_names`, whose series are
-    /// registered in `registry` as they are created. Checks the name and the label names now.
+    /// A family of `opts`' name and help with one label per `label_names`, registered in
+    /// `registry` (refused, as a vector would be, for bad names or a name already there).
     pub fn new(
         registry: &Registry,
         opts: Opts,
         label_names: &'static [&'static str],
     ) -> prometheus::Result<Self> {
-        // What `with_opts` would refuse later (bad metric or label names), refused here.
-        let probe = opts.clone().const_labels(
-            label_names
-                .iter()
-                .map(|name| ((*name).to_owned(), String::new()))
-                .collect(),
-        );
-        let unexported = M::with_opts(probe)?;
+        let desc = Desc::new(
+            opts.name.clone(),
+            opts.help.clone(),
+            label_names.iter().map(|name| (*name).to_owned()).collect(),
+            HashMap::new(),
+        )?;
+        // A series with every label (values are never checked): what `with_label_values`
+        // builds can then not fail either.
+        let unexported = M::with_opts(
+            opts.clone().const_labels(
+                label_names
+                    .iter()
+                    .map(|name| ((*name).to_owned(), String::new()))
+                    .collect(),
+            ),
+        )?;
+        let series = Arc::new(Mutex::new(HashMap::new()));
+        registry.register(Box::new(FamilyCollector {
+            desc,
+            series: series.clone(),
+        }))?;
         Ok(LabelledFamily {
-            registry: registry.clone(),
             opts,
             label_names,
             unexported,
-            series: Arc::new(Mutex::new(HashMap::new())),
+            series,
         })
     }
 
@@ -87,20 +137,16 @@ impl<M: LabelledMetric> LabelledFamily<M> {
         h.finish()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Buckets<M>> {
-        self.series
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// The series of `values` (one per label name, in order), created and registered the
-    /// first time. A series the registry refuses (it cannot be, short of a 64-bit hash
-    /// collision of its identity) is logged and still returned, counting but not exported.
-    /// (Building one cannot fail either: `new` checked the names, and values are not checked.)
+    /// The series of `values` (one per label name, in order), created the first time.
     pub fn with_label_values(&self, values: &[&str]) -> M {
-        debug_assert_eq!(values.len(), self.label_names.len(), "{:?}", self.opts.name);
+        if values.len() != self.label_names.len() {
+            // Every call site passes a fixed-size list: a programming error, logged, counted
+            // nowhere visible rather than under wrong labels.
+            tracing::error!(metric = %self.opts.name, ?values, "wrong number of label values");
+            return self.unexported.clone();
+        }
         let bucket = Self::bucket(values);
-        let mut series = self.lock();
+        let mut series = lock(&self.series);
         let entries = series.entry(bucket).or_default();
         if let Some((_, metric)) = entries
             .iter()
@@ -117,13 +163,11 @@ impl<M: LabelledMetric> LabelledFamily<M> {
         let metric = match M::with_opts(self.opts.clone().const_labels(labels)) {
             Ok(metric) => metric,
             Err(err) => {
+                // Cannot happen: `new` built a series with the same names.
                 tracing::error!(metric = %self.opts.name, error = %err, "cannot build a series; it is not exported");
                 return self.unexported.clone();
             }
         };
-        if let Err(err) = self.registry.register(Box::new(metric.clone())) {
-            tracing::error!(metric = %self.opts.name, ?values, error = %err, "cannot register a series; it is not exported");
-        }
         entries.push((
             values.iter().map(|v| Box::<str>::from(*v)).collect(),
             metric.clone(),
@@ -134,7 +178,7 @@ impl<M: LabelledMetric> LabelledFamily<M> {
     /// Remove the series of `values` from the exposition; `false` if there was none.
     pub fn remove_label_values(&self, values: &[&str]) -> bool {
         let bucket = Self::bucket(values);
-        let mut series = self.lock();
+        let mut series = lock(&self.series);
         let Some(entries) = series.get_mut(&bucket) else {
             return false;
         };
@@ -144,11 +188,10 @@ impl<M: LabelledMetric> LabelledFamily<M> {
         else {
             return false;
         };
-        let (_, metric) = entries.swap_remove(at);
+        entries.swap_remove(at);
         if entries.is_empty() {
             series.remove(&bucket);
         }
-        let _ = self.registry.unregister(Box::new(metric));
         true
     }
 }
@@ -225,6 +268,7 @@ mod tests {
             ("app_cdc", "2", 7),
             ("a\"b\\c\nd", "0", -1),
             ("other", "1", 0),
+            ("", "", 4),
             ("gone", "3", 9),
         ];
         for (topic, partition, lag) in series {
@@ -236,6 +280,27 @@ mod tests {
         vec.remove_label_values(&["gone", "3"]).expect("remove");
         assert_eq!(text(&ours), text(&theirs));
         assert!(!text(&ours).contains("gone"));
+    }
+
+    #[test]
+    fn a_duplicate_name_is_refused_and_a_removed_series_comes_back_from_zero() {
+        let registry = Registry::new();
+        let family: LabelledFamily<IntGauge> =
+            LabelledFamily::new(&registry, Opts::new("lag", "help"), &["topic", "partition"])
+                .expect("family");
+        assert!(
+            LabelledFamily::<IntGauge>::new(&registry, Opts::new("lag", "other help"), &["topic"])
+                .is_err(),
+            "a second family of the same name is refused when it is made, as a vector is"
+        );
+        family.with_label_values(&["t", "0"]).set(42);
+        assert!(family.remove_label_values(&["t", "0"]));
+        assert_eq!(text(&registry), "");
+        assert_eq!(family.with_label_values(&["t", "0"]).get(), 0);
+        assert!(text(&registry).contains(r#"lag{partition="0",topic="t"} 0"#));
+        // A wrong number of values is counted nowhere visible, never under wrong labels.
+        family.with_label_values(&["t"]).set(7);
+        assert!(!text(&registry).contains(" 7"));
     }
 
     #[test]
