@@ -1354,6 +1354,19 @@ mod tests {
         }
     }
 
+    /// A member of `group` that commits nothing itself and notices a departed member within
+    /// seconds (the mock cluster's rebalances then take seconds, not the default 45 s).
+    fn group_member(brokers: &str, group: &str) -> ClientConfig {
+        let mut cfg = ClientConfig::new();
+        cfg.set("bootstrap.servers", brokers)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "6000")
+            .set("heartbeat.interval.ms", "200");
+        cfg
+    }
+
     /// Sets its flag when dropped, also while a failed assertion unwinds, so a second member's
     /// thread stops and closing this test's consumer does not wait on it.
     struct StopOnDrop(Arc<AtomicBool>);
@@ -1487,14 +1500,8 @@ mod tests {
         let cluster = backlog_of_400_on_two_partitions();
         let brokers = cluster.bootstrap_servers();
         let member = |group: &str| {
-            let mut cfg = ClientConfig::new();
-            cfg.set("bootstrap.servers", &brokers)
-                .set("group.id", group)
-                .set("enable.auto.commit", "false")
-                .set("auto.offset.reset", "earliest")
-                .set("partition.assignment.strategy", "cooperative-sticky")
-                .set("session.timeout.ms", "6000")
-                .set("heartbeat.interval.ms", "200");
+            let mut cfg = group_member(&brokers, group);
+            cfg.set("partition.assignment.strategy", "cooperative-sticky");
             cfg
         };
 
@@ -1594,16 +1601,7 @@ mod tests {
     async fn a_stop_right_after_a_rebalance_leaves_and_closes_in_time() {
         let cluster = backlog_of_400_on_two_partitions();
         let brokers = cluster.bootstrap_servers();
-        let member = || {
-            let mut cfg = ClientConfig::new();
-            cfg.set("bootstrap.servers", &brokers)
-                .set("group.id", "g-stale")
-                .set("enable.auto.commit", "false")
-                .set("auto.offset.reset", "earliest")
-                .set("session.timeout.ms", "6000")
-                .set("heartbeat.interval.ms", "200");
-            cfg
-        };
+        let member = || group_member(&brokers, "g-stale");
         let shared = test_shared();
         let config = member();
         let consumer: StreamConsumer<Context> = config
