@@ -142,12 +142,15 @@ impl Shared {
         }
     }
 
-    /// How many partitions this member owns, as the rebalance callbacks left it.
-    fn owned_partitions(&self) -> usize {
+    fn lock_assignment(&self) -> std::sync::MutexGuard<'_, Assignment> {
         self.assignment
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .len()
+    }
+
+    /// How many partitions this member owns, as the rebalance callbacks left it.
+    fn owned_partitions(&self) -> usize {
+        self.lock_assignment().len()
     }
 }
 
@@ -204,7 +207,6 @@ impl ClientContext for Context {
         // now: a revoke removes a partition's series under the same lock (`remove_lag`), and
         // statistics taken before that revoke (or set after it, outside the lock) would bring
         // the series back for good, since later ticks skip partitions no longer fetched.
-        let mut lags: Vec<(&str, i32, i64)> = Vec::new();
         let mut sink = pipeline::lock(&self.shared.sink);
         let owned = self.lock_assignment();
         let mut changed = false;
@@ -240,7 +242,11 @@ impl ClientContext for Context {
                 };
                 changed |= sink.watermarks.drained(tp, position >= p.hi_offset);
                 if owned.contains(tp) {
-                    lags.push((name, p.partition, (p.hi_offset - position).max(0)));
+                    self.shared
+                        .metrics
+                        .consumer_lag
+                        .with_label_values(&[name, &p.partition.to_string()])
+                        .set((p.hi_offset - position).max(0));
                 }
             }
         }
@@ -248,14 +254,6 @@ impl ClientContext for Context {
         if changed {
             sink.publish_watermark(&self.shared.metrics);
         }
-        for (topic, partition, lag) in lags {
-            self.shared
-                .metrics
-                .consumer_lag
-                .with_label_values(&[topic, &partition.to_string()])
-                .set(lag);
-        }
-        drop(sink);
     }
 }
 
@@ -279,10 +277,7 @@ impl Context {
     }
 
     fn lock_assignment(&self) -> std::sync::MutexGuard<'_, Assignment> {
-        self.shared
-            .assignment
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.shared.lock_assignment()
     }
 
     /// Readiness, `cdcmon_kafka_assigned_partitions` and the watermark minimum follow the real
@@ -1298,16 +1293,16 @@ mod tests {
     /// How long a test waits for a consumer's close.
     const CLOSE_WITHIN: Duration = Duration::from_secs(30);
 
-    /// Close `consumer` off this thread; `false` if it is still closing after `within` (it is
-    /// then left to the end of the process: a hung close must fail a test, not stall the run,
-    /// as one did for a CI run's 90 minutes).
-    fn close_within<T: Send + 'static>(consumer: T, within: Duration) -> bool {
+    /// Close `consumer` off this thread; `false` if it is still closing after `CLOSE_WITHIN`
+    /// (it is then left to the end of the process: a hung close must fail a test, not stall
+    /// the run, as one did for a CI run's 90 minutes).
+    fn close_within<T: Send + 'static>(consumer: T) -> bool {
         let (closed, done) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             drop(consumer);
             let _ = closed.send(());
         });
-        done.recv_timeout(within).is_ok()
+        done.recv_timeout(CLOSE_WITHIN).is_ok()
     }
 
     /// A consumer that is closed with `close_within`: by [`CloseOnDrop::close`], which asserts
@@ -1329,7 +1324,7 @@ mod tests {
         fn close(mut self) {
             if let Some(consumer) = self.consumer.take() {
                 assert!(
-                    close_within(consumer, CLOSE_WITHIN),
+                    close_within(consumer),
                     "{}: the close did not finish within {CLOSE_WITHIN:?}",
                     self.what
                 );
@@ -1347,7 +1342,7 @@ mod tests {
     impl<T: Send + 'static> Drop for CloseOnDrop<T> {
         fn drop(&mut self) {
             if let Some(consumer) = self.consumer.take()
-                && !close_within(consumer, CLOSE_WITHIN)
+                && !close_within(consumer)
             {
                 eprintln!("{}: close still running after {CLOSE_WITHIN:?}", self.what);
             }
@@ -1551,11 +1546,7 @@ mod tests {
             Duration::from_secs(60),
         )
         .await;
-        let kept = shared
-            .assignment
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .partitions();
+        let kept = shared.lock_assignment().partitions();
         assert_eq!(kept.len(), 1, "cooperative: one partition stays");
         let kept = kept[0].partition;
         let (mut handled, mut dropped) = (0, 0);
@@ -1623,17 +1614,16 @@ mod tests {
         let second = second_member(&member(), &stop);
         // Serve the eager revoke the join causes, then stop polling for a while, as the loop
         // does when SIGTERM arrives: the rebalance's assign is queued meanwhile.
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while shared.revocations.now() == before {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no revoke within 60 s"
-            );
-            let mut ignored = Vec::new();
-            let _ = gather_ready(&consumer, &mut ignored, &shared.revocations);
-            drop(ignored);
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let mut ignored = Vec::new();
+        gather_until_revoked(
+            &consumer,
+            &shared,
+            &mut ignored,
+            before,
+            Duration::from_secs(60),
+        )
+        .await;
+        drop(ignored);
         assert_eq!(shared.owned_partitions(), 0, "eager revoke: nothing owned");
         tokio::time::sleep(Duration::from_secs(3)).await;
         let left = leave_group(&consumer, &shared, Duration::from_secs(5)).await;

@@ -85,6 +85,11 @@ impl<M: LabelledMetric> Collector for FamilyCollector<M> {
     }
 }
 
+/// Whether a series' stored label values are `values`.
+fn same(have: &[Box<str>], values: &[&str]) -> bool {
+    have.iter().map(|v| &**v).eq(values.iter().copied())
+}
+
 fn lock<M>(series: &Mutex<Buckets<M>>) -> std::sync::MutexGuard<'_, Buckets<M>> {
     series
         .lock()
@@ -148,10 +153,7 @@ impl<M: LabelledMetric> LabelledFamily<M> {
         let bucket = Self::bucket(values);
         let mut series = lock(&self.series);
         let entries = series.entry(bucket).or_default();
-        if let Some((_, metric)) = entries
-            .iter()
-            .find(|(have, _)| have.iter().map(|v| &**v).eq(values.iter().copied()))
-        {
+        if let Some((_, metric)) = entries.iter().find(|(have, _)| same(have, values)) {
             return metric.clone();
         }
         let labels = self
@@ -182,10 +184,7 @@ impl<M: LabelledMetric> LabelledFamily<M> {
         let Some(entries) = series.get_mut(&bucket) else {
             return false;
         };
-        let Some(at) = entries
-            .iter()
-            .position(|(have, _)| have.iter().map(|v| &**v).eq(values.iter().copied()))
-        else {
+        let Some(at) = entries.iter().position(|(have, _)| same(have, values)) else {
             return false;
         };
         entries.swap_remove(at);
