@@ -42,26 +42,9 @@ fn positions(path: &Path) -> Vec<(i64, i64)> {
 /// Its event was not committed (commits follow a durable sync of whole lines), so the restart
 /// reads it again: nothing is lost by skipping it.
 fn positions_after_kill(path: &Path) -> Vec<(i64, i64)> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
-    let mut torn = Vec::new();
-    let mut out = Vec::new();
-    for line in complete.lines() {
-        let parsed = serde_json::from_str::<serde_json::Value>(line)
-            .ok()
-            .and_then(|l| {
-                Some((
-                    l["kafka"]["partition"].as_i64()?,
-                    l["kafka"]["offset"].as_i64()?,
-                ))
-            });
-        match parsed {
-            Some(position) => out.push(position),
-            None => torn.push(line.to_owned()),
-        }
-    }
+    let (positions, torn) = complete_line_positions(path);
     assert!(torn.len() <= 1, "more than one torn line: {torn:?}");
-    out
+    positions
 }
 
 /// The kill test's reading of a cut log, on the two states a torn write leaves.

@@ -593,23 +593,35 @@ pub fn read_lines(path: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The (partition, offset) of every complete line of the event log at `path`, in file order,
+/// and the complete lines that carry none (a line without its newline yet is neither: it is
+/// still being written, or a `kill -9` cut it).
+pub fn complete_line_positions(path: &Path) -> (Vec<(i64, i64)>, Vec<String>) {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+    let (mut positions, mut others) = (Vec::new(), Vec::new());
+    for line in complete.lines() {
+        let position = serde_json::from_str::<serde_json::Value>(line)
+            .ok()
+            .and_then(|v| {
+                Some((
+                    v["kafka"]["partition"].as_i64()?,
+                    v["kafka"]["offset"].as_i64()?,
+                ))
+            });
+        match position {
+            Some(position) => positions.push(position),
+            None => others.push(line.to_owned()),
+        }
+    }
+    (positions, others)
+}
+
 /// Distinct (partition, offset) of the complete lines of the event logs in `paths`, read while
 /// consumers may still be appending (a line without its newline yet is not counted).
 pub fn logged_positions(paths: &[&Path]) -> HashSet<(i64, i64)> {
-    let mut seen = HashSet::new();
-    for path in paths {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let complete = text.rfind('\n').map_or("", |end| &text[..end]);
-        for line in complete.lines() {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
-                if let (Some(p), Some(o)) = (
-                    v["kafka"]["partition"].as_i64(),
-                    v["kafka"]["offset"].as_i64(),
-                ) {
-                    seen.insert((p, o));
-                }
-            }
-        }
-    }
-    seen
+    paths
+        .iter()
+        .flat_map(|path| complete_line_positions(path).0)
+        .collect()
 }
