@@ -129,8 +129,11 @@ impl Pipeline {
         value: Option<&[u8]>,
         now_ms: i64,
     ) -> std::io::Result<Outcome> {
-        let decoded = self.decoder.decode(key, value);
-        self.handle(pos, key, decoded, now_ms)
+        // Decoded in place and handled by reference: the events are never moved
+        // (`docs/performance.md`, "building the canal-json event in place").
+        let mut decoded = Decoded::default();
+        let result = self.decoder.decode_into(key, value, &mut decoded);
+        self.handle_ref(pos, key, result.map(|()| &decoded), now_ms)
     }
 
     /// The decoder, for decoding on other threads ([`Decoder::decode_stateless`]) what
@@ -149,10 +152,24 @@ impl Pipeline {
         decoded: Result<Decoded<'_>, DecodeError>,
         now_ms: i64,
     ) -> std::io::Result<Outcome> {
+        match decoded {
+            Ok(decoded) => self.handle_ref(pos, key, Ok(&decoded), now_ms),
+            Err(err) => self.handle_ref(pos, key, Err(err), now_ms),
+        }
+    }
+
+    /// [`Pipeline::handle`] of a message decoded into a buffer the caller keeps.
+    fn handle_ref(
+        &mut self,
+        pos: &KafkaPosition<'_>,
+        key: Option<&[u8]>,
+        decoded: Result<&Decoded<'_>, DecodeError>,
+        now_ms: i64,
+    ) -> std::io::Result<Outcome> {
         // An open-protocol batch may decode partly: its good events are handled, each bad one
         // is counted below (issue 10 point 5).
         let (events, bad_events) = match decoded {
-            Ok(decoded) => (decoded.events, decoded.errors),
+            Ok(decoded) => (&decoded.events, &decoded.errors),
             // Avro schema not cached: nothing logged or counted and the offset stays unmarked;
             // the caller fetches the schema and processes the same message again.
             Err(err) if err.reason == crate::protocol::DecodeErrorReason::SchemaUnavailable => {
@@ -187,13 +204,13 @@ impl Pipeline {
             pos,
             now_ms,
         )?;
-        for ev in &events {
+        for ev in events {
             count(counters, metrics, ev, &mut sink, tp, now_ms);
             if let Some(ck) = &ev.checksum {
                 crate::checksum::observe(metrics, ev, ck, pos, key);
             }
         }
-        for err in &bad_events {
+        for err in bad_events {
             metrics.decode_error(err.reason);
         }
         if let Some(first) = bad_events.first() {

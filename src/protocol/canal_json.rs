@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::json::{Columns, CowStr, pick};
 use super::{
-    DecodeError, DecodeErrorReason, canal_ddl_type, err, json_err, missing, unknown_value,
+    DecodeError, DecodeErrorReason, Events, canal_ddl_type, err, json_err, missing, unknown_value,
 };
 use crate::event::{ChangeEvent, Column, Ddl, EventKind, Protocol, RowOp};
 
@@ -89,14 +89,27 @@ fn kind_of(is_ddl: Option<bool>, ty: Option<&str>) -> Option<EventKind> {
 /// cdcmon uses (~3× fewer instructions, `docs/performance.md`); anything it does not fully
 /// understand (an escape in a name, a repeated member, a float, bad syntax, a decode error) is
 /// decoded again by serde below, so errors and unusual input behave exactly as before.
+///
+/// The event is appended to `out` (the message's events, empty on entry), built where it
+/// stays: returning the ~290-byte event by value through every layer up to the pipeline cost
+/// ~450 instructions of `memcpy` per message (`docs/performance.md`, "building the canal-json
+/// event in place"). On `Err` nothing was appended.
 #[inline]
-pub fn decode(value: &[u8]) -> Result<ChangeEvent<'_>, DecodeError> {
+pub fn decode_into<'a>(value: &'a [u8], out: &mut Events<'a>) -> Result<(), DecodeError> {
     if let Some(text) = as_str(value)
-        && let Some(ev) = fast::decode(text)
+        && fast::decode_into(text, out).is_some()
     {
-        return Ok(ev);
+        return Ok(());
     }
-    decode_serde(value)
+    out.push(decode_serde(value)?);
+    Ok(())
+}
+
+/// [`decode_into`] returning the event (tests, tools).
+pub fn decode(value: &[u8]) -> Result<ChangeEvent<'_>, DecodeError> {
+    let mut out = Events::new();
+    decode_into(value, &mut out)?;
+    out.pop().ok_or_else(|| missing(P, "event"))
 }
 
 /// `value` as text when it is UTF-8. TiCDC's messages are usually pure ASCII (non-ASCII text
@@ -123,26 +136,31 @@ fn decode_serde(value: &[u8]) -> Result<ChangeEvent<'_>, DecodeError> {
         sql: msg.sql.map(|s| s.0),
         tidb: msg.tidb.unwrap_or_default(),
     };
+    let mut ev = ChangeEvent::new(P, EventKind::Row);
     build(
         header,
         msg.pk_names.as_deref(),
         first_row(msg.data),
         first_row(msg.old),
-    )
+        &mut ev,
+    )?;
+    Ok(ev)
 }
 
-/// The event from the decoded members; `old` is used only by an UPDATE.
+/// Fill `ev` (fresh from `ChangeEvent::new(P, _)`, filled where it lies: see [`decode_into`])
+/// from the decoded members; `old` is used only by an UPDATE. On `Err` `ev` is to be dropped.
 #[inline]
 fn build<'a>(
     h: Header<'a>,
     pk_names: Option<&[impl AsRef<str>]>,
     data: Option<Vec<Column<'a>>>,
     old: Option<Vec<Column<'a>>>,
-) -> Result<ChangeEvent<'a>, DecodeError> {
+    ev: &mut ChangeEvent<'a>,
+) -> Result<(), DecodeError> {
     let kind = kind_of(h.is_ddl, h.ty.as_deref()).ok_or_else(|| missing(P, "type"))?;
     let ty = h.ty.unwrap_or_default();
     let tidb = h.tidb;
-    let mut ev = ChangeEvent::new(P, kind);
+    ev.kind = kind;
     ev.db = h.database.unwrap_or(Cow::Borrowed(""));
     ev.table = h.table.unwrap_or(Cow::Borrowed(""));
     ev.commit_ts = match kind {
@@ -188,7 +206,7 @@ fn build<'a>(
             ev.claim_check_location = tidb.claim_check_location.map(|s| s.0);
         }
     }
-    Ok(ev)
+    Ok(())
 }
 
 fn row_op(ty: &str) -> Option<RowOp> {
@@ -216,14 +234,25 @@ pub(super) mod fast {
 
     use serde_json::value::RawValue;
 
-    use super::{Header, TidbExtension, build, kind_of, row_op};
-    use crate::event::{ChangeEvent, Column, ColumnValue, EventKind, RowOp};
+    use super::{Header, P, TidbExtension, build, kind_of, row_op};
+    use crate::event::{Column, ColumnValue, EventKind, RowOp};
+    use crate::protocol::Events;
     use crate::protocol::json::CowStr;
 
     /// More primary-key columns than this go to serde (TiCDC tables rarely have more than 3).
     const MAX_PK: usize = 8;
 
-    pub(super) fn decode(text: &str) -> Option<ChangeEvent<'_>> {
+    /// [`decode_into`] returning the event (tests).
+    #[cfg(test)]
+    pub(super) fn decode(text: &str) -> Option<crate::event::ChangeEvent<'_>> {
+        let mut out = Events::new();
+        decode_into(text, &mut out)?;
+        out.pop()
+    }
+
+    /// The fast path of [`super::decode_into`]: `None` (nothing appended) sends the message
+    /// to serde.
+    pub(super) fn decode_into<'a>(text: &'a str, out: &mut Events<'a>) -> Option<()> {
         let mut s = Scan {
             text,
             b: text.as_bytes(),
@@ -358,7 +387,13 @@ pub(super) mod fast {
         let pk = pk_len.map(|n| &pk[..n]);
         // An error (unknown type, no row) is left to serde, which reports it with the same
         // reason from the same members, or a syntax error first if the message has one.
-        build(h, pk, rows, old_rows).ok()
+        out.push(crate::event::ChangeEvent::new(P, EventKind::Row));
+        let ev = out.last_mut()?;
+        if build(h, pk, rows, old_rows, ev).is_err() {
+            out.pop();
+            return None;
+        }
+        Some(())
     }
 
     /// The top-level members in the order TiCDC writes them (TF `canal_json_row_event_encoder.go`,
