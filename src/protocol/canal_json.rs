@@ -387,8 +387,7 @@ pub(super) mod fast {
         let pk = pk_len.map(|n| &pk[..n]);
         // An error (unknown type, no row) is left to serde, which reports it with the same
         // reason from the same members, or a syntax error first if the message has one.
-        out.push(crate::event::ChangeEvent::new(P, EventKind::Row));
-        let ev = out.last_mut()?;
+        let ev = crate::protocol::push_new(out, P, EventKind::Row);
         if build(h, pk, rows, old_rows, ev).is_err() {
             out.pop();
             return None;

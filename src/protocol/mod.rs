@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use crate::event::{ChangeEvent, Protocol};
+use crate::event::{ChangeEvent, EventKind, Protocol};
 
 pub mod avro;
 
@@ -478,6 +478,30 @@ impl<'a> Decoded<'a> {
 // ---------------------------------------------------------------------------------------------
 // Helpers shared by the protocol decoders.
 // ---------------------------------------------------------------------------------------------
+
+/// Append `ChangeEvent::new(protocol, kind)` to `events` and return it for the decoder to fill.
+/// Written straight into its slot: `events.push(ChangeEvent::new(..))` builds the ~290-byte
+/// event on the stack and copies it (a 64-instruction `memcpy` per message, also with
+/// `reserve` first and `ChangeEvent::new` inlined: `docs/performance.md`, "building the
+/// canal-json event in place").
+#[inline]
+pub(crate) fn push_new<'e, 'a>(
+    events: &'e mut Events<'a>,
+    protocol: Protocol,
+    kind: EventKind,
+) -> &'e mut ChangeEvent<'a> {
+    events.reserve(1);
+    let len = events.len();
+    // SAFETY: `reserve(1)` left room for an element at index `len` (capacity > len, else it
+    // panics); the slot is initialized by `write` before `set_len` makes it part of `events`,
+    // and nothing between them can panic. The returned borrow is of that initialized element.
+    unsafe {
+        let slot = events.as_mut_ptr().add(len);
+        slot.write(ChangeEvent::new(protocol, kind));
+        events.set_len(len + 1);
+        &mut *slot
+    }
+}
 
 /// Longest `detail` we keep: errors are logged and counted per message, never the message.
 const MAX_DETAIL_CHARS: usize = 240;
