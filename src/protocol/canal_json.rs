@@ -291,7 +291,11 @@ pub(super) mod fast {
                     Member::Data => {
                         match known_kind(&h, seen) {
                             Some(EventKind::Row) => data_rows = Some(s.rows()?),
-                            Some(_) => s.skip_value()?,
+                            // Not used, but `null` or an array as serde requires (its rows
+                            // are passed structurally).
+                            Some(_) => {
+                                s.span()?;
+                            }
                             None => data = s.span()?,
                         }
                         128
@@ -301,7 +305,10 @@ pub(super) mod fast {
                             Some(EventKind::Row) if h.ty.as_deref() == Some("UPDATE") => {
                                 old_rows = Some(s.rows()?);
                             }
-                            Some(_) => s.skip_value()?,
+                            // As for `data`: `null` or an array.
+                            Some(_) => {
+                                s.span()?;
+                            }
                             None => old = s.span()?,
                         }
                         256
@@ -312,11 +319,11 @@ pub(super) mod fast {
                     }
                     // `id`, `ts`, `sqlType`, `mysqlType` and unknown members: serde ignores
                     // them too (a repeat is no error there).
-                    Member::Id
-                    | Member::Ts
-                    | Member::SqlType
-                    | Member::MysqlType
-                    | Member::Other => {
+                    Member::Id | Member::Ts => {
+                        s.skip_number()?;
+                        0
+                    }
+                    Member::SqlType | Member::MysqlType | Member::Other => {
                         s.skip_value()?;
                         0
                     }
@@ -530,8 +537,10 @@ pub(super) mod fast {
 
     /// The index of the first `"` or `\\` (with `controls`, also a byte below 0x20) at or after
     /// `from`: 16 bytes at a time with SSE2 on x86-64, then 8 at a time (SWAR), then bytes.
-    /// Strings are most of a message.
-    #[inline]
+    /// Strings are most of a message. Only the SSE2 loop is inlined: with the SWAR tail in line
+    /// too, every caller set up its six 64-bit constants first (~35 instructions per string,
+    /// `docs/performance.md`), and the last 15 bytes of a message are rarely inside a string.
+    #[inline(always)]
     fn quote_or_escape(b: &[u8], mut i: usize, controls: bool) -> Option<usize> {
         #[cfg(target_arch = "x86_64")]
         while let Some(chunk) = b.get(i..i + 16) {
@@ -541,6 +550,12 @@ pub(super) mod fast {
             }
             i += 16;
         }
+        quote_or_escape_tail(b, i, controls)
+    }
+
+    /// [`quote_or_escape`] after its SSE2 blocks: 8 bytes at a time (SWAR), then bytes.
+    #[inline(never)]
+    fn quote_or_escape_tail(b: &[u8], mut i: usize, controls: bool) -> Option<usize> {
         while let Some(chunk) = b.get(i..i + 8) {
             let v = u64::from_le_bytes(chunk.try_into().ok()?);
             let mut m = bytes_eq(v, b'"') | bytes_eq(v, b'\\');
@@ -685,23 +700,73 @@ pub(super) mod fast {
         }
     }
 
-    /// The value of 8 ASCII digits, or `None` if one of the bytes is not a digit (SWAR: the
-    /// well-known multiply-and-shift reduction of pairs, quads and octets).
-    #[inline]
-    fn eight_digits(chunk: &[u8]) -> Option<u64> {
-        let v = u64::from_le_bytes(chunk.try_into().ok()?);
-        // Every byte 0x30..=0x39: high nibble 3, and adding 6 keeps it 3.
-        const F0: u64 = 0xF0F0_F0F0_F0F0_F0F0;
-        const D: u64 = 0x3030_3030_3030_3030;
-        if v & F0 != D || (v.wrapping_add(0x0606_0606_0606_0606) & F0) != D {
-            return None;
-        }
-        // The first digit is the lowest byte.
-        let mut x = v - D;
+    /// The value of the 8 ASCII digits in `v` (little-endian: the first digit is the lowest
+    /// byte), which the caller checked are digits (SWAR: the well-known multiply-and-shift
+    /// reduction of pairs, quads and octets).
+    #[inline(always)]
+    fn eight_digits_value(v: u64) -> u64 {
+        let mut x = v - 0x3030_3030_3030_3030;
         x = (x * 10 + (x >> 8)) & 0x00FF_00FF_00FF_00FF;
         x = (x * 100 + (x >> 16)) & 0x0000_FFFF_0000_FFFF;
-        x = (x * 10_000 + (x >> 32)) & 0xFFFF_FFFF;
-        Some(x)
+        (x * 10_000 + (x >> 32)) & 0xFFFF_FFFF
+    }
+
+    /// The end of the run of ASCII digits at `i` (`i` when there is none): 16 bytes at a time
+    /// with SSE2 on x86-64, then bytes. TSOs have 18–19 digits, `es`/`ts` 13.
+    #[inline]
+    fn digits_end(b: &[u8], mut i: usize) -> usize {
+        #[cfg(target_arch = "x86_64")]
+        while let Some(chunk) = b.get(i..i + 16) {
+            let m = non_digit_mask_sse2(chunk);
+            if m != 0 {
+                return i + m.trailing_zeros() as usize;
+            }
+            i += 16;
+        }
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        i
+    }
+
+    /// Bit k set when byte k of the 16-byte `chunk` is not an ASCII digit.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn non_digit_mask_sse2(chunk: &[u8]) -> u32 {
+        use std::arch::x86_64::{
+            __m128i, _mm_cmpgt_epi8, _mm_cmplt_epi8, _mm_loadu_si128, _mm_movemask_epi8,
+            _mm_or_si128, _mm_set1_epi8,
+        };
+        assert!(chunk.len() == 16);
+        // SAFETY: SSE2 is part of the x86_64 baseline (enabled on every x86_64 target); the
+        // unaligned load reads exactly the 16 bytes of `chunk` (length asserted above, which
+        // the callers' `get(i..i + 16)` lets the compiler remove).
+        unsafe {
+            let v = _mm_loadu_si128(chunk.as_ptr().cast::<__m128i>());
+            // Signed compares: bytes 0x80..=0xff are negative, below `0`, so not digits.
+            let m = _mm_or_si128(
+                _mm_cmplt_epi8(v, _mm_set1_epi8(b'0' as i8)),
+                _mm_cmpgt_epi8(v, _mm_set1_epi8(b'9' as i8)),
+            );
+            _mm_movemask_epi8(m) as u32
+        }
+    }
+
+    /// The value of `d`, 1 to 19 ASCII digits (< 10^19 < 2^64: no overflow).
+    #[inline]
+    fn digits_value(d: &[u8]) -> u64 {
+        debug_assert!(!d.is_empty() && d.len() <= 19 && d.iter().all(u8::is_ascii_digit));
+        let mut n = 0u64;
+        let mut chunks = d.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            n = n * 100_000_000 + eight_digits_value(u64::from_le_bytes(word));
+        }
+        for &c in chunks.remainder() {
+            n = n * 10 + u64::from(c - b'0');
+        }
+        n
     }
 
     pub(in crate::protocol) struct Scan<'a> {
@@ -774,13 +839,27 @@ pub(super) mod fast {
         /// A column value, checked by serde_json's rules without calling it for strings,
         /// numbers, `true`, `false` and `null` (objects and arrays are validated by serde_json,
         /// whose `RawValue` is what `from_checked` stands in for).
-        #[inline]
+        #[inline(always)]
         pub(in crate::protocol) fn column_value(&mut self) -> Option<ColumnValue<'a>> {
+            // Usually a string right after the `:` (canal-json's values all are).
+            let start = self.i;
+            if self.b.get(start) == Some(&b'"') {
+                self.checked_str()?;
+                // `b[start]` is the opening quote, `b[self.i - 1]` the closing one (ASCII).
+                return Some(ColumnValue::from_checked(self.span_text(start, self.i)));
+            }
+            self.column_value_other()
+        }
+
+        /// [`Scan::column_value`] after whitespace, or of a value that is not a string.
+        #[inline(never)]
+        fn column_value_other(&mut self) -> Option<ColumnValue<'a>> {
             self.ws();
             let start = self.i;
             if self.b.get(start) == Some(&b'"') {
                 self.checked_str()?;
-                return Some(ColumnValue::from_checked(&self.text[start..self.i]));
+                // As in `column_value`: quotes at both ends.
+                return Some(ColumnValue::from_checked(self.span_text(start, self.i)));
             }
             let opens = matches!(self.b.get(start), Some(b'{' | b'['));
             self.skip_value()?;
@@ -792,6 +871,18 @@ pub(super) mod fast {
                     .ok()
                     .map(ColumnValue::from_raw)
             }
+        }
+
+        /// `text[start..end]` without `str` indexing's two char-boundary checks (~130
+        /// instructions per message when they were out of line, `docs/performance.md`).
+        /// Callers prove `start <= end <= b.len()` and that both ends are char boundaries: an
+        /// index is one when it is `b.len()`, when `b[index]` is ASCII, or when `b[index - 1]`
+        /// is ASCII (valid UTF-8, which `text` is, never has a continuation byte there).
+        #[inline(always)]
+        fn span_text(&self, start: usize, end: usize) -> &'a str {
+            debug_assert!(self.text.get(start..end).is_some(), "{start}..{end}");
+            // SAFETY: the caller's proof above: in bounds, both ends char boundaries.
+            unsafe { self.text.get_unchecked(start..end) }
         }
 
         #[inline]
@@ -820,14 +911,15 @@ pub(super) mod fast {
         /// After a member: `true` on `,`, `false` on `}`.
         #[inline]
         pub(in crate::protocol) fn next_member(&mut self) -> Option<bool> {
-            let next = match self.b.get(self.i) {
-                Some(&c @ (b',' | b'}')) => c,
-                _ => self.peek()?,
-            };
-            let more = match next {
-                b',' => true,
-                b'}' => false,
-                _ => return None,
+            // Compact JSON: the `,` or `}` is usually right there.
+            let more = match self.b.get(self.i) {
+                Some(b',') => true,
+                Some(b'}') => false,
+                _ => match self.peek()? {
+                    b',' => true,
+                    b'}' => false,
+                    _ => return None,
+                },
             };
             self.i += 1;
             Some(more)
@@ -862,7 +954,8 @@ pub(super) mod fast {
                 return None;
             }
             self.i = end + 1;
-            self.text.get(start..end)
+            // `b[start - 1]` and `b[end]` are quotes (ASCII), `start <= end < b.len()`.
+            Some(self.span_text(start, end))
         }
 
         #[inline]
@@ -892,44 +985,39 @@ pub(super) mod fast {
         /// A JSON integer that fits a u64 (no sign, fraction or exponent; no leading zero).
         fn u64(&mut self) -> Option<u64> {
             let start = self.i;
-            let mut n: u64 = 0;
-            // Eight digits at a time while at most 16 are read so (TSOs have 18–19 digits).
-            while self.i - start <= 8
-                && let Some(chunk) = self.b.get(self.i..self.i + 8)
-                && let Some(v) = eight_digits(chunk)
-            {
-                n = n * 100_000_000 + v;
-                self.i += 8;
-            }
-            // 19 digits always fit a u64 (< 10^19 < 2^64): no overflow check for them.
-            while let Some(&c @ b'0'..=b'9') = self.b.get(self.i) {
-                if self.i - start >= 19 {
-                    n = n.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
-                } else {
-                    n = n * 10 + u64::from(c - b'0');
-                }
-                self.i += 1;
-            }
-            let digits = self.i - start;
-            if digits == 0 || (digits > 1 && self.b[start] == b'0') {
-                return None;
+            let end = digits_end(self.b, start);
+            let digits = self.b.get(start..end)?;
+            match digits {
+                [] => return None,
+                [b'0', _, ..] => return None,
+                _ => {}
             }
             // A fraction or exponent makes it a float: serde decides what that means.
-            match self.b.get(self.i) {
-                Some(b'.' | b'e' | b'E') => None,
-                _ => Some(n),
+            if let Some(b'.' | b'e' | b'E') = self.b.get(end) {
+                return None;
             }
+            let n = match digits.len() {
+                ..=19 => digits_value(digits),
+                // 20 digits may overflow; more always do (the first is not `0`).
+                20 => digits_value(&digits[..19])
+                    .checked_mul(10)?
+                    .checked_add(u64::from(digits[19] - b'0'))?,
+                _ => return None,
+            };
+            self.i = end;
+            Some(n)
         }
 
         pub(in crate::protocol) fn opt_u64(&mut self) -> Option<Option<u64>> {
-            if self.null()? {
+            // Usually the digits are right there: no whitespace or `null` test first.
+            if !self.b.get(self.i).is_some_and(u8::is_ascii_digit) && self.null()? {
                 return Some(None);
             }
             self.u64().map(Some)
         }
 
         fn opt_i64(&mut self) -> Option<Option<i64>> {
-            if self.null()? {
+            if !self.b.get(self.i).is_some_and(u8::is_ascii_digit) && self.null()? {
                 return Some(None);
             }
             let negative = self.b[self.i] == b'-';
@@ -985,7 +1073,8 @@ pub(super) mod fast {
             }
             let start = self.i;
             self.skip_value()?;
-            Some(Some(&self.text[start..self.i]))
+            // `b[start]` is `[`, `b[self.i - 1]` the closing `]` (ASCII).
+            Some(Some(self.span_text(start, self.i)))
         }
 
         /// `_tidb`: `null` or an object; the members cdcmon reads, others skipped.
@@ -1039,10 +1128,9 @@ pub(super) mod fast {
         /// quote, objects and arrays at the matching bracket, scalars at a delimiter.
         fn skip_value(&mut self) -> Option<()> {
             match self.peek()? {
-                b'"' => {
-                    self.i += 1;
-                    self.skip_str_body()
-                }
+                // Checked as serde_json checks an ignored string (it refuses a bad escape or a
+                // control character there too).
+                b'"' => self.checked_str(),
                 b'{' | b'[' => {
                     // Usually a flat map (`sqlType`, `mysqlType`): 16 bytes at a time.
                     if let Some(end) = flat_end(self.b, self.i) {
@@ -1051,31 +1139,54 @@ pub(super) mod fast {
                     }
                     self.skip_nested()
                 }
+                // Exactly the scalars serde_json accepts: `null`, `true`, `false`, a number.
+                b'n' => self.literal(b"null").then_some(()),
+                b't' => self.literal(b"true").then_some(()),
+                b'f' => self.literal(b"false").then_some(()),
                 _ => {
-                    let start = self.i;
-                    // Eight digits hold no delimiter (`ts` has 13): passed at once.
-                    while let Some(chunk) = self.b.get(self.i..self.i + 8)
-                        && eight_digits(chunk).is_some()
-                    {
-                        self.i += 8;
-                    }
-                    while let Some(&c) = self.b.get(self.i) {
-                        if matches!(c, b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t') {
-                            break;
-                        }
-                        self.i += 1;
-                    }
-                    (self.i > start).then_some(())
+                    self.i = number_end(self.b, self.i)?;
+                    Some(())
                 }
             }
+        }
+
+        /// Past a member cdcmon ignores whose value is usually an integer (`id`, `ts`): the
+        /// digits 16 at a time; anything else (a sign, a fraction, whitespace, not a number)
+        /// through [`Scan::skip_value`], so exactly what serde_json accepts is accepted.
+        #[inline]
+        fn skip_number(&mut self) -> Option<()> {
+            let start = self.i;
+            let end = match self.b.get(start) {
+                Some(b'0') => start + 1,
+                Some(b'1'..=b'9') => digits_end(self.b, start + 1),
+                _ => return self.skip_value(),
+            };
+            if let Some(b'.' | b'e' | b'E') = self.b.get(end) {
+                return self.skip_value();
+            }
+            self.i = end;
+            Some(())
         }
 
         /// A string at `self.i`, past its closing quote, if serde_json would accept it as a
         /// `RawValue`: no control character, only the escapes `\" \\ \/ \b \f \n \r \t` and
         /// `\u` with four hex digits (a lone surrogate is accepted, as serde_json's
         /// `ignore_str`/`ignore_escape` do: serde_json 1.0.154 `src/read.rs`).
+        #[inline(always)]
         fn checked_str(&mut self) -> Option<()> {
-            self.i += 1;
+            // Usually no escape: the first quote, backslash or control character is the end.
+            let at = quote_or_escape(self.b, self.i + 1, true)?;
+            if self.b.get(at) == Some(&b'"') {
+                self.i = at + 1;
+                return Some(());
+            }
+            self.i = at;
+            self.checked_str_escaped()
+        }
+
+        /// [`Scan::checked_str`] from its first backslash or control character at `self.i`.
+        #[inline(never)]
+        fn checked_str_escaped(&mut self) -> Option<()> {
             loop {
                 let at = quote_or_escape(self.b, self.i, true)?;
                 match self.b[at] {
@@ -1310,7 +1421,8 @@ pub(super) mod fast {
                 cases.push(state.to_string().chars().cycle().take(digits).collect());
             }
             for text in cases {
-                for tail in ["", ",", "}", " ", "x"] {
+                // The long tail: the digits are found 16 bytes at a time (SSE2).
+                for tail in ["", ",", "}", " ", "x", r#","sql":"................""#] {
                     let input = format!("{text}{tail}");
                     let mut s = Scan::new(&input);
                     let ours = s.u64();
@@ -1329,6 +1441,138 @@ pub(super) mod fast {
                     }
                 }
             }
+        }
+
+        /// `digits_end` (SSE2 blocks, then bytes) ends where a byte loop ends, on any bytes.
+        #[test]
+        fn digits_end_agrees_with_the_byte_loop() {
+            let mut state = 0x9E37_79B9_7F4A_7C15u64;
+            const BYTES: &[u8] =
+                b"0123456789012345678901234567890123456789/:,.\x00\x80\xb0\xb9\xff";
+            let mut long = 0;
+            for _ in 0..20_000 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let len = (state % 60) as usize;
+                let v: Vec<u8> = (0..len)
+                    .map(|_| {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        BYTES[(state % BYTES.len() as u64) as usize]
+                    })
+                    .collect();
+                let from = (state % (len as u64 + 1)) as usize;
+                let want = from + v[from..].iter().take_while(|c| c.is_ascii_digit()).count();
+                assert_eq!(digits_end(&v, from), want, "{v:?} {from}");
+                long += usize::from(want - from >= 16);
+            }
+            assert!(long > 100, "{long}");
+        }
+
+        /// The members the scanner skips (`id`, `ts`, `sqlType`, `mysqlType`, unknown ones, an
+        /// INSERT's or DELETE's `old`, a DDL's `data`) take exactly the scalars and strings
+        /// serde_json takes there: the fast path decodes such a message if and only if serde
+        /// does, and then agrees. (Skipped objects and arrays are still matched structurally
+        /// only, `docs/performance.md` step 4a "Found on the way".)
+        #[test]
+        fn skipped_members_accept_what_serde_accepts() {
+            let values = [
+                "0",
+                "7",
+                "1764000000126",
+                "462479379842039809123",
+                "-5",
+                "-0",
+                "1.5",
+                "1764000000126.25e-3",
+                "1E5",
+                " 12",
+                "12 ",
+                "null",
+                "true",
+                "false",
+                r#""""#,
+                r#""x""#,
+                r#""a\"b\\c\/\u00e9""#,
+                "l1732000000000",
+                "1732000000000l",
+                "tru",
+                "nul",
+                "nulll",
+                "falsey",
+                "01",
+                "1.",
+                ".5",
+                "-",
+                "+1",
+                "1e",
+                "0x10",
+                "NaN",
+                r#""\x""#,
+                "\"a\tb\"",
+                "\"a\u{1}b\"",
+                r#""\u12""#,
+                r#""open"#,
+                // Arrays: their elements are matched structurally only (`[1]` as an INSERT's
+                // `old` is still taken where serde refuses it), so only shapes both take.
+                "[]",
+                "{}",
+                "",
+            ];
+            let (mut fast_ok, mut refused) = (0, 0);
+            for value in values {
+                for (member, ty) in [
+                    ("id", "INSERT"),
+                    ("ts", "INSERT"),
+                    ("sqlType", "INSERT"),
+                    ("mysqlType", "UPDATE"),
+                    ("extra", "DELETE"),
+                    ("old", "INSERT"),
+                    ("old", "DELETE"),
+                    ("data", "ALTER"),
+                ] {
+                    let is_ddl = ty == "ALTER";
+                    let mut members = vec![
+                        r#""id":0"#.to_owned(),
+                        r#""database":"app""#.to_owned(),
+                        r#""table":"users""#.to_owned(),
+                        r#""pkNames":["id"]"#.to_owned(),
+                        format!(r#""isDdl":{is_ddl}"#),
+                        format!(r#""type":"{ty}""#),
+                        r#""es":1764000000123"#.to_owned(),
+                        r#""ts":1764000000126"#.to_owned(),
+                        r#""sql":"""#.to_owned(),
+                        r#""sqlType":{"id":-5}"#.to_owned(),
+                        r#""mysqlType":{"id":"bigint"}"#.to_owned(),
+                        r#""old":null"#.to_owned(),
+                        r#""data":[{"id":"1"}]"#.to_owned(),
+                        r#""_tidb":{"commitTs":462479379842039809}"#.to_owned(),
+                    ];
+                    let own = format!(r#""{member}":{value}"#);
+                    let name = format!(r#""{member}":"#);
+                    match members.iter().position(|m| m.starts_with(&name)) {
+                        Some(at) => members[at] = own,
+                        None => members.insert(8, own),
+                    }
+                    let text = format!("{{{}}}", members.join(","));
+                    let serde = super::super::decode_serde(text.as_bytes());
+                    match (decode(&text), &serde) {
+                        (Some(ev), Ok(_)) => {
+                            assert_eq!(
+                                format!("{:?}", Ok::<_, ()>(ev)),
+                                format!("{:?}", serde.as_ref().map_err(|_| ())),
+                                "{text}"
+                            );
+                            fast_ok += 1;
+                        }
+                        (None, Err(_)) => refused += 1,
+                        (fast, _) => panic!("fast {} serde {serde:?}: {text}", fast.is_some()),
+                    }
+                }
+            }
+            assert!(fast_ok > 60 && refused > 100, "{fast_ok} {refused}");
         }
 
         /// `is_json_number` accepts exactly the numbers serde_json accepts as a `RawValue`.
