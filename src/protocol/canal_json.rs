@@ -494,18 +494,26 @@ pub(super) mod fast {
             if s.peek()? == b'}' {
                 s.i += 1;
             } else {
+                // The columns on a copy of the scanner, so that its position stays in a
+                // register instead of being stored through `self` at every step.
+                let mut t = Scan {
+                    text: s.text,
+                    b: s.b,
+                    i: s.i,
+                };
                 loop {
-                    let name = s.plain_str()?;
-                    s.eat(b':')?;
-                    let value = s.column_value()?;
+                    let name = t.plain_str()?;
+                    t.eat(b':')?;
+                    let value = t.column_value()?;
                     cols.push(Column {
                         name: Cow::Borrowed(name),
                         value,
                     });
-                    if !s.next_member()? {
+                    if !t.next_member()? {
                         break;
                     }
                 }
+                s.i = t.i;
             }
             // Rows after the first are never used (TiCDC writes one): skipped.
             loop {
@@ -780,7 +788,12 @@ pub(super) mod fast {
     /// reduction of pairs, quads and octets).
     #[inline(always)]
     fn eight_digits_value(v: u64) -> u64 {
-        let mut x = v - 0x3030_3030_3030_3030;
+        digit_values_value(v - 0x3030_3030_3030_3030)
+    }
+
+    /// The value of 8 decimal digit values (0..=9 per byte, the first digit lowest).
+    #[inline(always)]
+    fn digit_values_value(mut x: u64) -> u64 {
         x = (x * 10 + (x >> 8)) & 0x00FF_00FF_00FF_00FF;
         x = (x * 100 + (x >> 16)) & 0x0000_FFFF_0000_FFFF;
         (x * 10_000 + (x >> 32)) & 0xFFFF_FFFF
@@ -828,18 +841,29 @@ pub(super) mod fast {
     }
 
     /// The value of `d`, 1 to 19 ASCII digits (< 10^19 < 2^64: no overflow).
-    #[inline]
+    #[inline(always)]
     fn digits_value(d: &[u8]) -> u64 {
         debug_assert!(!d.is_empty() && d.len() <= 19 && d.iter().all(u8::is_ascii_digit));
-        let mut n = 0u64;
-        let mut chunks = d.chunks_exact(8);
-        for chunk in &mut chunks {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            n = n * 100_000_000 + eight_digits_value(u64::from_le_bytes(word));
+        const POW10: [u64; 8] = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000];
+        let word = |at: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&d[at..at + 8]);
+            u64::from_le_bytes(w)
+        };
+        let len = d.len();
+        if len < 8 {
+            return d.iter().fold(0, |n, &c| n * 10 + u64::from(c - b'0'));
         }
-        for &c in chunks.remainder() {
-            n = n * 10 + u64::from(c - b'0');
+        let mut n = eight_digits_value(word(0));
+        if len >= 16 {
+            n = n * 100_000_000 + eight_digits_value(word(8));
+        }
+        let rest = len % 8;
+        if rest != 0 {
+            // The last 8 digits, of which the first `8 - rest` were read above: cleared (the
+            // first digit is the lowest byte), they count as leading zeros.
+            let last = (word(len - 8) - 0x3030_3030_3030_3030) & (u64::MAX << (8 * (8 - rest)));
+            n = n * POW10[rest] + digit_values_value(last);
         }
         n
     }
@@ -1033,12 +1057,18 @@ pub(super) mod fast {
             Some(self.span_text(start, end))
         }
 
-        #[inline]
+        #[inline(always)]
         pub(in crate::protocol) fn opt_str(&mut self) -> Option<Option<&'a str>> {
             // A string is usually right there: no whitespace or `null` test first.
             if self.b.get(self.i) == Some(&b'"') {
                 return self.plain_str().map(Some);
             }
+            self.opt_str_other()
+        }
+
+        /// [`Scan::opt_str`] after whitespace, or of `null`.
+        #[inline(never)]
+        fn opt_str_other(&mut self) -> Option<Option<&'a str>> {
             if self.null()? {
                 return Some(None);
             }
@@ -1058,6 +1088,7 @@ pub(super) mod fast {
         }
 
         /// A JSON integer that fits a u64 (no sign, fraction or exponent; no leading zero).
+        #[inline(always)]
         fn u64(&mut self) -> Option<u64> {
             let start = self.i;
             let end = digits_end(self.b, start);
