@@ -671,7 +671,7 @@ pub(super) mod fast {
     ///
     /// SSE2: a block with no bracket and no backslash (most blocks of `sqlType`/`mysqlType`)
     /// only adds its quotes to per-lane counters (one subtraction); the quote parity and the
-    /// in-string mask are computed only in a block that has one of those: ~15 instructions per 16
+    /// in-string mask are computed only in a block that has one of those: ~20 instructions per 16
     /// bytes instead of ~35 for [`flat_end_by_blocks`] (`docs/performance.md`), same result
     /// (`flat_end_agrees_with_the_byte_loop`).
     #[cfg(target_arch = "x86_64")]
