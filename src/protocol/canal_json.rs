@@ -321,7 +321,7 @@ pub(super) mod fast {
                     Member::Data => {
                         match known_kind(&h, seen) {
                             Some(EventKind::Row) => data_rows = Some(s.rows()?),
-                            Some(_) => s.skip_value()?,
+                            Some(_) => s.skip_null()?,
                             None => data = s.span()?,
                         }
                         128
@@ -331,7 +331,7 @@ pub(super) mod fast {
                             Some(EventKind::Row) if h.ty.as_deref() == Some("UPDATE") => {
                                 old_rows = Some(s.rows()?);
                             }
-                            Some(_) => s.skip_value()?,
+                            Some(_) => s.skip_null()?,
                             None => old = s.span()?,
                         }
                         256
@@ -342,11 +342,11 @@ pub(super) mod fast {
                     }
                     // `id`, `ts`, `sqlType`, `mysqlType` and unknown members: serde ignores
                     // them too (a repeat is no error there).
-                    Member::Id
-                    | Member::Ts
-                    | Member::SqlType
-                    | Member::MysqlType
-                    | Member::Other => {
+                    Member::Id | Member::Ts => {
+                        s.skip_number()?;
+                        0
+                    }
+                    Member::SqlType | Member::MysqlType | Member::Other => {
                         s.skip_value()?;
                         0
                     }
@@ -522,18 +522,26 @@ pub(super) mod fast {
             if s.peek()? == b'}' {
                 s.i += 1;
             } else {
+                // The columns on a copy of the scanner, so that its position stays in a
+                // register instead of being stored through `self` at every step.
+                let mut t = Scan {
+                    text: s.text,
+                    b: s.b,
+                    i: s.i,
+                };
                 loop {
-                    let name = s.plain_str()?;
-                    s.eat(b':')?;
-                    let value = s.column_value()?;
+                    let name = t.plain_str()?;
+                    t.eat(b':')?;
+                    let value = t.column_value()?;
                     cols.push(Column {
                         name: Cow::Borrowed(name),
                         value,
                     });
-                    if !s.next_member()? {
+                    if !t.next_member()? {
                         break;
                     }
                 }
+                s.i = t.i;
             }
             // Rows after the first are never used (TiCDC writes one): skipped.
             loop {
@@ -565,8 +573,10 @@ pub(super) mod fast {
 
     /// The index of the first `"` or `\\` (with `controls`, also a byte below 0x20) at or after
     /// `from`: 16 bytes at a time with SSE2 on x86-64, then 8 at a time (SWAR), then bytes.
-    /// Strings are most of a message.
-    #[inline]
+    /// Strings are most of a message. Only the SSE2 loop is inlined: with the SWAR tail in line
+    /// too, every caller set up its six 64-bit constants first (~35 instructions per string,
+    /// `docs/performance.md`), and the last 15 bytes of a message are rarely inside a string.
+    #[inline(always)]
     fn quote_or_escape(b: &[u8], mut i: usize, controls: bool) -> Option<usize> {
         #[cfg(target_arch = "x86_64")]
         while let Some(chunk) = b.get(i..i + 16) {
@@ -576,6 +586,12 @@ pub(super) mod fast {
             }
             i += 16;
         }
+        quote_or_escape_tail(b, i, controls)
+    }
+
+    /// [`quote_or_escape`] after its SSE2 blocks: 8 bytes at a time (SWAR), then bytes.
+    #[inline(never)]
+    fn quote_or_escape_tail(b: &[u8], mut i: usize, controls: bool) -> Option<usize> {
         while let Some(chunk) = b.get(i..i + 8) {
             let v = u64::from_le_bytes(chunk.try_into().ok()?);
             let mut m = bytes_eq(v, b'"') | bytes_eq(v, b'\\');
@@ -619,6 +635,7 @@ pub(super) mod fast {
     }
 
     /// Bytes `skip_value` looks at in a 16-byte block, one bit per byte (bit k = byte k).
+    #[cfg(any(test, not(target_arch = "x86_64")))]
     #[derive(Debug, PartialEq, Eq)]
     struct BlockMasks {
         /// `"`
@@ -631,8 +648,7 @@ pub(super) mod fast {
 
     /// [`BlockMasks`] of `chunk` with SSE2, which every x86-64 CPU has (it is part of the
     /// x86-64 baseline the default Rust target compiles for).
-    #[cfg(target_arch = "x86_64")]
-    #[inline]
+    #[cfg(all(target_arch = "x86_64", test))]
     fn block_masks(chunk: &[u8; 16]) -> BlockMasks {
         use std::arch::x86_64::{
             __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128,
@@ -686,10 +702,85 @@ pub(super) mod fast {
     /// `{`, `[` or backslash before its end, inside strings or not. Then string quotes pair up
     /// in order, and the end is the first `}`/`]` after an even number of quotes, which is
     /// exactly where `skip_value`'s byte loop stops on the same bytes. `None` (anything else,
-    /// or fewer than 16 bytes left): the byte loop decides. ~2 instructions per byte instead
-    /// of ~7 (`docs/performance.md`).
+    /// or fewer than 16 bytes left): the byte loop decides.
+    ///
+    /// SSE2: a block with no bracket and no backslash (most blocks of `sqlType`/`mysqlType`)
+    /// only adds its quotes to per-lane counters (one subtraction); the quote parity and the
+    /// in-string mask are computed only in a block that has one of those: ~20 instructions per 16
+    /// bytes instead of ~35 for [`flat_end_by_blocks`] (`docs/performance.md`), same result
+    /// (`flat_end_agrees_with_the_byte_loop`).
+    #[cfg(target_arch = "x86_64")]
     #[inline]
     fn flat_end(b: &[u8], open: usize) -> Option<usize> {
+        use std::arch::x86_64::{
+            __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128,
+            _mm_set1_epi8, _mm_setzero_si128, _mm_slli_epi16, _mm_sub_epi8,
+        };
+        let mut at = open + 1;
+        // SAFETY: SSE2 is part of the x86_64 baseline (enabled on every x86_64 target); each
+        // unaligned load reads exactly the 16 bytes of `chunk`.
+        unsafe {
+            // Per byte lane, the quotes passed so far, mod 256 (`cmpeq` gives -1 per quote):
+            // the parity of their sum says whether the current block starts inside a string.
+            let mut quotes_passed = _mm_setzero_si128();
+            loop {
+                let chunk: &[u8; 16] = b.get(at..at + 16)?.try_into().ok()?;
+                let v = _mm_loadu_si128(chunk.as_ptr().cast::<__m128i>());
+                // `[`/`]` are `{`/`}` without bit 0x20: one compare finds both.
+                let folded = _mm_or_si128(v, _mm_set1_epi8(0x20));
+                let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+                let closer = _mm_cmpeq_epi8(folded, _mm_set1_epi8(b'}' as i8));
+                let other = _mm_or_si128(
+                    _mm_cmpeq_epi8(folded, _mm_set1_epi8(b'{' as i8)),
+                    _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8)),
+                );
+                if _mm_movemask_epi8(_mm_or_si128(closer, other)) != 0 {
+                    let quotes = _mm_movemask_epi8(quote) as u32;
+                    let closers = _mm_movemask_epi8(closer) as u32;
+                    let other = _mm_movemask_epi8(other) as u32;
+                    // Bit k: lane k passed an odd number of quotes (bit 0 of each byte moved
+                    // to bit 7, which `movemask` reads); their parity is the in-string state.
+                    let mut in_string = _mm_movemask_epi8(_mm_slli_epi16(quotes_passed, 7)) as u32;
+                    in_string ^= in_string >> 8;
+                    in_string ^= in_string >> 4;
+                    in_string ^= in_string >> 2;
+                    in_string ^= in_string >> 1;
+                    // Bit k: an odd number of quotes at or before byte k of the block.
+                    let mut inside = quotes;
+                    inside ^= inside << 1;
+                    inside ^= inside << 2;
+                    inside ^= inside << 4;
+                    inside ^= inside << 8;
+                    inside ^= 0u32.wrapping_sub(in_string & 1);
+                    let ends = closers & !inside & 0xFFFF;
+                    if ends != 0 {
+                        let k = ends.trailing_zeros();
+                        // Nesting or an escape before the end: the byte loop.
+                        if other & ((1 << k) - 1) != 0 {
+                            return None;
+                        }
+                        return Some(at + k as usize + 1);
+                    }
+                    if other != 0 {
+                        return None;
+                    }
+                }
+                quotes_passed = _mm_sub_epi8(quotes_passed, quote);
+                at += 16;
+            }
+        }
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    #[inline]
+    fn flat_end(b: &[u8], open: usize) -> Option<usize> {
+        flat_end_by_blocks(b, open)
+    }
+
+    /// [`flat_end`] with all three masks of every block: other targets, and the reference the
+    /// SSE2 version is tested against.
+    #[cfg(any(test, not(target_arch = "x86_64")))]
+    fn flat_end_by_blocks(b: &[u8], open: usize) -> Option<usize> {
         let mut at = open + 1;
         // 1 when the block starts inside a string.
         let mut in_string = 0u32;
@@ -720,23 +811,95 @@ pub(super) mod fast {
         }
     }
 
-    /// The value of 8 ASCII digits, or `None` if one of the bytes is not a digit (SWAR: the
-    /// well-known multiply-and-shift reduction of pairs, quads and octets).
-    #[inline]
-    fn eight_digits(chunk: &[u8]) -> Option<u64> {
-        let v = u64::from_le_bytes(chunk.try_into().ok()?);
-        // Every byte 0x30..=0x39: high nibble 3, and adding 6 keeps it 3.
-        const F0: u64 = 0xF0F0_F0F0_F0F0_F0F0;
-        const D: u64 = 0x3030_3030_3030_3030;
-        if v & F0 != D || (v.wrapping_add(0x0606_0606_0606_0606) & F0) != D {
-            return None;
-        }
-        // The first digit is the lowest byte.
-        let mut x = v - D;
+    /// The value of the 8 ASCII digits in `v` (little-endian: the first digit is the lowest
+    /// byte), which the caller checked are digits (SWAR: the well-known multiply-and-shift
+    /// reduction of pairs, quads and octets).
+    #[inline(always)]
+    fn eight_digits_value(v: u64) -> u64 {
+        digit_values_value(v - 0x3030_3030_3030_3030)
+    }
+
+    /// The value of 8 decimal digit values (0..=9 per byte, the first digit lowest).
+    #[inline(always)]
+    fn digit_values_value(mut x: u64) -> u64 {
         x = (x * 10 + (x >> 8)) & 0x00FF_00FF_00FF_00FF;
         x = (x * 100 + (x >> 16)) & 0x0000_FFFF_0000_FFFF;
-        x = (x * 10_000 + (x >> 32)) & 0xFFFF_FFFF;
-        Some(x)
+        (x * 10_000 + (x >> 32)) & 0xFFFF_FFFF
+    }
+
+    /// The end of the run of ASCII digits at `i` (`i` when there is none): 16 bytes at a time
+    /// with SSE2 on x86-64, then bytes. TSOs have 18–19 digits, `es`/`ts` 13.
+    #[inline]
+    fn digits_end(b: &[u8], mut i: usize) -> usize {
+        #[cfg(target_arch = "x86_64")]
+        while let Some(chunk) = b.get(i..i + 16) {
+            let m = non_digit_mask_sse2(chunk);
+            if m != 0 {
+                return i + m.trailing_zeros() as usize;
+            }
+            i += 16;
+        }
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        i
+    }
+
+    /// Bit k set when byte k of the 16-byte `chunk` is not an ASCII digit.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn non_digit_mask_sse2(chunk: &[u8]) -> u32 {
+        use std::arch::x86_64::{
+            __m128i, _mm_cmpgt_epi8, _mm_cmplt_epi8, _mm_loadu_si128, _mm_movemask_epi8,
+            _mm_or_si128, _mm_set1_epi8,
+        };
+        assert!(chunk.len() == 16);
+        // SAFETY: SSE2 is part of the x86_64 baseline (enabled on every x86_64 target); the
+        // unaligned load reads exactly the 16 bytes of `chunk` (length asserted above, which
+        // the callers' `get(i..i + 16)` lets the compiler remove).
+        unsafe {
+            let v = _mm_loadu_si128(chunk.as_ptr().cast::<__m128i>());
+            // Signed compares: bytes 0x80..=0xff are negative, below `0`, so not digits.
+            let m = _mm_or_si128(
+                _mm_cmplt_epi8(v, _mm_set1_epi8(b'0' as i8)),
+                _mm_cmpgt_epi8(v, _mm_set1_epi8(b'9' as i8)),
+            );
+            _mm_movemask_epi8(m) as u32
+        }
+    }
+
+    /// The value of `d`, 1 to 19 ASCII digits (< 10^19 < 2^64: no overflow).
+    #[inline(always)]
+    fn digits_value(d: &[u8]) -> u64 {
+        debug_assert!(!d.is_empty() && d.len() <= 19 && d.iter().all(u8::is_ascii_digit));
+        const POW10: [u64; 8] = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000];
+        let word = |at: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&d[at..at + 8]);
+            u64::from_le_bytes(w)
+        };
+        let len = d.len();
+        if len < 8 {
+            return d.iter().fold(0, |n, &c| n * 10 + u64::from(c - b'0'));
+        }
+        let mut n = eight_digits_value(word(0));
+        if len >= 16 {
+            n = n * 100_000_000 + eight_digits_value(word(8));
+        }
+        let rest = len % 8;
+        if rest != 0 {
+            // The last 8 digits, of which the first `8 - rest` were read above: cleared (the
+            // first digit is the lowest byte), they count as leading zeros.
+            let last = (word(len - 8) - 0x3030_3030_3030_3030) & (u64::MAX << (8 * (8 - rest)));
+            n = n * POW10[rest] + digit_values_value(last);
+        }
+        n
+    }
+
+    /// The bytes `skip_value` ends a scalar at.
+    #[inline(always)]
+    fn is_delimiter(c: u8) -> bool {
+        matches!(c, b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t')
     }
 
     pub(in crate::protocol) struct Scan<'a> {
@@ -809,13 +972,27 @@ pub(super) mod fast {
         /// A column value, checked by serde_json's rules without calling it for strings,
         /// numbers, `true`, `false` and `null` (objects and arrays are validated by serde_json,
         /// whose `RawValue` is what `from_checked` stands in for).
-        #[inline]
+        #[inline(always)]
         pub(in crate::protocol) fn column_value(&mut self) -> Option<ColumnValue<'a>> {
+            // Usually a string right after the `:` (canal-json's values all are).
+            let start = self.i;
+            if self.b.get(start) == Some(&b'"') {
+                self.checked_str()?;
+                // `b[start]` is the opening quote, `b[self.i - 1]` the closing one (ASCII).
+                return Some(ColumnValue::from_checked(self.span_text(start, self.i)));
+            }
+            self.column_value_other()
+        }
+
+        /// [`Scan::column_value`] after whitespace, or of a value that is not a string.
+        #[inline(never)]
+        fn column_value_other(&mut self) -> Option<ColumnValue<'a>> {
             self.ws();
             let start = self.i;
             if self.b.get(start) == Some(&b'"') {
                 self.checked_str()?;
-                return Some(ColumnValue::from_checked(&self.text[start..self.i]));
+                // As in `column_value`: quotes at both ends.
+                return Some(ColumnValue::from_checked(self.span_text(start, self.i)));
             }
             let opens = matches!(self.b.get(start), Some(b'{' | b'['));
             self.skip_value()?;
@@ -827,6 +1004,18 @@ pub(super) mod fast {
                     .ok()
                     .map(ColumnValue::from_raw)
             }
+        }
+
+        /// `text[start..end]` without `str` indexing's two char-boundary checks (~130
+        /// instructions per message when they were out of line, `docs/performance.md`).
+        /// Callers prove `start <= end <= b.len()` and that both ends are char boundaries: an
+        /// index is one when it is `b.len()`, when `b[index]` is ASCII, or when `b[index - 1]`
+        /// is ASCII (valid UTF-8, which `text` is, never has a continuation byte there).
+        #[inline(always)]
+        fn span_text(&self, start: usize, end: usize) -> &'a str {
+            debug_assert!(self.text.get(start..end).is_some(), "{start}..{end}");
+            // SAFETY: the caller's proof above: in bounds, both ends char boundaries.
+            unsafe { self.text.get_unchecked(start..end) }
         }
 
         #[inline]
@@ -855,14 +1044,15 @@ pub(super) mod fast {
         /// After a member: `true` on `,`, `false` on `}`.
         #[inline]
         pub(in crate::protocol) fn next_member(&mut self) -> Option<bool> {
-            let next = match self.b.get(self.i) {
-                Some(&c @ (b',' | b'}')) => c,
-                _ => self.peek()?,
-            };
-            let more = match next {
-                b',' => true,
-                b'}' => false,
-                _ => return None,
+            // Compact JSON: the `,` or `}` is usually right there.
+            let more = match self.b.get(self.i) {
+                Some(b',') => true,
+                Some(b'}') => false,
+                _ => match self.peek()? {
+                    b',' => true,
+                    b'}' => false,
+                    _ => return None,
+                },
             };
             self.i += 1;
             Some(more)
@@ -897,7 +1087,8 @@ pub(super) mod fast {
                 return None;
             }
             self.i = end + 1;
-            self.text.get(start..end)
+            // `b[start - 1]` and `b[end]` are quotes (ASCII), `start <= end < b.len()`.
+            Some(self.span_text(start, end))
         }
 
         #[inline]
@@ -906,6 +1097,12 @@ pub(super) mod fast {
             if self.b.get(self.i) == Some(&b'"') {
                 return self.plain_str().map(Some);
             }
+            self.opt_str_other()
+        }
+
+        /// [`Scan::opt_str`] after whitespace, or of `null`.
+        #[inline(never)]
+        fn opt_str_other(&mut self) -> Option<Option<&'a str>> {
             if self.null()? {
                 return Some(None);
             }
@@ -925,46 +1122,42 @@ pub(super) mod fast {
         }
 
         /// A JSON integer that fits a u64 (no sign, fraction or exponent; no leading zero).
+        #[inline(always)]
         fn u64(&mut self) -> Option<u64> {
             let start = self.i;
-            let mut n: u64 = 0;
-            // Eight digits at a time while at most 16 are read so (TSOs have 18–19 digits).
-            while self.i - start <= 8
-                && let Some(chunk) = self.b.get(self.i..self.i + 8)
-                && let Some(v) = eight_digits(chunk)
-            {
-                n = n * 100_000_000 + v;
-                self.i += 8;
-            }
-            // 19 digits always fit a u64 (< 10^19 < 2^64): no overflow check for them.
-            while let Some(&c @ b'0'..=b'9') = self.b.get(self.i) {
-                if self.i - start >= 19 {
-                    n = n.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
-                } else {
-                    n = n * 10 + u64::from(c - b'0');
-                }
-                self.i += 1;
-            }
-            let digits = self.i - start;
-            if digits == 0 || (digits > 1 && self.b[start] == b'0') {
-                return None;
+            let end = digits_end(self.b, start);
+            let digits = self.b.get(start..end)?;
+            match digits {
+                [] => return None,
+                [b'0', _, ..] => return None,
+                _ => {}
             }
             // A fraction or exponent makes it a float: serde decides what that means.
-            match self.b.get(self.i) {
-                Some(b'.' | b'e' | b'E') => None,
-                _ => Some(n),
+            if let Some(b'.' | b'e' | b'E') = self.b.get(end) {
+                return None;
             }
+            let n = match digits.len() {
+                ..=19 => digits_value(digits),
+                // 20 digits may overflow; more always do (the first is not `0`).
+                20 => digits_value(&digits[..19])
+                    .checked_mul(10)?
+                    .checked_add(u64::from(digits[19] - b'0'))?,
+                _ => return None,
+            };
+            self.i = end;
+            Some(n)
         }
 
         pub(in crate::protocol) fn opt_u64(&mut self) -> Option<Option<u64>> {
-            if self.null()? {
+            // Usually the digits are right there: no whitespace or `null` test first.
+            if !self.b.get(self.i).is_some_and(u8::is_ascii_digit) && self.null()? {
                 return Some(None);
             }
             self.u64().map(Some)
         }
 
         fn opt_i64(&mut self) -> Option<Option<i64>> {
-            if self.null()? {
+            if !self.b.get(self.i).is_some_and(u8::is_ascii_digit) && self.null()? {
                 return Some(None);
             }
             let negative = self.b[self.i] == b'-';
@@ -1020,7 +1213,8 @@ pub(super) mod fast {
             }
             let start = self.i;
             self.skip_value()?;
-            Some(Some(&self.text[start..self.i]))
+            // `b[start]` is `[`, `b[self.i - 1]` the closing `]` (ASCII).
+            Some(Some(self.span_text(start, self.i)))
         }
 
         /// `_tidb`: `null` or an object; the members cdcmon reads, others skipped.
@@ -1088,14 +1282,10 @@ pub(super) mod fast {
                 }
                 _ => {
                     let start = self.i;
-                    // Eight digits hold no delimiter (`ts` has 13): passed at once.
-                    while let Some(chunk) = self.b.get(self.i..self.i + 8)
-                        && eight_digits(chunk).is_some()
-                    {
-                        self.i += 8;
-                    }
+                    // Digits hold no delimiter (`ts` has 13): passed 16 at a time.
+                    self.i = digits_end(self.b, self.i);
                     while let Some(&c) = self.b.get(self.i) {
-                        if matches!(c, b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t') {
+                        if is_delimiter(c) {
                             break;
                         }
                         self.i += 1;
@@ -1105,12 +1295,54 @@ pub(super) mod fast {
             }
         }
 
+        /// [`Scan::skip_value`] of a member whose value is usually an integer (`id`, `ts`),
+        /// ending exactly where `skip_value` ends (test `skip_number_ends_where_skip_value_ends`):
+        /// a digit run followed by a delimiter is passed here, 16 digits at a time, without
+        /// `skip_value`'s call and dispatch; anything else goes to `skip_value`.
+        #[inline]
+        fn skip_number(&mut self) -> Option<()> {
+            let start = self.i;
+            let end = digits_end(self.b, start);
+            if end > start && self.b.get(end).is_none_or(|&c| is_delimiter(c)) {
+                self.i = end;
+                return Some(());
+            }
+            self.skip_value()
+        }
+
+        /// [`Scan::skip_value`] of a member that is usually `null` (an INSERT's `old`, a DDL's
+        /// rows), ending exactly where `skip_value` ends: `null` before a delimiter is passed
+        /// here, anything else goes to `skip_value`.
+        #[inline]
+        fn skip_null(&mut self) -> Option<()> {
+            if self.b.get(self.i..self.i + 4) == Some(b"null")
+                && self.b.get(self.i + 4).is_none_or(|&c| is_delimiter(c))
+            {
+                self.i += 4;
+                return Some(());
+            }
+            self.skip_value()
+        }
+
         /// A string at `self.i`, past its closing quote, if serde_json would accept it as a
         /// `RawValue`: no control character, only the escapes `\" \\ \/ \b \f \n \r \t` and
         /// `\u` with four hex digits (a lone surrogate is accepted, as serde_json's
         /// `ignore_str`/`ignore_escape` do: serde_json 1.0.154 `src/read.rs`).
+        #[inline(always)]
         fn checked_str(&mut self) -> Option<()> {
-            self.i += 1;
+            // Usually no escape: the first quote, backslash or control character is the end.
+            let at = quote_or_escape(self.b, self.i + 1, true)?;
+            if self.b.get(at) == Some(&b'"') {
+                self.i = at + 1;
+                return Some(());
+            }
+            self.i = at;
+            self.checked_str_escaped()
+        }
+
+        /// [`Scan::checked_str`] from its first backslash or control character at `self.i`.
+        #[inline(never)]
+        fn checked_str_escaped(&mut self) -> Option<()> {
             loop {
                 let at = quote_or_escape(self.b, self.i, true)?;
                 match self.b[at] {
@@ -1296,6 +1528,7 @@ pub(super) mod fast {
                     }
                     s.i = open;
                     let bytewise = s.skip_nested().map(|()| s.i);
+                    assert_eq!(flat_end(&v, open), flat_end_by_blocks(&v, open), "{text:?}");
                     if let Some(end) = flat_end(&v, open) {
                         fast += 1;
                         assert_eq!(Some(end), bytewise, "{text:?} at {open}");
@@ -1345,7 +1578,8 @@ pub(super) mod fast {
                 cases.push(state.to_string().chars().cycle().take(digits).collect());
             }
             for text in cases {
-                for tail in ["", ",", "}", " ", "x"] {
+                // The long tail: the digits are found 16 bytes at a time (SSE2).
+                for tail in ["", ",", "}", " ", "x", r#","sql":"................""#] {
                     let input = format!("{text}{tail}");
                     let mut s = Scan::new(&input);
                     let ours = s.u64();
@@ -1364,6 +1598,95 @@ pub(super) mod fast {
                     }
                 }
             }
+        }
+
+        /// `digits_end` (SSE2 blocks, then bytes) ends where a byte loop ends, on any bytes.
+        #[test]
+        fn digits_end_agrees_with_the_byte_loop() {
+            let mut state = 0x9E37_79B9_7F4A_7C15u64;
+            const BYTES: &[u8] =
+                b"0123456789012345678901234567890123456789/:,.\x00\x80\xb0\xb9\xff";
+            let mut long = 0;
+            for _ in 0..20_000 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let len = (state % 60) as usize;
+                let v: Vec<u8> = (0..len)
+                    .map(|_| {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        BYTES[(state % BYTES.len() as u64) as usize]
+                    })
+                    .collect();
+                let from = (state % (len as u64 + 1)) as usize;
+                let want = from + v[from..].iter().take_while(|c| c.is_ascii_digit()).count();
+                assert_eq!(digits_end(&v, from), want, "{v:?} {from}");
+                long += usize::from(want - from >= 16);
+            }
+            assert!(long > 100, "{long}");
+        }
+
+        /// `skip_number` (the fast path for `id` and `ts`) and `skip_null` (for an unused
+        /// `data`/`old`) accept and end exactly as `skip_value` does, on numbers, the scalars and
+        /// strings around them, and garbage.
+        #[test]
+        fn skip_number_ends_where_skip_value_ends() {
+            let values = [
+                "0",
+                "7",
+                "1764000000126",
+                "462479379842039809123456789",
+                "-5",
+                "01",
+                "1.5",
+                "1e5",
+                "12abc",
+                "l1732000000000",
+                "1732000000000l",
+                " 12",
+                "null",
+                "nul",
+                "nulll",
+                " null",
+                "tru",
+                r#""x""#,
+                r#""\x""#,
+                "[1]",
+                "{}",
+                "",
+                "\u{e9}1",
+            ];
+            let mut fast = 0;
+            for value in values {
+                for tail in [
+                    "",
+                    ",",
+                    "}",
+                    "]",
+                    " ",
+                    "\t",
+                    ":",
+                    "x",
+                    r#","sql":"................""#,
+                ] {
+                    let text = format!("{value}{tail}");
+                    let mut b = Scan::new(&text);
+                    let nb = b.skip_value();
+                    for skip in [Scan::skip_number, Scan::skip_null] {
+                        let mut a = Scan::new(&text);
+                        assert_eq!(skip(&mut a), nb, "{text:?}");
+                        if nb.is_some() {
+                            assert_eq!(a.i, b.i, "{text:?}");
+                        }
+                    }
+                    fast += usize::from(
+                        text.as_bytes().first().is_some_and(u8::is_ascii_digit) && nb.is_some(),
+                    );
+                }
+            }
+            assert!(fast > 40, "{fast}");
         }
 
         /// `is_json_number` accepts exactly the numbers serde_json accepts as a `RawValue`.
