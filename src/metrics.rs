@@ -291,11 +291,25 @@ impl Hasher for FxHasher {
             w.copy_from_slice(c);
             self.add(u64::from_le_bytes(w));
         }
-        let rest = chunks.remainder();
+        // The last 1..=7 bytes as one zero-padded word, read as 4 + 2 + 1 bytes (fixed-size
+        // loads; copying them into a word buffer was a `memcpy` call per hashed name).
+        let mut rest = chunks.remainder();
         if !rest.is_empty() {
-            let mut w = [0u8; 8];
-            w[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(w));
+            let (mut w, mut shift) = (0u64, 0);
+            if let Some((four, tail)) = rest.split_first_chunk::<4>() {
+                w = u64::from(u32::from_le_bytes(*four));
+                shift = 32;
+                rest = tail;
+            }
+            if let Some((two, tail)) = rest.split_first_chunk::<2>() {
+                w |= u64::from(u16::from_le_bytes(*two)) << shift;
+                shift += 16;
+                rest = tail;
+            }
+            if let Some(&one) = rest.first() {
+                w |= u64::from(one) << shift;
+            }
+            self.add(w);
         }
     }
     fn write_u8(&mut self, i: u8) {
@@ -325,6 +339,10 @@ pub type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 /// an insert then starts from a scraped 0, which `increase()` (the dashboard's pie) needs to
 /// count it. DDL types are created on first use.
 struct TableCounters {
+    db: Box<str>,
+    table: Box<str>,
+    /// The next table whose names hash alike (index into `EventCounters::tables`).
+    next_same_hash: Option<usize>,
     ops: Option<[IntCounter; 3]>,
     ddl: FxMap<Box<str>, IntCounter>,
 }
@@ -333,12 +351,21 @@ struct TableCounters {
 pub struct EventCounters {
     events: LabelledFamily<IntCounter>,
     ddl_events: LabelledFamily<IntCounter>,
-    /// `db \0 table` → index into `tables`. One hash and one probe per event, and the key is
-    /// built in `key` (reused), so a known table costs no allocation. MySQL/TiDB identifiers
-    /// cannot contain NUL, so the joined key is unambiguous.
-    index: FxMap<Box<str>, usize>,
+    /// Hash of (db, table) → the first table in `tables` with that hash; tables whose names
+    /// hash alike are chained through `next_same_hash`. The names are hashed where they lie (no
+    /// joined key built per event) and a hit compares them once, so a lookup costs the same at
+    /// 3 or 300 tables and is exact whatever collides (`tests::counts_stay_exact_*`).
+    index: FxMap<u64, usize>,
     tables: Vec<TableCounters>,
-    key: String,
+}
+
+/// The index's hash of a table: both names, with a byte no UTF-8 text contains between them.
+fn table_hash(db: &str, table: &str) -> u64 {
+    let mut h = FxHasher::default();
+    h.write(db.as_bytes());
+    h.write_u8(0xff);
+    h.write(table.as_bytes());
+    h.finish()
 }
 
 impl EventCounters {
@@ -348,27 +375,34 @@ impl EventCounters {
             ddl_events: metrics.ddl_events.clone(),
             index: FxMap::default(),
             tables: Vec::new(),
-            key: String::new(),
         }
     }
 
     fn table_index(&mut self, db: &str, table: &str) -> usize {
-        self.key.clear();
-        self.key.push_str(db);
-        self.key.push('\0');
-        self.key.push_str(table);
-        match self.index.get(self.key.as_str()) {
-            Some(&i) => i,
-            None => {
-                self.tables.push(TableCounters {
-                    ops: None,
-                    ddl: FxMap::default(),
-                });
-                let i = self.tables.len() - 1;
-                self.index.insert(self.key.as_str().into(), i);
-                i
+        self.table_index_hashed(table_hash(db, table), db, table)
+    }
+
+    /// `table_index` with the hash given, so tests can make tables collide.
+    fn table_index_hashed(&mut self, hash: u64, db: &str, table: &str) -> usize {
+        let first = self.index.get(&hash).copied();
+        let mut at = first;
+        while let Some(i) = at {
+            let t = &self.tables[i];
+            if *t.table == *table && *t.db == *db {
+                return i;
             }
+            at = t.next_same_hash;
         }
+        let i = self.tables.len();
+        self.tables.push(TableCounters {
+            db: db.into(),
+            table: table.into(),
+            next_same_hash: first,
+            ops: None,
+            ddl: FxMap::default(),
+        });
+        self.index.insert(hash, i);
+        i
     }
 
     pub fn row(&mut self, db: &str, table: &str, op: RowOp) {
@@ -516,6 +550,96 @@ mod tests {
             r#"cdc_kafka_consumer_lag_messages{partition="12",topic="cdc"} 7"#,
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
+        }
+    }
+
+    /// 40 tables in rotation (more than any small cache holds), in two databases, with names
+    /// that are prefixes of each other and that concatenate alike: every count lands on its own
+    /// series, exactly.
+    #[test]
+    fn counts_stay_exact_with_40_tables_in_rotation() {
+        let m = Metrics::new().unwrap();
+        let mut c = EventCounters::new(&m);
+        let names: Vec<(String, String)> = (0..40)
+            .map(|i| match i % 4 {
+                0 => ("app".to_string(), format!("t{i}")),
+                1 => ("app".to_string(), format!("t{i}_long_table_name_{i}")),
+                2 => ("ap".to_string(), format!("pt{i}")),
+                _ => (format!("db{i}"), "t".repeat(i % 9)),
+            })
+            .collect();
+        let mut expected = std::collections::HashMap::new();
+        let mut rng = 0x853c_49e6_748f_ea9bu64;
+        for round in 0..2_000u64 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            // Mostly in rotation, sometimes a random table.
+            let (db, table) = &names[if rng % 4 == 0 {
+                (rng >> 8) as usize % 40
+            } else {
+                (round % 40) as usize
+            }];
+            let op = RowOp::ALL[(rng >> 20) as usize % 3];
+            c.row(db, table, op);
+            *expected
+                .entry((db.clone(), table.clone(), op))
+                .or_insert(0u64) += 1;
+            if round % 7 == 0 {
+                c.ddl(db, table, "ALTER");
+            }
+        }
+        assert_eq!(c.tables.len(), 40);
+        for (db, table) in &names {
+            for op in RowOp::ALL {
+                let want = expected.get(&(db.clone(), table.clone(), op)).copied();
+                let got = m.events.with_label_values(&[db, table, op.as_str()]).get();
+                assert_eq!(got, want.unwrap_or(0), "{db}.{table} {}", op.as_str());
+            }
+        }
+        let ddl_total: u64 = names
+            .iter()
+            .map(|(db, t)| m.ddl_events.with_label_values(&[db, t, "ALTER"]).get())
+            .sum();
+        assert_eq!(ddl_total, 2_000u64.div_ceil(7));
+    }
+
+    /// Tables whose hashes collide stay apart: the names decide, the chain finds each.
+    #[test]
+    fn colliding_hashes_keep_tables_apart() {
+        let m = Metrics::new().unwrap();
+        let mut c = EventCounters::new(&m);
+        let tables = [("app", "a"), ("app", "b"), ("ap", "pa"), ("app", "a ")];
+        let first: Vec<usize> = tables
+            .iter()
+            .map(|(db, t)| c.table_index_hashed(7, db, t))
+            .collect();
+        assert_eq!(first, [0, 1, 2, 3]);
+        for _ in 0..3 {
+            for (i, (db, t)) in tables.iter().enumerate().rev() {
+                assert_eq!(c.table_index_hashed(7, db, t), i);
+            }
+        }
+        assert_eq!(c.table_index_hashed(8, "app", "a"), 4);
+        assert_eq!(c.tables.len(), 5);
+    }
+
+    /// `FxHasher::write` reads a name's last bytes as 4 + 2 + 1: the same word as the
+    /// zero-padded copy it replaced, for every tail length.
+    #[test]
+    fn fx_hash_of_bytes_is_the_zero_padded_words() {
+        let bytes: Vec<u8> = (1..=40u8).map(|b| b.wrapping_mul(37)).collect();
+        for len in 0..=bytes.len() {
+            let s = &bytes[..len];
+            let mut reference = FxHasher::default();
+            for c in s.chunks(8) {
+                let mut w = [0u8; 8];
+                w[..c.len()].copy_from_slice(c);
+                reference.add(u64::from_le_bytes(w));
+            }
+            let mut h = FxHasher::default();
+            h.write(s);
+            assert_eq!(h.finish(), reference.finish(), "{len}");
         }
     }
 }
