@@ -466,33 +466,61 @@ fn write_escaped(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&bytes[start..]);
 }
 
-/// Index of the first byte JSON must escape (`"`, `\`, below 0x20), word-at-a-time (SWAR).
+/// Index of the first byte JSON must escape (`"`, `\`, below 0x20), word-at-a-time (SWAR). The
+/// last 1..=7 bytes (all of most names) are checked as one word too, padded with spaces (which
+/// need no escaping) and read as 4 + 2 + 1 bytes; only a word that needs escaping is scanned
+/// byte by byte (`tests::swar_escape_scan_finds_the_first_byte_to_escape`).
 fn first_to_escape(bytes: &[u8]) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     // Per byte, the high bit is set where the byte is zero (exact for the first such byte,
     // which is all that is needed to know whether a chunk needs the byte-wise scan).
     let has_zero = |w: u64| w.wrapping_sub(ONES) & !w & HIGH;
+    let needs_escape = |w: u64| {
+        let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+        below_space
+            | has_zero(w ^ (ONES * u64::from(b'"')))
+            | has_zero(w ^ (ONES * u64::from(b'\\')))
+            != 0
+    };
+    let scan_from = |at: usize| {
+        bytes[at..]
+            .iter()
+            .position(|&b| b < 0x20 || b == b'"' || b == b'\\')
+            .map(|p| at + p)
+    };
     let mut chunks = bytes.chunks_exact(8);
     let mut at = 0;
     for c in &mut chunks {
         let mut word = [0u8; 8];
         word.copy_from_slice(c);
-        let w = u64::from_le_bytes(word);
-        let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
-        if below_space
-            | has_zero(w ^ (ONES * u64::from(b'"')))
-            | has_zero(w ^ (ONES * u64::from(b'\\')))
-            != 0
-        {
-            break;
+        if needs_escape(u64::from_le_bytes(word)) {
+            return scan_from(at);
         }
         at += 8;
     }
-    bytes[at..]
-        .iter()
-        .position(|&b| b < 0x20 || b == b'"' || b == b'\\')
-        .map(|p| at + p)
+    let mut rest = chunks.remainder();
+    if rest.is_empty() {
+        return None;
+    }
+    let len = rest.len();
+    let (mut w, mut shift) = (0u64, 0);
+    if let Some((four, tail)) = rest.split_first_chunk::<4>() {
+        w = u64::from(u32::from_le_bytes(*four));
+        shift = 32;
+        rest = tail;
+    }
+    if let Some((two, tail)) = rest.split_first_chunk::<2>() {
+        w |= u64::from(u16::from_le_bytes(*two)) << shift;
+        shift += 16;
+        rest = tail;
+    }
+    if let Some(&one) = rest.first() {
+        w |= u64::from(one) << shift;
+    }
+    // Bytes `len..8` are spaces.
+    w |= (ONES * 0x20) & (!0u64 << (len * 8));
+    if needs_escape(w) { scan_from(at) } else { None }
 }
 
 /// `00`..`99`: the decimal digit pairs, so integers take one division per two digits.
