@@ -85,39 +85,77 @@ pub fn render_line(
 }
 
 /// The last rendered RFC 3339 text of one timestamp: consecutive events usually share their
-/// processing millisecond and, within a transaction, their commit millisecond.
+/// processing millisecond and, within a transaction, their commit millisecond; when they do not,
+/// they usually share the second (only the milliseconds are rewritten) or the day (the date is
+/// kept, `civil_from_days` skipped). `tests::cached_timestamps_render_like_fresh_ones` proves it
+/// equal to [`write_rfc3339_ms`] over runs that stay in a second and cross seconds, days, years
+/// and the epoch, forwards and backwards.
 #[derive(Clone, Copy)]
 struct StampCache {
+    /// `text` renders `ms` (false: nothing cached, or a year outside 0..=9999).
+    valid: bool,
     ms: i64,
-    len: usize,
-    text: [u8; 32],
+    /// Unix second and day of `ms`.
+    sec: i64,
+    day: i64,
+    /// `YYYY-MM-DDTHH:MM:SS.mmmZ`: always 24 bytes for years 0..=9999.
+    text: [u8; 24],
 }
 
 impl Default for StampCache {
     fn default() -> Self {
         StampCache {
-            ms: i64::MIN,
-            len: 0,
-            text: [0; 32],
+            valid: false,
+            ms: 0,
+            sec: 0,
+            day: 0,
+            text: *b"0000-00-00T00:00:00.000Z",
         }
     }
 }
 
 impl StampCache {
     fn write(&mut self, out: &mut Vec<u8>, ms: i64) {
-        if ms != self.ms {
-            let mut v = Vec::with_capacity(32);
-            write_rfc3339_ms(&mut v, ms);
-            if v.len() > self.text.len() {
-                // Years beyond 9999: too long for the cache, and never a real timestamp.
-                out.extend_from_slice(&v);
-                return;
-            }
-            self.text[..v.len()].copy_from_slice(&v);
-            self.len = v.len();
-            self.ms = ms;
+        if (ms != self.ms || !self.valid) && !self.update(ms) {
+            // A year outside 0..=9999 (never a real commit time): rendered uncached.
+            write_rfc3339_ms(out, ms);
+            return;
         }
-        out.extend_from_slice(&self.text[..self.len]);
+        // A fixed 24-byte copy: inlined, no `memcpy` call.
+        out.extend_from_slice(&self.text);
+    }
+
+    /// Make `text` the rendering of `ms`, recomputing only what changed; false if the year is
+    /// outside 0..=9999 (then nothing is cached).
+    fn update(&mut self, ms: i64) -> bool {
+        let sec = ms.div_euclid(1000);
+        if !self.valid || sec != self.sec {
+            let day = sec.div_euclid(86_400);
+            if !self.valid || day != self.day {
+                let (y, m, d) = civil_from_days(day);
+                if !(0..=9999).contains(&y) {
+                    self.valid = false;
+                    return false;
+                }
+                let y = y as usize;
+                self.text[0..2].copy_from_slice(pair(y / 100));
+                self.text[2..4].copy_from_slice(pair(y % 100));
+                self.text[5..7].copy_from_slice(pair(m as usize));
+                self.text[8..10].copy_from_slice(pair(d as usize));
+                self.day = day;
+            }
+            let sod = sec.rem_euclid(86_400) as usize;
+            self.text[11..13].copy_from_slice(pair(sod / 3600));
+            self.text[14..16].copy_from_slice(pair(sod % 3600 / 60));
+            self.text[17..19].copy_from_slice(pair(sod % 60));
+            self.sec = sec;
+        }
+        let milli = ms.rem_euclid(1000) as usize;
+        self.text[20] = b'0' + (milli / 100) as u8;
+        self.text[21..23].copy_from_slice(pair(milli % 100));
+        self.ms = ms;
+        self.valid = true;
+        true
     }
 }
 
@@ -428,59 +466,124 @@ fn write_escaped(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&bytes[start..]);
 }
 
-/// Index of the first byte JSON must escape (`"`, `\`, below 0x20), word-at-a-time (SWAR).
+/// Index of the first byte JSON must escape (`"`, `\`, below 0x20), word-at-a-time (SWAR). The
+/// last 1..=7 bytes (all of most names) are checked as one word too, padded with spaces (which
+/// need no escaping) and read as 4 + 2 + 1 bytes; only a word that needs escaping is scanned
+/// byte by byte (`tests::swar_escape_scan_finds_the_first_byte_to_escape`).
 fn first_to_escape(bytes: &[u8]) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     // Per byte, the high bit is set where the byte is zero (exact for the first such byte,
     // which is all that is needed to know whether a chunk needs the byte-wise scan).
     let has_zero = |w: u64| w.wrapping_sub(ONES) & !w & HIGH;
+    let needs_escape = |w: u64| {
+        let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+        below_space
+            | has_zero(w ^ (ONES * u64::from(b'"')))
+            | has_zero(w ^ (ONES * u64::from(b'\\')))
+            != 0
+    };
+    let scan_from = |at: usize| {
+        bytes[at..]
+            .iter()
+            .position(|&b| b < 0x20 || b == b'"' || b == b'\\')
+            .map(|p| at + p)
+    };
     let mut chunks = bytes.chunks_exact(8);
     let mut at = 0;
     for c in &mut chunks {
         let mut word = [0u8; 8];
         word.copy_from_slice(c);
-        let w = u64::from_le_bytes(word);
-        let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
-        if below_space
-            | has_zero(w ^ (ONES * u64::from(b'"')))
-            | has_zero(w ^ (ONES * u64::from(b'\\')))
-            != 0
-        {
-            break;
+        if needs_escape(u64::from_le_bytes(word)) {
+            return scan_from(at);
         }
         at += 8;
     }
-    bytes[at..]
-        .iter()
-        .position(|&b| b < 0x20 || b == b'"' || b == b'\\')
-        .map(|p| at + p)
+    let mut rest = chunks.remainder();
+    if rest.is_empty() {
+        return None;
+    }
+    let len = rest.len();
+    let (mut w, mut shift) = (0u64, 0);
+    if let Some((four, tail)) = rest.split_first_chunk::<4>() {
+        w = u64::from(u32::from_le_bytes(*four));
+        shift = 32;
+        rest = tail;
+    }
+    if let Some((two, tail)) = rest.split_first_chunk::<2>() {
+        w |= u64::from(u16::from_le_bytes(*two)) << shift;
+        shift += 16;
+        rest = tail;
+    }
+    if let Some(&one) = rest.first() {
+        w |= u64::from(one) << shift;
+    }
+    // Bytes `len..8` are spaces.
+    w |= (ONES * 0x20) & (!0u64 << (len * 8));
+    if needs_escape(w) { scan_from(at) } else { None }
 }
 
-/// Decimal digits of `v` (no allocation), two digits per division.
-fn write_u64(out: &mut Vec<u8>, mut v: u64) {
-    const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
-        2021222324252627282930313233343536373839\
-        4041424344454647484950515253545556575859\
-        6061626364656667686970717273747576777879\
-        8081828384858687888990919293949596979899";
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    while v >= 100 {
-        let pair = (v % 100) as usize * 2;
-        v /= 100;
-        i -= 2;
-        buf[i..i + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+/// `00`..`99`: the decimal digit pairs, so integers take one division per two digits.
+const PAIRS: [[u8; 2]; 100] = {
+    let mut t = [[0u8; 2]; 100];
+    let mut i = 0;
+    while i < 100 {
+        t[i] = [b'0' + (i / 10) as u8, b'0' + (i % 10) as u8];
+        i += 1;
     }
-    if v >= 10 {
-        let pair = v as usize * 2;
-        i -= 2;
-        buf[i..i + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    t
+};
+
+/// The two decimal digits of `v` (< 100).
+fn pair(v: usize) -> &'static [u8; 2] {
+    &PAIRS[v]
+}
+
+/// Exactly eight decimal ASCII digits of `x` (< 10^8), zero-padded, as one little-endian word
+/// (first digit in the lowest byte), computed in lanes of one word (SWAR): split into two
+/// four-digit halves (32-bit lanes), each into two two-digit parts (`* 10486 >> 20` is `/ 100`
+/// below 43,699), each into two digits (16-bit lanes, `* 103 >> 10` is `/ 10` below 179). No
+/// lane product reaches the next lane. `tests::integers_render_like_std` checks it against std.
+fn digits8(x: u32) -> u64 {
+    let halves = u64::from(x / 10_000) | u64::from(x % 10_000) << 32;
+    let hundreds_q = ((halves * 10_486) >> 20) & 0x0000_007f_0000_007f;
+    let parts = ((halves - 100 * hundreds_q) << 16) | hundreds_q;
+    let tens = ((parts * 103) >> 10) & 0x000f_000f_000f_000f;
+    let digits = tens | ((parts - 10 * tens) << 8);
+    digits | 0x3030_3030_3030_3030
+}
+
+/// `x` (< 10^8) without leading zeros. The eight padded digits are one little-endian word
+/// (first digit lowest); shifting the leading `0`s out moves the number to the front, the whole
+/// word is appended and cut back to the digit count: fixed-size moves only, no `memcpy` call.
+#[inline]
+fn write_up_to_8(out: &mut Vec<u8>, x: u32) {
+    const ZEROS: u64 = 0x3030_3030_3030_3030;
+    let word = digits8(x);
+    // Leading `0` digits: the low bytes that equal b'0' (at most 7: `0` keeps one digit).
+    let skip = ((word ^ ZEROS).trailing_zeros() / 8).min(7) as usize;
+    let end = out.len() + 8 - skip;
+    out.extend_from_slice(&(word >> (skip * 8)).to_le_bytes());
+    out.truncate(end);
+}
+
+/// Decimal digits of `v` (no allocation): eight-digit chunks at fixed positions (a commit ts
+/// has 18 digits: three chunks), no variable-length copy (`tests::integers_render_like_std`).
+#[inline]
+fn write_u64(out: &mut Vec<u8>, v: u64) {
+    const E8: u64 = 100_000_000;
+    if v < E8 {
+        write_up_to_8(out, v as u32);
+    } else if v < E8 * E8 {
+        write_up_to_8(out, (v / E8) as u32);
+        out.extend_from_slice(&digits8((v % E8) as u32).to_le_bytes());
     } else {
-        i -= 1;
-        buf[i] = b'0' + v as u8;
+        // At most 1844 above 10^16.
+        write_up_to_8(out, (v / (E8 * E8)) as u32);
+        let rest = v % (E8 * E8);
+        out.extend_from_slice(&digits8((rest / E8) as u32).to_le_bytes());
+        out.extend_from_slice(&digits8((rest % E8) as u32).to_le_bytes());
     }
-    out.extend_from_slice(&buf[i..]);
 }
 
 fn write_i64(out: &mut Vec<u8>, v: i64) {
@@ -1585,11 +1688,91 @@ mod tests {
             1_700_000_000_001,
             1_700_000_000_001,
             253_402_300_800_000,
+            253_402_300_800_000,
+            253_402_300_799_999,
+            -62_167_219_200_001,
+            -62_167_219_200_000,
+            i64::MIN,
+            i64::MAX,
+            0,
         ] {
             let (mut cached, mut fresh) = (Vec::new(), Vec::new());
             cache.write(&mut cached, ms);
             write_rfc3339_ms(&mut fresh, ms);
             assert_eq!(cached, fresh, "{ms}");
+        }
+        // The same-second and same-day shortcuts: sequences that stay in a second, cross
+        // seconds, minutes, days, months, years, the epoch, leave the cacheable years (0..=9999)
+        // and come back, forwards and backwards, after both caches' previous values.
+        let mut cache = Stamps::default();
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let mut checked = 0;
+        // 2026-12-31T23:59:59.000Z, 1970-01-01T00:00:00.000Z, 2000-02-29T23:59:59.000Z,
+        // 9999-12-31T23:59:59.000Z, 0000-01-01T00:00:00.000Z.
+        for start in [
+            1_798_761_599_000i64,
+            0,
+            951_868_799_000,
+            253_402_300_799_000,
+            -62_167_219_200_000,
+        ] {
+            let mut ms = start - 3_000;
+            for _ in 0..20_000 {
+                ms += match next() % 12 {
+                    0 => -((next() % 1500) as i64),
+                    1 => (next() % 5000) as i64,
+                    2 => (next() % 200_000_000) as i64 - 100_000_000,
+                    3 => (next() % 5_000_000) as i64 - 2_500_000,
+                    _ => (next() % 3) as i64,
+                };
+                // Both caches, as the writer uses them: commit time and processing time.
+                let created = ms + (next() % 2500) as i64;
+                let (mut cached, mut fresh) = (Vec::new(), Vec::new());
+                cache.commit.write(&mut cached, ms);
+                cache.created.write(&mut cached, created);
+                write_rfc3339_ms(&mut fresh, ms);
+                write_rfc3339_ms(&mut fresh, created);
+                assert_eq!(cached, fresh, "{ms} {created}");
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 100_000);
+    }
+
+    /// `write_u64` / `write_i64` (digit count, four digits per division, fixed copy cut back)
+    /// against std's formatting: every digit count, the powers of ten and their neighbours,
+    /// extremes and random values, appended after existing bytes.
+    #[test]
+    fn integers_render_like_std() {
+        let mut values = vec![0u64, 1, 9, u64::MAX, u64::MAX - 1];
+        let mut p = 1u64;
+        while let Some(q) = p.checked_mul(10) {
+            values.extend([p - 1, p, p + 1, q - 1]);
+            p = q;
+        }
+        values.push(p);
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..20_000 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            values.push(rng >> (rng % 64));
+        }
+        for v in values {
+            let mut out = b"x".to_vec();
+            write_u64(&mut out, v);
+            assert_eq!(out, format!("x{v}").into_bytes(), "{v}");
+            for i in [v as i64, (v as i64).wrapping_neg(), i64::MIN, i64::MAX] {
+                let mut out = b"[".to_vec();
+                write_i64(&mut out, i);
+                assert_eq!(out, format!("[{i}").into_bytes(), "{i}");
+            }
         }
     }
 

@@ -309,8 +309,8 @@ fn count(
 
 fn observe_lag(metrics: &Metrics, now_ms: i64, commit_ms: i64) {
     // Clock skew between PD and this host can make it negative: clamp at zero.
-    let lag = (now_ms - commit_ms).max(0) as f64 / 1000.0;
-    metrics.event_lag.observe(lag);
+    let lag_ms = now_ms.saturating_sub(commit_ms).max(0);
+    metrics.event_lag.observe_ms(lag_ms as u64);
 }
 
 /// Milliseconds since the Unix epoch.
