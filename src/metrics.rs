@@ -40,9 +40,12 @@ const LAG_BUCKETS_MS: [u64; 13] = [
 /// ~115 instructions per observation (a linear search over float bounds, a hot/cold shard
 /// switch with four atomic updates); this one finds the bucket with integer comparisons and
 /// updates two atomics: the bucket's own count and the sum. A scrape reads every bucket once
-/// and derives the cumulative counts and `_count` from those same reads, so the exposition is
-/// always consistent (`_count` = the `+Inf` bucket, cumulative counts never decrease) and holds
-/// every observation made before it.
+/// and derives the cumulative counts and `_count` from those same reads, so buckets and
+/// `_count` always agree (`_count` = the `+Inf` bucket, cumulative counts never decrease) and
+/// hold every observation made before the scrape. `_sum` is read separately: a scrape racing an
+/// observation may include its lag in the sum but not yet in the counts, or the reverse (one
+/// observation's difference; prometheus' `Histogram` keeps them together with a hot/cold swap,
+/// which is most of what it cost).
 #[derive(Clone)]
 pub struct LagHistogram(Arc<LagHistogramCore>);
 

@@ -494,12 +494,17 @@ pub(crate) fn push_new<'e, 'a>(
     let len = events.len();
     // SAFETY: `reserve(1)` left room for an element at index `len` (capacity > len, else it
     // panics); the slot is initialized by `write` before `set_len` makes it part of `events`,
-    // and nothing between them can panic. The returned borrow is of that initialized element.
+    // and nothing between them can panic. `set_len` borrows the whole `SmallVec` mutably (the
+    // inline slot lives inside it), which ends the first pointer's validity under Rust's
+    // aliasing rules, so the returned borrow comes from a pointer taken after it, to the element
+    // that is now initialized and part of `events`.
     unsafe {
-        let slot = events.as_mut_ptr().add(len);
-        slot.write(ChangeEvent::new(protocol, kind));
+        events
+            .as_mut_ptr()
+            .add(len)
+            .write(ChangeEvent::new(protocol, kind));
         events.set_len(len + 1);
-        &mut *slot
+        &mut *events.as_mut_ptr().add(len)
     }
 }
 
