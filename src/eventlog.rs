@@ -499,27 +499,12 @@ fn first_to_escape(bytes: &[u8]) -> Option<usize> {
         }
         at += 8;
     }
-    let mut rest = chunks.remainder();
+    let rest = chunks.remainder();
     if rest.is_empty() {
         return None;
     }
-    let len = rest.len();
-    let (mut w, mut shift) = (0u64, 0);
-    if let Some((four, tail)) = rest.split_first_chunk::<4>() {
-        w = u64::from(u32::from_le_bytes(*four));
-        shift = 32;
-        rest = tail;
-    }
-    if let Some((two, tail)) = rest.split_first_chunk::<2>() {
-        w |= u64::from(u16::from_le_bytes(*two)) << shift;
-        shift += 16;
-        rest = tail;
-    }
-    if let Some(&one) = rest.first() {
-        w |= u64::from(one) << shift;
-    }
     // Bytes `len..8` are spaces.
-    w |= (ONES * 0x20) & (!0u64 << (len * 8));
+    let w = crate::words::tail_word(rest) | ((ONES * 0x20) & (!0u64 << (rest.len() * 8)));
     if needs_escape(w) { scan_from(at) } else { None }
 }
 

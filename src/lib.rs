@@ -29,3 +29,4 @@ pub mod smoke;
 pub mod ticdc_api;
 pub mod topics;
 pub mod watermark;
+mod words;

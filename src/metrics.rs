@@ -385,25 +385,10 @@ impl Hasher for FxHasher {
             w.copy_from_slice(c);
             self.add(u64::from_le_bytes(w));
         }
-        // The last 1..=7 bytes as one zero-padded word, read as 4 + 2 + 1 bytes (fixed-size
-        // loads; copying them into a word buffer was a `memcpy` call per hashed name).
-        let mut rest = chunks.remainder();
+        // The last 1..=7 bytes as one zero-padded word.
+        let rest = chunks.remainder();
         if !rest.is_empty() {
-            let (mut w, mut shift) = (0u64, 0);
-            if let Some((four, tail)) = rest.split_first_chunk::<4>() {
-                w = u64::from(u32::from_le_bytes(*four));
-                shift = 32;
-                rest = tail;
-            }
-            if let Some((two, tail)) = rest.split_first_chunk::<2>() {
-                w |= u64::from(u16::from_le_bytes(*two)) << shift;
-                shift += 16;
-                rest = tail;
-            }
-            if let Some(&one) = rest.first() {
-                w |= u64::from(one) << shift;
-            }
-            self.add(w);
+            self.add(crate::words::tail_word(rest));
         }
     }
     fn write_u8(&mut self, i: u8) {

@@ -1410,6 +1410,13 @@ pub(super) mod fast {
     mod tests {
         use super::*;
 
+        /// Advance a replayable xorshift stream (test inputs without a rand crate).
+        fn xorshift(state: &mut u64) {
+            *state ^= *state << 13;
+            *state ^= *state >> 7;
+            *state ^= *state << 17;
+        }
+
         /// The member guess hits every member of TiCDC's own messages: DML with `old` before
         /// `data` (TF/TC `newJSONMessageForDML`, `tc-canal-json-*` fixtures), DDL and watermarks
         /// with `data` before `old` (the marshalled `JSONMessage`), and the older `data`, `old`
@@ -1460,15 +1467,11 @@ pub(super) mod fast {
             const BYTES: &[u8] =
                 b"aaaaaaaaaaaaaaaaaaaaaaa \"\\\x00\x1f\x20\x7f\x80\x9f\xa2\xdc\xff";
             for _ in 0..20_000 {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
+                xorshift(&mut state);
                 let len = (state % 70) as usize;
                 let v: Vec<u8> = (0..len)
                     .map(|_| {
-                        state ^= state << 13;
-                        state ^= state >> 7;
-                        state ^= state << 17;
+                        xorshift(&mut state);
                         BYTES[(state % BYTES.len() as u64) as usize]
                     })
                     .collect();
@@ -1490,9 +1493,7 @@ pub(super) mod fast {
             for _ in 0..20_000 {
                 let mut chunk = [0u8; 16];
                 for c in &mut chunk {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
+                    xorshift(&mut state);
                     *c = BYTES[(state % BYTES.len() as u64) as usize];
                 }
                 assert_eq!(
@@ -1572,9 +1573,7 @@ pub(super) mod fast {
             .collect();
             let mut state = 0x2545_F491_4F6C_DD1Du64;
             for _ in 0..5_000 {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
+                xorshift(&mut state);
                 let digits = (state % 21) as usize + 1;
                 cases.push(state.to_string().chars().cycle().take(digits).collect());
             }
@@ -1609,15 +1608,11 @@ pub(super) mod fast {
                 b"0123456789012345678901234567890123456789/:,.\x00\x80\xb0\xb9\xff";
             let mut long = 0;
             for _ in 0..20_000 {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
+                xorshift(&mut state);
                 let len = (state % 60) as usize;
                 let v: Vec<u8> = (0..len)
                     .map(|_| {
-                        state ^= state << 13;
-                        state ^= state >> 7;
-                        state ^= state << 17;
+                        xorshift(&mut state);
                         BYTES[(state % BYTES.len() as u64) as usize]
                     })
                     .collect();
