@@ -159,6 +159,22 @@ impl StampCache {
     }
 }
 
+/// `00`..`99`: the decimal digit pairs [`StampCache`] writes a timestamp's fields with.
+const PAIRS: [[u8; 2]; 100] = {
+    let mut t = [[0u8; 2]; 100];
+    let mut i = 0;
+    while i < 100 {
+        t[i] = [b'0' + (i / 10) as u8, b'0' + (i % 10) as u8];
+        i += 1;
+    }
+    t
+};
+
+/// The two decimal digits of `v` (< 100).
+fn pair(v: usize) -> &'static [u8; 2] {
+    &PAIRS[v]
+}
+
 /// Caches for `@timestamp` (commit time) and `event.created` (processing time).
 #[derive(Default, Clone, Copy)]
 struct Stamps {
@@ -506,22 +522,6 @@ fn first_to_escape(bytes: &[u8]) -> Option<usize> {
     // Bytes `len..8` are spaces.
     let w = crate::words::tail_word(rest) | ((ONES * 0x20) & (!0u64 << (rest.len() * 8)));
     if needs_escape(w) { scan_from(at) } else { None }
-}
-
-/// `00`..`99`: the decimal digit pairs, so integers take one division per two digits.
-const PAIRS: [[u8; 2]; 100] = {
-    let mut t = [[0u8; 2]; 100];
-    let mut i = 0;
-    while i < 100 {
-        t[i] = [b'0' + (i / 10) as u8, b'0' + (i % 10) as u8];
-        i += 1;
-    }
-    t
-};
-
-/// The two decimal digits of `v` (< 100).
-fn pair(v: usize) -> &'static [u8; 2] {
-    &PAIRS[v]
 }
 
 /// Exactly eight decimal ASCII digits of `x` (< 10^8), zero-padded, as one little-endian word
@@ -1730,7 +1730,7 @@ mod tests {
         assert_eq!(checked, 100_000);
     }
 
-    /// `write_u64` / `write_i64` (digit count, four digits per division, fixed copy cut back)
+    /// `write_u64` / `write_i64` (eight-digit words, the leading one cut back to its digits)
     /// against std's formatting: every digit count, the powers of ten and their neighbours,
     /// extremes and random values, appended after existing bytes.
     #[test]

@@ -397,7 +397,10 @@ fn decode_unframed<'a>(
             },
         };
         if protocol == Protocol::CanalJson {
-            // Built in place (the hot path): see `canal_json::decode_into`.
+            // Built in place (the hot path): see `canal_json::decode_into`. Not a `decode_json`
+            // arm: that one returns events by value for the compressed path, which detaches them
+            // from its temporary buffer; an in-place `decode_json` for both measured +43
+            // instructions per canal-json message and +86 per open-protocol event (code layout).
             return Ok(canal_json::decode_into(value, &mut out.events));
         }
         return Ok(decode_json(protocol, key, value, simple)?.map(|ev| out.events.push(ev)));
