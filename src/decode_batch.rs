@@ -1,15 +1,17 @@
 //! Decoding a batch of already-received messages on several threads (`--decode-threads`).
 //!
-//! The consume loop, after `recv` yields a message, takes the messages librdkafka already holds
-//! without waiting (up to [`MAX_MESSAGES`] / [`MAX_BYTES`]), decodes them here in parallel (the
+//! The consume loop receives a batch (src/batch_receive.rs), decodes it here in parallel in
+//! chunks of up to [`MAX_MESSAGES`] / [`MAX_BYTES`] ([`chunk_end`]; the
 //! loop thread and the long-lived workers of a [`DecodePool`]; the decode returns only when
 //! every worker that started on the batch is done with it), and then handles them one by one on the loop thread in receive order, exactly as a single message
 //! is handled (log its lines, count, mark its offset pending). Nothing is in flight once the
 //! batch is handled, so a rebalance callback (which only runs inside librdkafka's poll on the
 //! loop thread) never has to wait for or drain workers.
 //!
-//! The one new rule is [`Revocations`]: a rebalance callback may run while the batch is being
-//! gathered (inside a poll), after some of its messages were received. Those messages of a
+//! The one new rule is [`Revocations`]: a rebalance callback may run while a batch is being
+//! gathered by polling the consumer queue (inside a poll), after some of its messages were
+//! received. (The loop's batches now come from the message queue and are held across no poll;
+//! the rule is still checked for each message, so it holds whatever serves a rebalance.) Those messages of a
 //! partition that left this member in the meantime must be dropped, not handled: the callback
 //! already committed that partition's offsets from what was handled, librdkafka re-delivers the
 //! dropped ones to the partition's next owner (or to us from the committed offset after an eager
@@ -24,10 +26,23 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::protocol::{DecodeError, Decoded, Decoder};
 use crate::topics::TopicPartition;
 
-/// Messages gathered into one batch at most (the one `recv` returned included).
+/// Messages decoded in parallel at once at most (and gathered by `gather_ready`).
 pub const MAX_MESSAGES: usize = 256;
-/// Payload bytes gathered into one batch at most: bounds the decoded events held at once.
+/// Payload bytes decoded in parallel at once at most: bounds the decoded events held at once.
 pub const MAX_BYTES: usize = 1024 * 1024;
+
+/// The end of the chunk of `items` that starts at `start`: at most [`MAX_MESSAGES`] items,
+/// and no more once [`MAX_BYTES`] of payload (`len`) are reached (at least one item, so a
+/// message larger than that is a chunk of its own).
+pub fn chunk_end<T>(items: &[T], start: usize, len: impl Fn(&T) -> usize) -> usize {
+    let mut bytes = 0usize;
+    let mut end = start;
+    while end < items.len() && end - start < MAX_MESSAGES && (end == start || bytes < MAX_BYTES) {
+        bytes += len(&items[end]);
+        end += 1;
+    }
+    end
+}
 /// Smaller batches decode serially on the loop thread: spawning a worker costs more than
 /// decoding a few messages, and a trickle keeps today's per-message latency.
 pub const MIN_PARALLEL: usize = 2 * CLAIM;
@@ -290,6 +305,29 @@ mod tests {
     use crate::event::Protocol;
     use crate::protocol::{Compression, ProtocolChoice};
     use crate::topics::Topics;
+
+    /// Chunks cover the batch in order, each at most MAX_MESSAGES long, ending at the first
+    /// item that brings it to MAX_BYTES, and an oversized item stands alone.
+    #[test]
+    fn chunks_are_bounded_by_count_and_bytes_and_cover_the_batch() {
+        let chunks = |sizes: &[usize]| {
+            let mut out = Vec::new();
+            let mut start = 0;
+            while start < sizes.len() {
+                let end = chunk_end(sizes, start, |&n| n);
+                assert!(end > start, "a chunk is never empty");
+                out.push(end - start);
+                start = end;
+            }
+            out
+        };
+        assert_eq!(chunks(&[]), Vec::<usize>::new());
+        assert_eq!(chunks(&[10; 600]), vec![256, 256, 88]);
+        assert_eq!(chunks(&[MAX_BYTES / 4; 9]), vec![4, 4, 1]);
+        assert_eq!(chunks(&[MAX_BYTES * 3, 1, 1]), vec![1, 2]);
+        assert_eq!(chunks(&[1, MAX_BYTES * 3, 1]), vec![2, 1]);
+        assert_eq!(chunks(&[MAX_BYTES / 2 - 1, MAX_BYTES / 2, 5]), vec![3]);
+    }
 
     #[test]
     fn a_held_message_is_handled_unless_its_partition_left_after_it_arrived() {

@@ -7,6 +7,7 @@
 
 pub mod assignment;
 pub mod basic_auth;
+pub mod batch_receive;
 pub mod checksum;
 pub mod cli;
 pub mod consumer;
