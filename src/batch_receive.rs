@@ -17,6 +17,14 @@
 //! partition's fetcher: librdkafka then keeps that forwarding (it is marked as the
 //! application's, `RD_KAFKA_Q_F_FWD_APP`, and `rd_kafka_toppar_op_fetch_start` does not
 //! replace it), so all of a partition's messages arrive in this one queue, in offset order.
+//! The mark also means librdkafka never forwards the partition anywhere else: a fetch stop
+//! clears the forwarding, and only our next forward restores it. Every Assign forwards again,
+//! and so does every commit tick ([`MessageQueue::reforward`]), for the one case where a stop
+//! runs after the Assign callback's forward (a rejoin after a metadata change).
+//!
+//! Consumer errors: the batch call moves a partition's position past an error as if it were a
+//! message, which a later pause/resume would fetch from; the loop seeks such a partition back
+//! (`consumer::errors_to_rewind`).
 //! Everything else (rebalances, commit results, errors, statistics) stays on the consumer queue,
 //! which the loop keeps polling through rdkafka between batches, so every event is still served
 //! by rdkafka's own code on the loop's thread. A partition whose queue could not be forwarded
@@ -33,7 +41,7 @@
 
 use std::ffi::{CStr, CString, c_void};
 use std::ptr::NonNull;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use rdkafka::bindings as rd;
 use rdkafka::topic_partition_list::TopicPartitionList;
@@ -50,6 +58,14 @@ pub struct MessageQueue {
     queue: NonNull<rd::rd_kafka_queue_t>,
     /// Woken by librdkafka (from its broker thread) when the queue goes from empty to non-empty.
     ready: Arc<Notify>,
+    /// The partitions forwarded here, for [`MessageQueue::reforward`].
+    forwarded: Mutex<Vec<(CString, i32)>>,
+    /// Held across a batch call, so there is one receiver at a time (a partition's messages are
+    /// in order only for a single receiver) whoever holds a `&MessageQueue`. Uncontended: the
+    /// loop is the only caller, and it also makes every seek, pause and rebalance happen between
+    /// batch calls, which the batch API needs (librdkafka CHANGELOG.md, v2.0.0 "Known Issues:
+    /// Poor Consumer batch API messaging guarantees", fixed for concurrent use in v2.1.0).
+    receiving: Mutex<()>,
 }
 
 // SAFETY: librdkafka queues are thread-safe (every operation takes the queue's lock); the
@@ -81,42 +97,92 @@ impl MessageQueue {
                 Arc::as_ptr(&ready) as *mut c_void,
             );
         }
-        Ok(MessageQueue { rk, queue, ready })
+        Ok(MessageQueue {
+            rk,
+            queue,
+            ready,
+            forwarded: Mutex::new(Vec::new()),
+            receiving: Mutex::new(()),
+        })
     }
 
-    /// Forward the fetch queues of `partitions` to this queue. Call it before the assign call
-    /// that starts their fetchers. Returns the partitions that could not be forwarded (their
-    /// messages then arrive on the consumer queue).
+    /// Forward the fetch queues of `partitions` to this queue and remember them for
+    /// [`MessageQueue::reforward`]. Call it before the assign call that starts their fetchers.
+    /// Returns the partitions that could not be forwarded (their messages then arrive on the
+    /// consumer queue).
     pub fn forward(&self, partitions: &TopicPartitionList) -> Vec<String> {
         let mut failed = Vec::new();
+        let mut forwarded = lock(&self.forwarded);
         for elem in partitions.elements() {
             let Ok(topic) = CString::new(elem.topic()) else {
                 failed.push(format!("{}[{}]", elem.topic(), elem.partition()));
                 continue;
             };
-            // SAFETY: `rk` is live while this queue is; the partition queue handle is destroyed
-            // right after use (the forwarding stays: it belongs to the partition's fetch queue).
-            unsafe {
-                let partition_queue = rd::rd_kafka_queue_get_partition(
-                    self.rk.as_ptr(),
-                    topic.as_ptr(),
-                    elem.partition(),
-                );
-                if partition_queue.is_null() {
-                    failed.push(format!("{}[{}]", elem.topic(), elem.partition()));
-                    continue;
+            if self.forward_one(&topic, elem.partition()) {
+                if !forwarded
+                    .iter()
+                    .any(|(t, p)| *p == elem.partition() && *t == topic)
+                {
+                    forwarded.push((topic, elem.partition()));
                 }
-                rd::rd_kafka_queue_forward(partition_queue, self.queue.as_ptr());
-                rd::rd_kafka_queue_destroy(partition_queue);
+            } else {
+                failed.push(format!("{}[{}]", elem.topic(), elem.partition()));
             }
         }
         failed
+    }
+
+    /// Forget `partitions` (revoked): [`MessageQueue::reforward`] no longer touches them.
+    pub fn forget(&self, partitions: &TopicPartitionList) {
+        let mut forwarded = lock(&self.forwarded);
+        for elem in partitions.elements() {
+            forwarded.retain(|(t, p)| {
+                !(*p == elem.partition() && t.as_bytes() == elem.topic().as_bytes())
+            });
+        }
+    }
+
+    /// Forward every remembered partition again. A fetch stop clears a partition's forwarding
+    /// (librdkafka 2.12.1 `rdkafka_partition.c` `rd_kafka_toppar_fetch_stop`) but leaves it
+    /// marked as the application's, so the next fetch start does not forward it anywhere
+    /// (`rd_kafka_toppar_op_fetch_start`). Normally that stop has run before the Assign callback
+    /// forwards the partition again; but a rejoin triggered by a metadata change (partitions
+    /// added, a `^` pattern matching a new topic) does not wait for the stops, and a stop that
+    /// runs after our forward undoes it: the partition's messages then stay in its own fetch
+    /// queue (found by session 13's audit, reproduced on the mock cluster). Forwarding again is
+    /// idempotent and moves what that queue holds into this one, in order
+    /// (`rd_kafka_q_fwd_set0`), so the loop calls this at every commit tick: such a partition
+    /// is delayed by at most one tick, never split across two queues. Returns how many could
+    /// not be forwarded.
+    pub fn reforward(&self) -> usize {
+        let forwarded = lock(&self.forwarded);
+        forwarded
+            .iter()
+            .filter(|(topic, partition)| !self.forward_one(topic, *partition))
+            .count()
+    }
+
+    /// Forward one partition's fetch queue here; `false` if librdkafka has no queue for it.
+    fn forward_one(&self, topic: &CString, partition: i32) -> bool {
+        // SAFETY: `rk` is live while this queue is; the partition queue handle is destroyed
+        // right after use (the forwarding stays: it belongs to the partition's fetch queue).
+        unsafe {
+            let partition_queue =
+                rd::rd_kafka_queue_get_partition(self.rk.as_ptr(), topic.as_ptr(), partition);
+            if partition_queue.is_null() {
+                return false;
+            }
+            rd::rd_kafka_queue_forward(partition_queue, self.queue.as_ptr());
+            rd::rd_kafka_queue_destroy(partition_queue);
+        }
+        true
     }
 
     /// Move up to [`MAX_BATCH`] of the queued messages into `batch` (emptied first), without
     /// waiting. Returns how many.
     pub fn receive<'q>(&'q self, batch: &mut Batch<'q>) -> usize {
         batch.clear();
+        let _receiving = lock(&self.receiving);
         batch.slots.resize(MAX_BATCH, std::ptr::null_mut());
         // SAFETY: the queue is live; `slots` has room for MAX_BATCH pointers; librdkafka writes
         // `n` message pointers, each of which we now own and destroy in `Batch::clear`.
@@ -157,6 +223,13 @@ impl Drop for MessageQueue {
             rd::rd_kafka_queue_destroy(self.queue.as_ptr());
         }
     }
+}
+
+/// A lock whose holder cannot leave its data half-changed (a list, a unit): poisoning is moot.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// librdkafka's wake-up callback: the queue became non-empty.
@@ -244,7 +317,12 @@ pub struct Received<'m> {
 pub struct ReceiveError {
     pub topic: String,
     pub partition: i32,
+    /// For a fetch error, the partition's next offset to fetch (librdkafka 2.12.1
+    /// `rdkafka_fetcher.c`); negative when the error is not about an offset.
+    pub offset: i64,
     pub code: rdkafka::error::RDKafkaErrorCode,
+    /// librdkafka's text for it (`rd_kafka_message_errstr`).
+    pub reason: String,
 }
 
 impl ReceiveError {
@@ -257,17 +335,33 @@ impl ReceiveError {
                 .to_string_lossy()
                 .into_owned()
         };
+        // SAFETY: for an error message librdkafka returns its error string (or NULL).
+        let reason = unsafe { rd::rd_kafka_message_errstr(msg) };
+        let reason = if reason.is_null() {
+            String::new()
+        } else {
+            // SAFETY: a NUL-terminated string that lives as long as the message.
+            unsafe { CStr::from_ptr(reason) }
+                .to_string_lossy()
+                .into_owned()
+        };
         ReceiveError {
             topic,
             partition: msg.partition,
+            offset: msg.offset,
             code: msg.err.into(),
+            reason,
         }
     }
 }
 
 impl std::fmt::Display for ReceiveError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}[{}]: {}", self.topic, self.partition, self.code)
+        write!(
+            f,
+            "{}[{}] at offset {}: {} ({})",
+            self.topic, self.partition, self.offset, self.code, self.reason
+        )
     }
 }
 

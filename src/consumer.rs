@@ -349,8 +349,14 @@ impl ConsumerContext for Context {
             _ => Rebalance::Error(KafkaError::Rebalance(err.into())),
         };
         self.pre_rebalance(consumer, &rebalance);
-        if let Rebalance::Assign(assigned) = &rebalance {
-            self.forward_to_message_queue(assigned);
+        match &rebalance {
+            Rebalance::Assign(assigned) => self.forward_to_message_queue(assigned),
+            Rebalance::Revoke(revoked) => {
+                if let Some(queue) = self.message_queue.get().and_then(Weak::upgrade) {
+                    queue.forget(revoked);
+                }
+            }
+            Rebalance::Error(_) => {}
         }
         // As rdkafka's: an error event unassigns like a revoke.
         let applied = match (&rebalance, self.protocol) {
@@ -632,7 +638,8 @@ async fn consume(
             batch.clear();
             match handled {
                 BatchEnd::Handled => {}
-                BatchEnd::ReceiveErrors => {
+                BatchEnd::ReceiveErrors { rewind } => {
+                    rewind_past_errors(&consumer, &rewind);
                     // Transport errors are retried by librdkafka itself; do not spin on them.
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
@@ -655,6 +662,12 @@ async fn consume(
                 continue;
             }
             _ = commit_tick.tick() => {
+                // A partition whose forwarding a late fetch stop undid is picked up again here
+                // (src/batch_receive.rs, `MessageQueue::reforward`).
+                let unforwarded = message_queue.reforward();
+                if unforwarded > 0 {
+                    tracing::warn!(partitions = unforwarded, "cannot forward partitions to the batch queue again");
+                }
                 if syncing.is_none() {
                     match start_commit(&shared) {
                         Ok(task) => syncing = task,
@@ -966,10 +979,71 @@ fn received_of<'m>(message: &'m BorrowedMessage<'_>) -> Received<'m> {
 /// How handling a batch ended.
 enum BatchEnd {
     Handled,
-    /// Handled, and the batch carried consumer errors (logged) in place of messages.
-    ReceiveErrors,
+    /// Handled, and the batch carried consumer errors (logged) in place of messages; `rewind`:
+    /// the partitions to seek back to an error's offset ([`errors_to_rewind`]).
+    ReceiveErrors {
+        rewind: Vec<(String, i32, i64)>,
+    },
     /// Shutdown while waiting on the event log or the schema registry: stop consuming.
     Stopped,
+}
+
+/// The (topic, partition, offset) to seek back to after a batch that carried `errors`: the
+/// batch call moves a partition's application position past every message it returns, errors
+/// included (librdkafka 2.12.1 `rdkafka_queue.c` `rd_kafka_q_serve_rkmessages`; the
+/// one-by-one poll skips errors), and a fetch error carries the partition's next offset not yet
+/// fetched, X. The position then says X + 1, and the next pause and resume, which every
+/// cooperative rebalance does to the partitions a member keeps, restarts fetching there:
+/// message X would be skipped and a later commit pass it (found by session 13's audit, and
+/// reproduced with an injected fetch error on the mock cluster). A partition whose messages
+/// from X on are in the same batch is fine (its position is past them anyway). Seeking to X
+/// drops what librdkafka holds of that partition from X on and fetches it again: every message
+/// below X came before the error and was in this batch or an earlier one.
+fn errors_to_rewind(
+    errors: &[batch_receive::ReceiveError],
+    messages: &[Received<'_>],
+) -> Vec<(String, i32, i64)> {
+    let mut rewind: Vec<(String, i32, i64)> = Vec::new();
+    for err in errors {
+        if err.partition < 0 || err.offset < 0 {
+            continue;
+        }
+        let covered = messages.iter().any(|m| {
+            m.partition == err.partition && m.offset >= err.offset && m.topic == err.topic
+        });
+        let known = rewind
+            .iter()
+            .any(|(t, p, _)| *p == err.partition && *t == err.topic);
+        if !covered && !known {
+            rewind.push((err.topic.clone(), err.partition, err.offset));
+        }
+    }
+    rewind
+}
+
+/// Seek each partition back to its consumer error's offset ([`errors_to_rewind`]); without
+/// waiting (the seek's version bump is immediate, librdkafka serves the rest).
+fn rewind_past_errors<C: ConsumerContext>(
+    consumer: &impl Consumer<C>,
+    rewind: &[(String, i32, i64)],
+) {
+    for (topic, partition, offset) in rewind {
+        match consumer.seek(topic, *partition, Offset::Offset(*offset), Duration::ZERO) {
+            Ok(()) => tracing::info!(
+                topic = %topic,
+                partition,
+                offset,
+                "fetching again from a consumer error's offset"
+            ),
+            Err(err) => tracing::warn!(
+                error = %err,
+                topic = %topic,
+                partition,
+                offset,
+                "cannot seek back to a consumer error's offset"
+            ),
+        }
+    }
 }
 
 /// Handle a received batch in order: decoded here, or with `--decode-threads` > 1 first in
@@ -983,14 +1057,14 @@ async fn handle_batch(
 ) -> BatchEnd {
     let received_at = handler.shared.revocations.now();
     handler.now_ms = pipeline::now_ms();
-    let mut errors = false;
+    let mut errors = Vec::new();
     let mut messages = Vec::new();
     for message in batch.messages() {
         match message {
             Ok(message) => messages.push(message),
             Err(err) => {
-                errors = true;
                 tracing::warn!(error = %err, "kafka receive error");
+                errors.push(err);
             }
         }
     }
@@ -1032,10 +1106,12 @@ async fn handle_batch(
             "received messages of partitions revoked meanwhile dropped (their next owner reads them)"
         );
     }
-    if errors {
-        BatchEnd::ReceiveErrors
-    } else {
+    if errors.is_empty() {
         BatchEnd::Handled
+    } else {
+        BatchEnd::ReceiveErrors {
+            rewind: errors_to_rewind(&errors, &messages),
+        }
     }
 }
 
@@ -1520,6 +1596,199 @@ mod tests {
         drop(batch);
         drop(queue);
         consumer.close();
+    }
+
+    /// A stall that a late fetch stop causes by undoing a forward (`MessageQueue::reforward`'s
+    /// doc) heals at the next re-forward, which the loop does at every commit tick: forward,
+    /// assign and unassign in a tight loop (session 13's audit saw both partitions stall within
+    /// 1-5 such rounds without the re-forward), and each round must receive from both
+    /// partitions, every message through the message queue and each partition in order.
+    #[test]
+    fn a_forward_undone_by_a_late_fetch_stop_heals_at_the_next_reforward() {
+        use rdkafka::consumer::DefaultConsumerContext;
+        let cluster = backlog_of_400_on_two_partitions();
+        let consumer: BaseConsumer<DefaultConsumerContext> = ClientConfig::new()
+            .set("bootstrap.servers", cluster.bootstrap_servers())
+            .set("group.id", "g-reforward")
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
+        // SAFETY: dropped before the consumer (declared after it).
+        let queue = unsafe { MessageQueue::new(consumer.client().native_ptr()) }.expect("queue");
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..2 {
+            tpl.add_partition_offset("app_cdc", p, Offset::Beginning)
+                .expect("partition");
+        }
+        let mut batch = batch_receive::Batch::default();
+        for round in 0..30 {
+            assert!(queue.forward(&tpl).is_empty());
+            consumer.assign(&tpl).expect("assign");
+            let mut next = [0i64; 2];
+            let mut reforwards = 0;
+            let started = std::time::Instant::now();
+            let deadline = started + Duration::from_secs(30);
+            while next[0] == 0 || next[1] == 0 {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "round {round}: nothing from partition(s) {next:?} within 30 s despite re-forwarding"
+                );
+                queue.receive(&mut batch);
+                for message in batch.messages() {
+                    let message = message.expect("no consumer error");
+                    let p = usize::try_from(message.partition).expect("partition 0 or 1");
+                    assert_eq!(
+                        message.offset, next[p],
+                        "round {round}: partition {p} in order"
+                    );
+                    next[p] += 1;
+                }
+                batch.clear();
+                if let Some(Ok(message)) = consumer.poll(Duration::from_millis(5)) {
+                    panic!(
+                        "round {round}: partition {} arrived through the consumer queue",
+                        message.partition()
+                    );
+                }
+                // As the commit tick does (here every ~50 ms instead of every second).
+                if started.elapsed() > Duration::from_millis(50 * (reforwards + 1)) {
+                    reforwards += 1;
+                    assert_eq!(queue.reforward(), 0);
+                }
+            }
+            consumer.unassign().expect("unassign");
+        }
+        drop(batch);
+        drop(queue);
+    }
+
+    /// A consumer error in a batch moves librdkafka's position past the error's offset, which
+    /// the next pause/resume (every cooperative rebalance does one to the partitions kept)
+    /// would fetch from, skipping that message; the loop seeks back (`errors_to_rewind`,
+    /// `rewind_past_errors`). With an injected fetch error on the mock cluster after 200
+    /// messages, the first message after a pause and resume must be offset 200.
+    #[test]
+    fn a_consumer_error_in_a_batch_does_not_skip_a_message_at_the_next_resume() {
+        use rdkafka::consumer::DefaultConsumerContext;
+        use rdkafka::types::RDKafkaApiKey;
+        let cluster = backlog_of_400_on_two_partitions();
+        let brokers = cluster.bootstrap_servers();
+        let consumer: BaseConsumer<DefaultConsumerContext> = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("group.id", "g-error-rewind")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .create()
+            .expect("consumer");
+        // SAFETY: dropped before the consumer (declared after it).
+        let queue = unsafe { MessageQueue::new(consumer.client().native_ptr()) }.expect("queue");
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset("app_cdc", 0, Offset::Beginning)
+            .expect("partition");
+        assert!(queue.forward(&tpl).is_empty());
+        consumer.assign(&tpl).expect("assign");
+        let mut batch = batch_receive::Batch::default();
+        // Receive until `done`, serving the consumer queue; what `step` returns per batch.
+        let mut receive_until =
+            |what: &str, step: &mut dyn FnMut(&batch_receive::Batch<'_>) -> bool| {
+                let deadline = std::time::Instant::now() + Duration::from_secs(30);
+                loop {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "{what}: not within 30 s"
+                    );
+                    queue.receive(&mut batch);
+                    let done = step(&batch);
+                    batch.clear();
+                    if done {
+                        break;
+                    }
+                    let _ = consumer.poll(Duration::from_millis(5));
+                }
+            };
+        let mut next = 0i64;
+        receive_until("the first 200 messages", &mut |batch| {
+            for message in batch.messages() {
+                assert_eq!(message.expect("no consumer error").offset, next);
+                next += 1;
+            }
+            next == 200
+        });
+        cluster.request_errors(
+            RDKafkaApiKey::Fetch,
+            &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_MSG],
+        );
+        let mut rewind = Vec::new();
+        receive_until("the injected fetch error", &mut |batch| {
+            let mut errors = Vec::new();
+            let mut messages = Vec::new();
+            for message in batch.messages() {
+                match message {
+                    Ok(m) => messages.push(m),
+                    Err(e) => errors.push(e),
+                }
+            }
+            assert!(messages.is_empty(), "no message past 200 was produced");
+            rewind = errors_to_rewind(&errors, &messages);
+            !errors.is_empty()
+        });
+        assert_eq!(rewind, vec![("app_cdc".to_owned(), 0, 200)]);
+        rewind_past_errors(&consumer, &rewind);
+        let mut p0 = TopicPartitionList::new();
+        p0.add_partition("app_cdc", 0);
+        consumer.pause(&p0).expect("pause");
+        std::thread::sleep(Duration::from_millis(200));
+        produce_alternating(&brokers, 10);
+        consumer.resume(&p0).expect("resume");
+        let mut first = None;
+        receive_until("a message after the resume", &mut |batch| {
+            for message in batch.messages().flatten() {
+                first.get_or_insert(message.offset);
+            }
+            first.is_some()
+        });
+        assert_eq!(
+            first,
+            Some(200),
+            "message 200 skipped after the consumer error"
+        );
+        drop(batch);
+        drop(queue);
+    }
+
+    /// Which partitions a batch's consumer errors send back to the error's offset: not when a
+    /// message at or past it is in the batch, not for an error without a partition or offset,
+    /// once per partition.
+    #[test]
+    fn errors_rewind_only_partitions_the_batch_did_not_carry_past_them() {
+        let err = |topic: &str, partition, offset| batch_receive::ReceiveError {
+            topic: topic.to_owned(),
+            partition,
+            offset,
+            code: RDKafkaErrorCode::InvalidMessage,
+            reason: String::new(),
+        };
+        let message = |topic, partition, offset| Received {
+            topic,
+            partition,
+            offset,
+            key: None,
+            payload: None,
+        };
+        let errors = [
+            err("a", 0, 10),
+            err("a", 0, 12),
+            err("a", 1, 5),
+            err("b", 0, 7),
+            err("a", -1, 3),
+            err("a", 2, -1001),
+        ];
+        let messages = [message("a", 1, 5), message("b", 0, 6), message("a", 0, 9)];
+        assert_eq!(
+            errors_to_rewind(&errors, &messages),
+            vec![("a".to_owned(), 0, 10), ("b".to_owned(), 0, 7)]
+        );
+        assert!(errors_to_rewind(&[], &messages).is_empty());
     }
 
     /// What the message queue still holds of a partition when its revoke is served is never
