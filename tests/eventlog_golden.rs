@@ -12,6 +12,15 @@
 //! reach the key and row readers; the golden line counts how many got past the framing checks
 //! (`past-framing`) and how many rendered at least one event (`rendered`).
 //!
+//! Re-blessed once since, by 0386688 (session 13, branch s13-strict, on main d58ee0a), when the
+//! canal-json fast path stopped decoding messages serde_json refuses (`docs/performance.md`,
+//! "Issue 11, step 6a"): only the ten canal-json fixtures' `rendered` counts and digests changed,
+//! by 672 mutants (ddl-1 32, delete-1 113, insert-1 127, update-1 68, watermark-1 41, tc
+//! claim-check 32, tc ddl-erase 71, tc delete-handle-key-only 51, tc insert-rowkey 70, tc
+//! watermark-es0 67). A throwaway check compared every fixture's 1,000 mutants before and after:
+//! each changed verdict was "before: decoded, after: error" on a mutant
+//! `serde_json::from_slice::<Value>` refuses; no other line, fixture or verdict changed.
+//!
 //! Regenerate (only when a change of the log format is intended):
 //! `CDCMON_BLESS_GOLDEN=1 cargo test --test eventlog_golden`.
 
