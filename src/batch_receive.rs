@@ -4,7 +4,7 @@
 //! clock reads and a mutex-guarded poll-interval average inside librdkafka
 //! (`rd_kafka_q_pop_serve0` → `rd_kafka_app_poll_start` / `rd_kafka_app_polled`), an
 //! `Instant::now`, a waker registration and removal (two more mutexes) and an `Arc` per message,
-//! plus a turn of the loop's `select!` (docs/performance.md, "Issue 11, step 6b").
+//! plus a turn of the loop's `select!` (docs/performance.md, "Issue 11, step 6c").
 //! `rd_kafka_consume_batch_queue` does that bookkeeping once per batch. It cannot be used on the
 //! consumer queue rdkafka polls: that queue also carries the rebalance events, and served by the
 //! batch call (`RD_KAFKA_Q_CB_RETURN`) a rebalance without a C `rebalance_cb` (rdkafka uses the

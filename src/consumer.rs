@@ -48,7 +48,7 @@ const FETCH_MAX_BYTES: u32 = 4 * 1024 * 1024;
 /// librdkafka `fetch.queue.backoff.ms`: fetch pause once the queue is full (default 1000 ms).
 /// Well under the time the loop takes to drain the 4 MiB queue (~6-8 ms of canal-json at
 /// ~1 µs per message): at 10 ms the queue ran dry before the fetcher looked again and the loop
-/// waited (docs/performance.md, "Issue 11, step 6b"). The cost is a check per backed-off
+/// waited (docs/performance.md, "Issue 11, step 6c"). The cost is a check per backed-off
 /// partition per millisecond on librdkafka's broker thread, only while the queue is full.
 const FETCH_QUEUE_BACKOFF_MS: u32 = 1;
 /// Bytes of an undecodable message quoted in its log line.
