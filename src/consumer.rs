@@ -43,8 +43,10 @@ const STATS_INTERVAL_MS: u32 = 1000;
 /// librdkafka `queued.max.messages.kbytes`: prefetched messages held for the loop (default 64 MiB).
 const QUEUED_MAX_KBYTES: u32 = 4 * 1024;
 /// librdkafka `fetch.max.bytes`: one fetch response (default 50 MiB); must stay at least
-/// `message.max.bytes` (1,000,000 by default).
-const FETCH_MAX_BYTES: u32 = 4 * 1024 * 1024;
+/// `message.max.bytes` (1,000,000 by default). 2 MiB since the 1 ms queue backoff below keeps
+/// the queue fuller: with 4 MiB the peak RSS rose to 37-39 MiB against a 40 MiB target, with
+/// 2 MiB it is 33-35 MiB at the same throughput (docs/performance.md, "Issue 11, step 6c").
+const FETCH_MAX_BYTES: u32 = 2 * 1024 * 1024;
 /// librdkafka `fetch.queue.backoff.ms`: fetch pause once the queue is full (default 1000 ms).
 /// Well under the time the loop takes to drain the 4 MiB queue (~6-8 ms of canal-json at
 /// ~1 µs per message): at 10 ms the queue ran dry before the fetcher looked again and the loop

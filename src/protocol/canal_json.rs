@@ -230,7 +230,8 @@ fn row_op(ty: &str) -> Option<RowOp> {
 /// before, skipped members were only matched by brackets and quotes); no `Vec` for `pkNames` (a
 /// fixed buffer) or for the row list. Column values are still validated by serde_json (each is a
 /// `&RawValue`), names and strings must be plain (no escape, no control character) or the
-/// message goes to serde. A differential test checks that on valid JSON both agree.
+/// message goes to serde. Differential tests check that on valid and invalid JSON alike the
+/// fast path decodes only what serde decodes, and to the same event.
 /// open-protocol's row values use the same [`fast::Scan`] (`open_protocol::fast`).
 pub(super) mod fast {
     use std::borrow::Cow;
@@ -2371,10 +2372,34 @@ mod tests {
             // `-0`: serde_json reads it as the float -0.0 (1.0.154 `de.rs` `parse_number`:
             // "Convert into a float if we underflow, or on `-0`"), which an i64 `es` refuses.
             br#"{"isDdl":false,"type":"INSERT","es":-0,"data":[{"a":"1"}]}"#,
+            // Escaped (here: lone-surrogate) column names in rows the fast path skips: the
+            // skipped rows' names are read as plain strings, so escapes go to serde, which
+            // refuses these (found by the step-6a audit: accepting escapes there let them in).
+            br#"{"isDdl":false,"type":"INSERT","data":[{"a":"1"},{"\ud800":"2"}]}"#,
+            br#"{"isDdl":false,"type":"INSERT","data":[{"a":"1"}],"old":[{"\ud800":"2"}]}"#,
+            br#"{"isDdl":true,"type":"CREATE","data":[{"\udc00":"2"}]}"#,
         ] {
             let text = std::str::from_utf8(v).unwrap();
             assert!(fast::decode(text).is_none(), "{text}");
             assert_eq!(debug(&decode(v)), debug(&decode_serde(v)), "{text}");
+        }
+    }
+
+    /// A skipped member nested deeper than the fast path's limit goes to serde (which refuses
+    /// it at its own recursion limit) instead of recursing: without the limit, 200,000 `[`
+    /// overflowed the stack and aborted the process (step-6a audit).
+    #[test]
+    fn deep_nesting_in_skipped_members_goes_to_serde() {
+        let deep = "[".repeat(200_000);
+        for text in [
+            format!(r#"{{"isDdl":false,"type":"INSERT","zz":{deep},"data":[{{"a":"1"}}]}}"#),
+            format!(
+                r#"{{"isDdl":false,"type":"INSERT","sqlType":{{"a":{deep}}},"data":[{{"a":"1"}}]}}"#
+            ),
+            format!(r#"{{"isDdl":false,"type":"INSERT","data":[{{"a":"1"}},{{"b":{deep}}}]}}"#),
+        ] {
+            assert!(fast::decode(&text).is_none(), "{}", &text[..60]);
+            assert!(decode(text.as_bytes()).is_err(), "{}", &text[..60]);
         }
     }
 
