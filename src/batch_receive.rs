@@ -41,11 +41,13 @@
 
 use std::ffi::{CStr, CString, c_void};
 use std::ptr::NonNull;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use rdkafka::bindings as rd;
 use rdkafka::topic_partition_list::TopicPartitionList;
 use tokio::sync::Notify;
+
+use crate::pipeline::lock;
 
 /// At most this many messages per batch: ~0.3 ms of work at today's speed, so the loop still
 /// looks at shutdown, commit ticks and rebalances often.
@@ -225,13 +227,6 @@ impl Drop for MessageQueue {
     }
 }
 
-/// A lock whose holder cannot leave its data half-changed (a list, a unit): poisoning is moot.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 /// librdkafka's wake-up callback: the queue became non-empty.
 unsafe extern "C" fn wake(_rk: *mut rd::rd_kafka_t, opaque: *mut c_void) {
     // SAFETY: `opaque` is the `Arc<Notify>` of a live `MessageQueue` (see `MessageQueue::new`).
@@ -277,14 +272,6 @@ impl Batch<'_> {
         })
     }
 
-    pub fn len(&self) -> usize {
-        self.slots.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
-    }
-
     /// Destroy the held messages (their memory goes back to librdkafka's accounting).
     pub fn clear(&mut self) {
         for ptr in self.slots.drain(..) {
@@ -327,14 +314,8 @@ pub struct ReceiveError {
 
 impl ReceiveError {
     fn from_raw(msg: &rd::rd_kafka_message_t) -> Self {
-        let topic = if msg.rkt.is_null() {
-            String::new()
-        } else {
-            // SAFETY: a live message's non-null `rkt` is its topic, with a NUL-terminated name.
-            unsafe { CStr::from_ptr(rd::rd_kafka_topic_name(msg.rkt)) }
-                .to_string_lossy()
-                .into_owned()
-        };
+        let topic =
+            topic_name(msg).map_or_else(String::new, |name| name.to_string_lossy().into_owned());
         // SAFETY: for an error message librdkafka returns its error string (or NULL).
         let reason = unsafe { rd::rd_kafka_message_errstr(msg) };
         let reason = if reason.is_null() {
@@ -378,12 +359,11 @@ impl Received<'_> {
     /// # Safety
     /// `msg` is a live message; the result borrows from it.
     unsafe fn from_raw(msg: &rd::rd_kafka_message_t) -> Received<'_> {
-        // SAFETY: a fetched message's `rkt` is its topic, which it holds a reference to; the
-        // name is a NUL-terminated C string owned by the topic.
-        let topic = unsafe { CStr::from_ptr(rd::rd_kafka_topic_name(msg.rkt)) };
         Received {
             // Kafka topic names are ASCII ([a-zA-Z0-9._-]); never fails for a real topic.
-            topic: topic.to_str().unwrap_or("<non-UTF-8 topic name>"),
+            topic: topic_name(msg)
+                .and_then(|name| name.to_str().ok())
+                .unwrap_or("<non-UTF-8 topic name>"),
             partition: msg.partition,
             offset: msg.offset,
             // SAFETY: `key`/`payload` point to `key_len`/`len` bytes owned by the message.
@@ -391,6 +371,16 @@ impl Received<'_> {
             payload: unsafe { bytes(msg.payload, msg.len) },
         }
     }
+}
+
+/// The name of `msg`'s topic; `None` when it has none (an error may come without one).
+fn topic_name(msg: &rd::rd_kafka_message_t) -> Option<&CStr> {
+    if msg.rkt.is_null() {
+        return None;
+    }
+    // SAFETY: a live message's non-null `rkt` is its topic, which it holds a reference to; the
+    // name is a NUL-terminated C string owned by the topic, which outlives the borrow of `msg`.
+    Some(unsafe { CStr::from_ptr(rd::rd_kafka_topic_name(msg.rkt)) })
 }
 
 /// `len` bytes at `ptr`, `None` for a null pointer.

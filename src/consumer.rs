@@ -182,10 +182,16 @@ impl Context {
         }
     }
 
+    /// The loop's message queue, while it exists (none in tests that do not set one, nor
+    /// during the consumer's close).
+    fn message_queue(&self) -> Option<Arc<MessageQueue>> {
+        self.message_queue.get().and_then(Weak::upgrade)
+    }
+
     /// Forward the partitions about to be assigned to the loop's message queue, if there is
     /// one (before the assign call: see src/batch_receive.rs).
     fn forward_to_message_queue(&self, tpl: &TopicPartitionList) {
-        let Some(queue) = self.message_queue.get().and_then(Weak::upgrade) else {
+        let Some(queue) = self.message_queue() else {
             return;
         };
         let failed = queue.forward(tpl);
@@ -354,7 +360,7 @@ impl ConsumerContext for Context {
         match &rebalance {
             Rebalance::Assign(assigned) => self.forward_to_message_queue(assigned),
             Rebalance::Revoke(revoked) => {
-                if let Some(queue) = self.message_queue.get().and_then(Weak::upgrade) {
+                if let Some(queue) = self.message_queue() {
                     queue.forget(revoked);
                 }
             }
@@ -1070,19 +1076,20 @@ async fn handle_batch(
             }
         }
     }
+    let parallel = decode_pool.threads() > 1;
     let mut dropped = 0usize;
     let mut start = 0;
     while start < messages.len() {
         // With decode threads, decoded a chunk of at most MAX_MESSAGES / MAX_BYTES at a time:
         // bounds the decoded events held at once, whatever the messages' sizes.
-        let end = if decode_pool.threads() > 1 {
+        let end = if parallel {
             decode_batch::chunk_end(&messages, start, |m| m.payload.map_or(0, <[u8]>::len))
         } else {
             messages.len()
         };
         let chunk = &messages[start..end];
         start = end;
-        let mut decoded = if decode_pool.threads() > 1 {
+        let mut decoded = if parallel {
             let payloads: Vec<Payload<'_>> = chunk.iter().map(|m| (m.key, m.payload)).collect();
             decode_pool.decode(handler.pipeline.decoder(), &payloads)
         } else {
@@ -1523,6 +1530,27 @@ mod tests {
         (queue, CloseOnDrop::new(consumer, "batch member"))
     }
 
+    /// Receive what `queue` holds, asserting that each message is of `app_cdc` partition 0 or 1
+    /// and at that partition's `next` offset (in order, without a gap), which it advances.
+    fn receive_in_order<'q>(
+        queue: &'q MessageQueue,
+        batch: &mut batch_receive::Batch<'q>,
+        next: &mut [i64; 2],
+    ) {
+        queue.receive(batch);
+        for message in batch.messages() {
+            let message = message.expect("no consumer error");
+            assert_eq!(message.topic, "app_cdc");
+            let p = usize::try_from(message.partition).expect("partition 0 or 1");
+            assert_eq!(
+                message.offset, next[p],
+                "partition {p}: offsets in order, without a gap"
+            );
+            next[p] += 1;
+        }
+        batch.clear();
+    }
+
     /// Poll the consumer queue for `wait` (serving its events), failing on a message: with the
     /// message queue in place, messages must not arrive there.
     async fn serve_events(consumer: &StreamConsumer<Context>, wait: Duration) {
@@ -1548,26 +1576,15 @@ mod tests {
         let (queue, consumer) = batch_member(&brokers, "g-batch", &shared);
         let mut batch = batch_receive::Batch::default();
         let mut next = [0i64; 2];
-        /// Receive what the queue holds, checking each partition's order; whether all
-        /// messages up to `target` have arrived.
+        /// Receive what the queue holds, in order; whether all messages up to `target` have
+        /// arrived (and none past it).
         fn receive_all<'q>(
             queue: &'q MessageQueue,
             batch: &mut batch_receive::Batch<'q>,
             next: &mut [i64; 2],
             target: [i64; 2],
         ) -> bool {
-            queue.receive(batch);
-            for message in batch.messages() {
-                let message = message.expect("no consumer error");
-                assert_eq!(message.topic, "app_cdc");
-                let p = usize::try_from(message.partition).expect("partition 0 or 1");
-                assert_eq!(
-                    message.offset, next[p],
-                    "partition {p}: offsets in order, without a gap"
-                );
-                next[p] += 1;
-            }
-            batch.clear();
+            receive_in_order(queue, batch, next);
             assert!(next[0] <= target[0] && next[1] <= target[1]);
             *next == target
         }
@@ -1635,17 +1652,7 @@ mod tests {
                     std::time::Instant::now() < deadline,
                     "round {round}: nothing from partition(s) {next:?} within 30 s despite re-forwarding"
                 );
-                queue.receive(&mut batch);
-                for message in batch.messages() {
-                    let message = message.expect("no consumer error");
-                    let p = usize::try_from(message.partition).expect("partition 0 or 1");
-                    assert_eq!(
-                        message.offset, next[p],
-                        "round {round}: partition {p} in order"
-                    );
-                    next[p] += 1;
-                }
-                batch.clear();
+                receive_in_order(&queue, &mut batch, &mut next);
                 if let Some(Ok(message)) = consumer.poll(Duration::from_millis(5)) {
                     panic!(
                         "round {round}: partition {} arrived through the consumer queue",

@@ -23,6 +23,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::pipeline::lock;
 use crate::protocol::{DecodeError, Decoded, Decoder};
 use crate::topics::TopicPartition;
 
@@ -98,9 +99,7 @@ impl Revocations {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TopicPartition, u64>> {
-        self.left_at
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.left_at)
     }
 }
 
@@ -285,10 +284,6 @@ impl DecodePool {
         }
         results
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// [`DecodePool::decode`] on a pool of `threads` started for this call (tests).

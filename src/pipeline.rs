@@ -84,9 +84,12 @@ impl Sink {
     }
 }
 
-/// Lock the sink; a poisoned lock (a panic elsewhere while holding it) still holds valid data.
-pub fn lock(sink: &Mutex<Sink>) -> MutexGuard<'_, Sink> {
-    sink.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+/// Lock the sink (or another mutex whose holders never leave its data half-changed); a
+/// poisoned lock (a panic elsewhere while holding it) still holds valid data.
+pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The result of processing one message.
