@@ -4,6 +4,7 @@
 //! 1. `ceiling_per_sec`: a bare rdkafka `BaseConsumer` that only receives the messages;
 //! 2. `events_per_sec`: the real `cdcmon consume` binary (child process) on the same topic and
 //!    broker, until its `/metrics` accounts for every produced event; its peak RSS (`VmHWM`);
+//!    and, on stderr, its CPU per event by thread (the ceiling's too);
 //! 3. `pipeline_events_per_sec`: `Pipeline::process` (decode, count, event log to a file) fed
 //!    from memory on one thread;
 //! 4. `parse_only_per_sec`: `serde_json` parsing the same bytes into a `serde_json::Value`.
@@ -12,7 +13,12 @@
 //! `compression.type=lz4`, so each partition's backlog stays far below the mock's 5 MiB
 //! retention limit; every count is asserted, so a silent drop fails the run. Both consumers use
 //! `fetch.wait.max.ms=100`. Rates are measured from the first to the last message seen, so the
-//! ~3.2 s group join of the mock is excluded on both sides.
+//! ~3.2 s group join of the mock is excluded on both sides: the ceiling by its own clock, cdcmon
+//! by the `event.created` stamps (its clock when it handled the message, millisecond resolution)
+//! of the first and last lines of its event log. `/metrics` is scraped every
+//! `CDCMON_BENCH_SCRAPE_MS` (default 200) only to see that the run is over: scraping every 20 ms
+//! and timing by the scrapes, as until 2026-11-30, cost the child ~8 % of its CPU (gather, the
+//! process collector's `/proc` reads, hyper) and put up to 20 ms of poll delay in the rate.
 //!
 //! Env: `CDCMON_BENCH_MESSAGES` (default 1,000,000 canal-json messages; the open-protocol run
 //! carries the same number of events), `CDCMON_BENCH_PARTITIONS` (default 64),
@@ -295,6 +301,30 @@ fn stat_cpu_us(stat_path: &str) -> Option<f64> {
     Some((utime + stime) * 1e6 / ticks)
 }
 
+/// The CPU µs so far of a process's threads, summed by thread name, largest first.
+fn threads_cpu_us(pid: u32) -> Vec<(String, f64)> {
+    let mut by_name: Vec<(String, f64)> = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return by_name;
+    };
+    for task in tasks.flatten() {
+        let dir = task.path();
+        let (Ok(comm), Some(us)) = (
+            std::fs::read_to_string(dir.join("comm")),
+            stat_cpu_us(&dir.join("stat").to_string_lossy()),
+        ) else {
+            continue;
+        };
+        let name = comm.trim().to_owned();
+        match by_name.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, total)) => *total += us,
+            None => by_name.push((name, us)),
+        }
+    }
+    by_name.sort_by(|a, b| b.1.total_cmp(&a.1));
+    by_name
+}
+
 /// The thread ids of this process with their CPU µs so far.
 fn own_threads_cpu_us() -> Vec<(String, f64)> {
     std::fs::read_dir("/proc/self/task")
@@ -343,11 +373,24 @@ fn ceiling(brokers: &str, topic: &str, w: &Workload) -> (f64, f64) {
     }
     let elapsed = first.expect("first message").elapsed();
     let self_cpu = stat_cpu_us("/proc/thread-self/stat").expect("thread-self stat") - self_before;
-    let started_cpu: f64 = own_threads_cpu_us()
+    let started: Vec<(String, f64)> = own_threads_cpu_us()
         .into_iter()
         .filter(|(tid, _)| !before.contains_key(tid))
-        .map(|(_, cpu)| cpu)
-        .sum();
+        .collect();
+    let started_cpu: f64 = started.iter().map(|(_, cpu)| cpu).sum();
+    let by_thread = started
+        .iter()
+        .map(|(tid, us)| {
+            let comm =
+                std::fs::read_to_string(format!("/proc/self/task/{tid}/comm")).unwrap_or_default();
+            format!("{} {:.3}", comm.trim(), us / want as f64)
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    eprintln!(
+        "  ceiling CPU µs per message by thread: polling {:.3}, {by_thread}",
+        self_cpu / want as f64
+    );
     black_box(bytes);
     consumer.unsubscribe();
     drop(consumer);
@@ -404,29 +447,27 @@ fn full_consume(
             .expect("perf record")
     });
     let want = w.events() as f64;
-    let mut first = None;
+    // The scrapes only tell when the run is over; the rate comes from the event log's own
+    // stamps (below). Each scrape costs the child ~1 ms of CPU (gather + the process collector's
+    // /proc reads + hyper), so at the old 20 ms interval they took ~8 % of its CPU (perf, 2026-11-30).
+    let scrape = Duration::from_millis(env_usize("CDCMON_BENCH_SCRAPE_MS", 200) as u64);
     let mut last_progress = (Instant::now(), 0.0);
-    let elapsed = loop {
-        let poll = if first.is_none() { 5 } else { 20 };
-        std::thread::sleep(Duration::from_millis(poll));
+    loop {
+        std::thread::sleep(scrape);
         let Ok((200, m)) = http_get(child.addr, "/metrics") else {
             continue;
         };
         let messages = metric(&m, "cdcmon_kafka_messages_total", &[]).unwrap_or(0.0);
-        if messages > 0.0 && first.is_none() {
-            first = Some(Instant::now());
-        }
         let counted = metric_sum(&m, "cdc_events_total", &[])
             + metric_sum(&m, "cdc_ddl_events_total", &[])
             + metric(&m, "cdcmon_watermarks_total", &[]).unwrap_or(0.0);
         if counted >= want {
-            let elapsed = first.map_or(Duration::ZERO, |f| f.elapsed());
             assert_eq!(counted, want, "over-counted");
             assert_eq!(messages, w.msgs.len() as f64, "messages");
             assert_eq!(metric_sum(&m, "cdc_decode_errors_total", &[]), 0.0);
             assert_eq!(metric_sum(&m, "cdc_events_total", &[]), w.rows as f64);
             assert_eq!(metric_sum(&m, "cdc_ddl_events_total", &[]), w.ddl as f64);
-            break elapsed;
+            break;
         }
         if counted > last_progress.1 {
             last_progress = (Instant::now(), counted);
@@ -436,9 +477,16 @@ fn full_consume(
             "cdcmon stalled at {counted}/{want} events; stderr:\n{}",
             child.stderr()
         );
-    };
+    }
     let peak_kib = child.peak_rss_kib().expect("VmHWM");
     let cpu_us = stat_cpu_us(&format!("/proc/{}/stat", child.pid())).expect("child stat");
+    // Where the child's CPU went, by thread name: the consume loop is the `cdcmon` thread.
+    let by_thread = threads_cpu_us(child.pid())
+        .iter()
+        .map(|(name, us)| format!("{name} {:.3}", us / want))
+        .collect::<Vec<_>>()
+        .join(", ");
+    eprintln!("  cdcmon CPU µs per event by thread: {by_thread}");
     if let Some(mut perf) = perf {
         common::signal(perf.id(), libc::SIGINT);
         let _ = perf.wait();
@@ -446,28 +494,52 @@ fn full_consume(
     let (stop, status) = child.terminate();
     assert!(status.success(), "cdcmon exit {status}");
     eprintln!("  cdcmon stopped in {stop:?}");
-    let lines = count_lines(&log);
-    assert_eq!(lines, w.rows + w.ddl, "event-log lines");
+    let span = log_span(&log);
+    assert_eq!(span.lines, w.rows + w.ddl, "event-log lines");
     let _ = std::fs::remove_file(&log);
+    // From the first to the last logged event, as the ceiling counts from its first to its last
+    // message. A stamp has millisecond resolution; a run under 1 ms counts as 1 ms.
+    let elapsed_ms = (span.last_created_ms - span.first_created_ms).max(1);
     (
-        want / elapsed.as_secs_f64(),
+        want * 1000.0 / elapsed_ms as f64,
         peak_kib as f64 / 1024.0,
         cpu_us / want,
     )
 }
 
-fn count_lines(path: &std::path::Path) -> u64 {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path).expect("event log");
-    let mut buf = vec![0u8; 1 << 20];
-    let mut n = 0u64;
-    loop {
-        let k = f.read(&mut buf).expect("read event log");
-        if k == 0 {
-            return n;
-        }
-        n += buf[..k].iter().filter(|&&b| b == b'\n').count() as u64;
+/// What the child's event log says of the run: its line count and the `event.created` stamps
+/// (the child's clock when it handled the message, read once per received batch) of its first
+/// and last line, in unix milliseconds.
+struct LogSpan {
+    lines: u64,
+    first_created_ms: i64,
+    last_created_ms: i64,
+}
+
+fn log_span(path: &std::path::Path) -> LogSpan {
+    let text = std::fs::read(path).expect("read event log");
+    let mut lines = text.split(|&b| b == b'\n').filter(|l| !l.is_empty());
+    let first = lines.next().expect("the event log has a line");
+    let last = lines.next_back().unwrap_or(first);
+    LogSpan {
+        lines: text.iter().filter(|&&b| b == b'\n').count() as u64,
+        first_created_ms: created_ms(first),
+        last_created_ms: created_ms(last),
     }
+}
+
+/// The `event.created` stamp of one event-log line (`YYYY-MM-DDTHH:MM:SS.mmmZ`), unix ms.
+fn created_ms(line: &[u8]) -> i64 {
+    const KEY: &[u8] = b"\"created\":\"";
+    let at = line
+        .windows(KEY.len())
+        .position(|w| w == KEY)
+        .expect("event.created in an event-log line")
+        + KEY.len();
+    let stamp = std::str::from_utf8(&line[at..at + 24]).expect("ASCII stamp");
+    chrono::DateTime::parse_from_rfc3339(stamp)
+        .unwrap_or_else(|e| panic!("event.created {stamp:?}: {e}"))
+        .timestamp_millis()
 }
 
 /// Step 3: `Pipeline::process` from memory, one thread, event log to a file (flushed and
