@@ -17,10 +17,6 @@ use std::time::{Duration, Instant};
 
 use crate::event::{ChangeEvent, Column, ColumnValue, EventKind};
 
-mod background;
-
-use background::{BackgroundWriter, Done, Target};
-
 /// Where in Kafka an event came from.
 #[derive(Debug, Clone, Copy)]
 pub struct KafkaPosition<'a> {
@@ -827,21 +823,10 @@ pub struct EventLog {
     /// resumes there, which completes a line a short write tore.
     written: usize,
     stamps: Stamps,
-    /// Writes full buffers on a thread of its own (`eventlog/background.rs`).
-    background: BackgroundWriter,
-    /// A background write failed: full buffers are written on this thread, as before there was
-    /// a background writer, until one such write succeeds. This keeps `buf` bounded (a message
-    /// is refused while the disk refuses) and the retries in order.
-    sync_writes: bool,
-    /// The writer thread ended with a buffer (it panicked): its lines may be missing from the
-    /// file, so no write, flush or sync succeeds any more and no offset is committed again.
-    lost: bool,
 }
 
 /// 256 KiB: large enough that a burst of events costs few write syscalls.
 const BUFFER_BYTES: usize = 256 * 1024;
-/// A buffer's allocation: `BUFFER_BYTES` plus room for the message that crosses it.
-const BUFFER_CAPACITY: usize = BUFFER_BYTES + 64 * 1024;
 
 impl EventLog {
     /// `path` `-` means stdout; anything else is a file opened for append (created if absent),
@@ -924,17 +909,12 @@ impl EventLog {
                 gate: Arc::new(SyncGate::default()),
             })
         };
-        let background = BackgroundWriter::start(Vec::with_capacity(BUFFER_CAPACITY))
-            .map_err(|e| anyhow::anyhow!("cannot start the event-log writer thread: {e}"))?;
         Ok(EventLog {
             dest,
             opts,
-            buf: Vec::with_capacity(BUFFER_CAPACITY),
+            buf: Vec::with_capacity(BUFFER_BYTES + 64 * 1024),
             written: 0,
             stamps: Stamps::default(),
-            background,
-            sync_writes: false,
-            lost: false,
         })
     }
 
@@ -949,7 +929,7 @@ impl EventLog {
         now_ms: i64,
     ) -> io::Result<()> {
         if self.buf.len() >= BUFFER_BYTES {
-            self.write_full_buffer()?;
+            self.write_out()?;
         }
         for ev in events.into_iter().filter(|ev| is_logged(ev.kind)) {
             render_line_with(ev, pos, &self.opts, now_ms, &mut self.stamps, &mut self.buf);
@@ -957,90 +937,29 @@ impl EventLog {
         Ok(())
     }
 
-    /// A full buffer: hand it to the writer thread and render on into the spare one, once the
-    /// buffer before it is written. After a failed background write, or with a short write's
-    /// rest pending, it is written here instead ([`EventLog::write_out`]).
-    fn write_full_buffer(&mut self) -> io::Result<()> {
-        self.settle()?;
-        if self.sync_writes || self.written > 0 {
-            return self.write_out();
-        }
-        let spare = std::mem::take(&mut self.background.spare);
-        let full = std::mem::replace(&mut self.buf, spare);
-        let target = self.target();
-        if let Err(full) = self.background.send(target, full) {
-            // The writer thread is gone: the buffer comes back and is written here.
-            let empty = std::mem::replace(&mut self.buf, full);
-            self.background.spare = empty;
-            return self.write_out();
-        }
-        Ok(())
-    }
-
-    /// Wait for the buffer the writer thread holds, if any. Written: it becomes the spare. A
-    /// failed write: its unwritten rest goes back in front of `buf` (it is older than every line
-    /// there), full buffers are written on this thread until one succeeds, and the error is
-    /// returned (the message being written is refused; the flush does not commit).
-    fn settle(&mut self) -> io::Result<()> {
-        if self.lost {
-            return Err(lost_buffer());
-        }
-        let Some(done) = self.background.wait() else {
-            return Ok(());
-        };
-        let Done {
-            mut buf,
-            written,
-            result,
-        } = done.inspect_err(|_| self.lost = true)?;
-        self.count_written(written);
-        match result {
-            Ok(()) => {
-                buf.clear();
-                self.background.spare = buf;
-                Ok(())
-            }
-            Err(e) => {
-                // Nothing was written from `self.buf` while this buffer was away.
-                debug_assert_eq!(self.written, 0);
-                buf.drain(..written);
-                buf.extend_from_slice(&self.buf);
-                let mut newer = std::mem::replace(&mut self.buf, buf);
-                newer.clear();
-                self.background.spare = newer;
-                self.sync_writes = true;
-                Err(e)
-            }
-        }
-    }
-
-    /// Where buffers go now (a rotation changes the file).
-    fn target(&self) -> Target {
-        match &self.dest {
-            Destination::Stdout(_) => Target::Stdout,
-            Destination::File(f) => Target::File(f.file.clone()),
-        }
-    }
-
-    /// `n` more bytes reached the current file (its size decides rotation).
-    fn count_written(&mut self, n: usize) {
-        if let Destination::File(f) = &mut self.dest {
-            f.bytes += n as u64;
-        }
-    }
-
-    /// Write the whole buffer to the destination on this thread, after the one in flight. A
-    /// short write or an error keeps the unwritten rest (and only it) for the next call.
+    /// Write the whole buffer to the destination. A short write or an error keeps the unwritten
+    /// rest (and only it) for the next call.
     fn write_out(&mut self) -> io::Result<()> {
-        self.settle()?;
-        let target = self.target();
-        let before = self.written;
-        let result = background::write_from(&target, &self.buf, &mut self.written);
-        self.count_written(self.written - before);
-        result?;
+        while self.written < self.buf.len() {
+            let rest = &self.buf[self.written..];
+            let n = match &mut self.dest {
+                Destination::Stdout(out) => out.lock().write(rest),
+                Destination::File(f) => f.file.write(rest),
+            };
+            match n {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.written += n;
+                    if let Destination::File(f) = &mut self.dest {
+                        f.bytes += n as u64;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
         self.buf.clear();
         self.written = 0;
-        self.sync_writes = false;
         Ok(())
     }
 
@@ -1082,11 +1001,6 @@ impl EventLog {
     /// error leaves the current file in use and the rotation due; when it was a failed sync,
     /// [`EventLog::sync_failure`] says so and the caller must stop.
     pub fn rotate_if_due(&mut self) -> io::Result<bool> {
-        if !matches!(self.dest, Destination::File(_)) {
-            return Ok(false);
-        }
-        // The buffer in flight counts toward the size.
-        self.settle()?;
         let Destination::File(f) = &self.dest else {
             return Ok(false);
         };
@@ -1152,13 +1066,6 @@ impl EventLog {
 
 /// Open `path` for append; returns the file, its size and when it was started. A torn last line
 /// gets its newline (see [`EventLog::open_with`]).
-fn lost_buffer() -> io::Error {
-    io::Error::other(
-        "the event-log writer thread ended with a buffer in flight; its lines may be missing, \
-         so nothing more is committed",
-    )
-}
-
 fn open_file(fs: &dyn LogFs, path: &Path) -> io::Result<(Arc<dyn LogFile>, u64, Instant)> {
     let file = fs.open_append(path)?;
     let meta = file.file().metadata()?;
@@ -1865,8 +1772,6 @@ mod tests {
         fail_sync: Option<usize>,
         crash_at: Option<usize>,
         writes: std::sync::atomic::AtomicUsize,
-        /// The name of the thread of each write call, in order.
-        writer_threads: Mutex<Vec<String>>,
         syncs: std::sync::atomic::AtomicUsize,
         ops: Mutex<Vec<String>>,
     }
@@ -1882,8 +1787,6 @@ mod tests {
 
     impl LogFile for FaultyFile {
         fn write(&self, buf: &[u8]) -> io::Result<usize> {
-            let thread = std::thread::current().name().unwrap_or("").to_owned();
-            self.fs.writer_threads.lock().unwrap().push(thread);
             let n = count(&self.fs.writes);
             if self.fs.fail_writes.contains(&n) {
                 return Err(io::Error::from_raw_os_error(28)); // ENOSPC
@@ -2029,39 +1932,8 @@ mod tests {
         assert_eq!(got, want);
     }
 
-    /// The offsets of the log's lines in file order (a torn line fails the test).
-    fn offsets_in_file_order(path: &Path) -> Vec<i64> {
-        std::fs::read_to_string(path)
-            .unwrap()
-            .lines()
-            .map(|line| {
-                let v: serde_json::Value = serde_json::from_str(line)
-                    .unwrap_or_else(|e| panic!("torn line {line:?}: {e}"));
-                v["kafka"]["offset"].as_i64().unwrap()
-            })
-            .collect()
-    }
-
-    /// Messages of two events at offsets `0..` until one is refused; returns the refused offset.
-    fn write_until_refused(log: &mut EventLog) -> i64 {
-        for offset in 0.. {
-            let message = [keyed(offset as u64), keyed(offset as u64 + 1_000_000)];
-            if log.write_message(&message, &at(offset), 0).is_err() {
-                return offset;
-            }
-        }
-        unreachable!()
-    }
-
-    fn writes(faults: &Faulty) -> usize {
-        faults.writes.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    /// Issue 10.7, the other half: when a full buffer cannot be written, messages are refused
-    /// whole (nothing of them rendered) until a write succeeds, and the retry logs each once.
-    /// The first full buffer goes to the writer thread, so its failure is seen when the next
-    /// one fills; from then on full buffers are written on the caller's thread, as before the
-    /// writer thread, which bounds the buffer while the disk refuses.
+    /// Issue 10.7, the other half: when the buffer is full and cannot be written, the next
+    /// message is refused whole (nothing of it rendered), and its retry logs it once.
     #[test]
     fn a_message_refused_on_a_full_buffer_is_taken_whole_on_retry() {
         let dir = tempfile::tempdir().unwrap();
@@ -2071,88 +1943,36 @@ mod tests {
             ..Faulty::default()
         };
         let (mut log, faults) = faulty_log(&path, faults, Rotation::default());
-        let refused = write_until_refused(&mut log);
-        assert_eq!(writes(&faults), 1, "the handed-off buffer's write failed");
-        assert!(log.sync_writes);
-        assert!(
-            log.buf.len() >= 2 * BUFFER_BYTES,
-            "the failed buffer came back in front of the next one"
-        );
-        let message = [keyed(refused as u64), keyed(refused as u64 + 1_000_000)];
-        let before = log.buf.len();
-        assert!(log.write_message(&message, &at(refused), 0).is_err());
-        assert_eq!(writes(&faults), 2, "written on this thread, and failed");
-        assert_eq!(
-            log.buf.len(),
-            before,
-            "nothing of a refused message is kept"
-        );
-        log.write_message(&message, &at(refused), 0).unwrap();
-        assert_eq!(writes(&faults), 3);
-        assert!(
-            !log.sync_writes,
-            "a write succeeded: back to the writer thread"
-        );
-        log.flush_durable().unwrap();
-        let got = offsets_in_file_order(&path);
-        let want: Vec<i64> = (0..=refused).flat_map(|o| [o, o]).collect();
-        assert_eq!(got, want, "every message once, in order");
-    }
-
-    /// The writer thread writes full buffers; flushes write the rest on the caller's thread,
-    /// after the buffer in flight.
-    #[test]
-    fn full_buffers_are_written_by_the_writer_thread() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("events.ndjson");
-        let (mut log, faults) = faulty_log(&path, Faulty::default(), Rotation::default());
         let mut offset = 0;
-        // Until the first full buffer is handed off, and one message more.
-        while !log.background.in_flight {
-            log.write_message(&[keyed(offset as u64)], &at(offset), 0)
-                .unwrap();
+        // Fill the buffer past its limit without any write.
+        while log.buf.len() < BUFFER_BYTES {
+            log.write_message(
+                &[keyed(offset as u64), keyed(offset as u64 + 1_000_000)],
+                &at(offset),
+                0,
+            )
+            .unwrap();
             offset += 1;
         }
+        assert_eq!(faults.writes.load(std::sync::atomic::Ordering::SeqCst), 0);
+        let message = [keyed(offset as u64), keyed(offset as u64 + 1_000_000)];
+        for _ in 0..2 {
+            let before = log.buf.len();
+            assert!(log.write_message(&message, &at(offset), 0).is_err());
+            assert_eq!(
+                log.buf.len(),
+                before,
+                "nothing of a refused message is kept"
+            );
+        }
+        log.write_message(&message, &at(offset), 0).unwrap();
         log.flush_durable().unwrap();
-        let threads = faults.writer_threads.lock().unwrap().clone();
-        assert_eq!(threads.len(), 2, "{threads:?}");
-        assert_eq!(threads[0], "cdcmon-eventlog");
-        assert_ne!(
-            threads[1], "cdcmon-eventlog",
-            "the flush writes on the caller's thread"
-        );
-        assert_eq!(
-            offsets_in_file_order(&path),
-            (0..offset).collect::<Vec<_>>()
-        );
-    }
-
-    /// A handed-off buffer is torn by a short write and then fails: its unwritten rest, and
-    /// only it, goes back in front of what was rendered meanwhile, so the retries complete the
-    /// torn line and every line is in the file once, in order.
-    #[test]
-    fn a_torn_then_failed_background_write_resumes_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("events.ndjson");
-        let faults = Faulty {
-            short_write: Some(1),
-            fail_writes: 2..4,
-            ..Faulty::default()
-        };
-        let (mut log, faults) = faulty_log(&path, faults, Rotation::default());
-        let refused = write_until_refused(&mut log);
-        assert_eq!(
-            writes(&faults),
-            2,
-            "short, then ENOSPC, on the writer thread"
-        );
-        let torn = std::fs::read(&path).unwrap();
-        assert_ne!(torn.last(), Some(&b'\n'), "the short write tore a line");
-        assert!(log.flush_durable().is_err(), "ENOSPC again, on this thread");
-        log.flush_durable().unwrap();
-        let got = offsets_in_file_order(&path);
-        let want: Vec<i64> = (0..refused).flat_map(|o| [o, o]).collect();
-        assert_eq!(got, want);
+        let got = lines_in(dir.path());
+        assert_eq!(got.len() as i64, 2 * (offset + 1));
+        let mut dedup = got.clone();
+        dedup.dedup();
+        assert_eq!(dedup, got, "no line twice");
+        assert_eq!(got.iter().filter(|(o, _)| *o == offset).count(), 2);
     }
 
     /// Issue 10.6 (fsyncgate): once a sync failed, every later sync of the log fails with that
