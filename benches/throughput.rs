@@ -17,8 +17,10 @@
 //! by the `event.created` stamps (its clock when it handled the message, millisecond resolution)
 //! of the first and last lines of its event log. `/metrics` is scraped every
 //! `CDCMON_BENCH_SCRAPE_MS` (default 200) only to see that the run is over: scraping every 20 ms
-//! and timing by the scrapes, as until 2026-11-30, cost the child ~8 % of its CPU (gather, the
-//! process collector's `/proc` reads, hyper) and put up to 20 ms of poll delay in the rate.
+//! and timing by the scrapes, as until 2026-11-30, cost the child ~0.07 µs of CPU per event
+//! (~4 %: gather, the process collector's `/proc` reads, hyper) and put up to 20 ms of poll
+//! delay in the rate. Per-thread CPU on stderr: the child's is per event, the ceiling's per
+//! Kafka message (the same for canal-json); threads that ended before the end are not in it.
 //!
 //! Env: `CDCMON_BENCH_MESSAGES` (default 1,000,000 canal-json messages; the open-protocol run
 //! carries the same number of events), `CDCMON_BENCH_PARTITIONS` (default 64),
@@ -448,16 +450,24 @@ fn full_consume(
     });
     let want = w.events() as f64;
     // The scrapes only tell when the run is over; the rate comes from the event log's own
-    // stamps (below). Each scrape costs the child ~1 ms of CPU (gather + the process collector's
-    // /proc reads + hyper), so at the old 20 ms interval they took ~8 % of its CPU (perf, 2026-11-30).
+    // stamps (below). A scrape costs the child CPU (gather, the process collector's /proc reads,
+    // hyper): at the old 20 ms interval its HTTP thread took ~0.09 µs per event, against ~0.02
+    // at 200 ms (docs/performance.md, "Issue 11, session 14").
     let scrape = Duration::from_millis(env_usize("CDCMON_BENCH_SCRAPE_MS", 200) as u64);
     let mut last_progress = (Instant::now(), 0.0);
-    loop {
+    // The last scrape that saw no message handled: the run started after it. Together with the
+    // scrape that sees the end, it bounds the run, a check on the child's wall-clock stamps.
+    let mut none_yet = Instant::now();
+    let run_bound = loop {
         std::thread::sleep(scrape);
+        let scraped_at = Instant::now();
         let Ok((200, m)) = http_get(child.addr, "/metrics") else {
             continue;
         };
         let messages = metric(&m, "cdcmon_kafka_messages_total", &[]).unwrap_or(0.0);
+        if messages == 0.0 {
+            none_yet = scraped_at;
+        }
         let counted = metric_sum(&m, "cdc_events_total", &[])
             + metric_sum(&m, "cdc_ddl_events_total", &[])
             + metric(&m, "cdcmon_watermarks_total", &[]).unwrap_or(0.0);
@@ -467,7 +477,7 @@ fn full_consume(
             assert_eq!(metric_sum(&m, "cdc_decode_errors_total", &[]), 0.0);
             assert_eq!(metric_sum(&m, "cdc_events_total", &[]), w.rows as f64);
             assert_eq!(metric_sum(&m, "cdc_ddl_events_total", &[]), w.ddl as f64);
-            break;
+            break none_yet.elapsed();
         }
         if counted > last_progress.1 {
             last_progress = (Instant::now(), counted);
@@ -477,7 +487,7 @@ fn full_consume(
             "cdcmon stalled at {counted}/{want} events; stderr:\n{}",
             child.stderr()
         );
-    }
+    };
     let peak_kib = child.peak_rss_kib().expect("VmHWM");
     let cpu_us = stat_cpu_us(&format!("/proc/{}/stat", child.pid())).expect("child stat");
     // Where the child's CPU went, by thread name: the consume loop is the `cdcmon` thread.
@@ -498,8 +508,16 @@ fn full_consume(
     assert_eq!(span.lines, w.rows + w.ddl, "event-log lines");
     let _ = std::fs::remove_file(&log);
     // From the first to the last logged event, as the ceiling counts from its first to its last
-    // message. A stamp has millisecond resolution; a run under 1 ms counts as 1 ms.
-    let elapsed_ms = (span.last_created_ms - span.first_created_ms).max(1);
+    // message. A stamp has millisecond resolution; a run under 1 ms counts as 1 ms. The stamps
+    // are the child's wall clock: a clock step during the run would fail this check rather than
+    // print a wrong rate.
+    let elapsed_ms = span.last_created_ms - span.first_created_ms;
+    assert!(
+        elapsed_ms >= 0 && elapsed_ms as f64 <= run_bound.as_secs_f64() * 1000.0 + 2.0,
+        "the event log's stamps span {elapsed_ms} ms, outside 0..={run_bound:?} the scrapes \
+         bound the run to: did the clock step?"
+    );
+    let elapsed_ms = elapsed_ms.max(1);
     (
         want * 1000.0 / elapsed_ms as f64,
         peak_kib as f64 / 1024.0,
@@ -517,13 +535,37 @@ struct LogSpan {
 }
 
 fn log_span(path: &std::path::Path) -> LogSpan {
-    let text = std::fs::read(path).expect("read event log");
-    let mut lines = text.split(|&b| b == b'\n').filter(|l| !l.is_empty());
-    let first = lines.next().expect("the event log has a line");
-    let last = lines.next_back().unwrap_or(first);
+    use std::io::{Read, Seek, SeekFrom};
+    // Read in 1 MiB chunks (the log of a 1 M-message run is ~400 MB): count the newlines, keep
+    // the first line, then read the last line from the file's tail.
+    let mut f = std::fs::File::open(path).expect("event log");
+    let mut buf = vec![0u8; 1 << 20];
+    let (mut lines, mut first) = (0u64, Vec::new());
+    loop {
+        let k = f.read(&mut buf).expect("read event log");
+        if k == 0 {
+            break;
+        }
+        if lines == 0 {
+            let end = buf[..k].iter().position(|&b| b == b'\n').unwrap_or(k);
+            first.extend_from_slice(&buf[..end]);
+        }
+        lines += buf[..k].iter().filter(|&&b| b == b'\n').count() as u64;
+    }
+    let len = f.metadata().expect("event log metadata").len();
+    let tail_at = len.saturating_sub(64 * 1024);
+    f.seek(SeekFrom::Start(tail_at)).expect("seek event log");
+    let mut tail = Vec::new();
+    f.read_to_end(&mut tail).expect("read event log tail");
+    let last = tail
+        .strip_suffix(b"\n")
+        .unwrap_or(&tail)
+        .rsplit(|&b| b == b'\n')
+        .next()
+        .expect("a last line");
     LogSpan {
-        lines: text.iter().filter(|&&b| b == b'\n').count() as u64,
-        first_created_ms: created_ms(first),
+        lines,
+        first_created_ms: created_ms(&first),
         last_created_ms: created_ms(last),
     }
 }
