@@ -303,47 +303,61 @@ fn stat_cpu_us(stat_path: &str) -> Option<f64> {
     Some((utime + stime) * 1e6 / ticks)
 }
 
-/// The CPU µs so far of a process's threads, summed by thread name, largest first.
-fn threads_cpu_us(pid: u32) -> Vec<(String, f64)> {
-    let mut by_name: Vec<(String, f64)> = Vec::new();
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return by_name;
+/// One thread of a process: its id, its name (`comm`) and its CPU µs so far.
+struct ThreadCpu {
+    tid: String,
+    name: String,
+    cpu_us: f64,
+}
+
+/// The threads under `task_dir` (`/proc/self/task`, `/proc/<pid>/task`); a thread that ends
+/// while they are read is left out.
+fn threads_cpu(task_dir: &str) -> Vec<ThreadCpu> {
+    let Ok(tasks) = std::fs::read_dir(task_dir) else {
+        return Vec::new();
     };
-    for task in tasks.flatten() {
-        let dir = task.path();
-        let (Ok(comm), Some(us)) = (
-            std::fs::read_to_string(dir.join("comm")),
-            stat_cpu_us(&dir.join("stat").to_string_lossy()),
-        ) else {
-            continue;
-        };
-        let name = comm.trim().to_owned();
-        match by_name.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, total)) => *total += us,
-            None => by_name.push((name, us)),
+    tasks
+        .flatten()
+        .filter_map(|task| {
+            let dir = task.path();
+            Some(ThreadCpu {
+                tid: task.file_name().into_string().ok()?,
+                name: std::fs::read_to_string(dir.join("comm"))
+                    .ok()?
+                    .trim()
+                    .to_owned(),
+                cpu_us: stat_cpu_us(&dir.join("stat").to_string_lossy())?,
+            })
+        })
+        .collect()
+}
+
+/// `name µs, …`: the threads' CPU divided by `per` (events or messages), summed by thread name,
+/// largest first.
+fn cpu_by_name<'t>(threads: impl IntoIterator<Item = &'t ThreadCpu>, per: f64) -> String {
+    let mut by_name: Vec<(&str, f64)> = Vec::new();
+    for t in threads {
+        match by_name.iter_mut().find(|(n, _)| *n == t.name) {
+            Some((_, total)) => *total += t.cpu_us,
+            None => by_name.push((&t.name, t.cpu_us)),
         }
     }
     by_name.sort_by(|a, b| b.1.total_cmp(&a.1));
     by_name
-}
-
-/// The thread ids of this process with their CPU µs so far.
-fn own_threads_cpu_us() -> Vec<(String, f64)> {
-    std::fs::read_dir("/proc/self/task")
-        .expect("/proc/self/task")
-        .filter_map(|e| {
-            let tid = e.ok()?.file_name().into_string().ok()?;
-            let cpu = stat_cpu_us(&format!("/proc/self/task/{tid}/stat"))?;
-            Some((tid, cpu))
-        })
-        .collect()
+        .iter()
+        .map(|(name, us)| format!("{name} {:.3}", us / per))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Step 1: a bare consumer that only receives: messages/s expressed as events/s of the workload,
 /// and its CPU µs per message (this thread plus the threads the consumer started; the mock
 /// broker's threads existed before and are left out).
 fn ceiling(brokers: &str, topic: &str, w: &Workload) -> (f64, f64) {
-    let before: std::collections::HashMap<String, f64> = own_threads_cpu_us().into_iter().collect();
+    let before: std::collections::HashSet<String> = threads_cpu("/proc/self/task")
+        .into_iter()
+        .map(|t| t.tid)
+        .collect();
     let self_before = stat_cpu_us("/proc/thread-self/stat").expect("thread-self stat");
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -375,23 +389,15 @@ fn ceiling(brokers: &str, topic: &str, w: &Workload) -> (f64, f64) {
     }
     let elapsed = first.expect("first message").elapsed();
     let self_cpu = stat_cpu_us("/proc/thread-self/stat").expect("thread-self stat") - self_before;
-    let started: Vec<(String, f64)> = own_threads_cpu_us()
+    let started: Vec<ThreadCpu> = threads_cpu("/proc/self/task")
         .into_iter()
-        .filter(|(tid, _)| !before.contains_key(tid))
+        .filter(|t| !before.contains(&t.tid))
         .collect();
-    let started_cpu: f64 = started.iter().map(|(_, cpu)| cpu).sum();
-    let by_thread = started
-        .iter()
-        .map(|(tid, us)| {
-            let comm =
-                std::fs::read_to_string(format!("/proc/self/task/{tid}/comm")).unwrap_or_default();
-            format!("{} {:.3}", comm.trim(), us / want as f64)
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
+    let started_cpu: f64 = started.iter().map(|t| t.cpu_us).sum();
     eprintln!(
-        "  ceiling CPU µs per message by thread: polling {:.3}, {by_thread}",
-        self_cpu / want as f64
+        "  ceiling CPU µs per message by thread: polling {:.3}, {}",
+        self_cpu / want as f64,
+        cpu_by_name(&started, want as f64)
     );
     black_box(bytes);
     consumer.unsubscribe();
@@ -491,12 +497,11 @@ fn full_consume(
     let peak_kib = child.peak_rss_kib().expect("VmHWM");
     let cpu_us = stat_cpu_us(&format!("/proc/{}/stat", child.pid())).expect("child stat");
     // Where the child's CPU went, by thread name: the consume loop is the `cdcmon` thread.
-    let by_thread = threads_cpu_us(child.pid())
-        .iter()
-        .map(|(name, us)| format!("{name} {:.3}", us / want))
-        .collect::<Vec<_>>()
-        .join(", ");
-    eprintln!("  cdcmon CPU µs per event by thread: {by_thread}");
+    let child_threads = threads_cpu(&format!("/proc/{}/task", child.pid()));
+    eprintln!(
+        "  cdcmon CPU µs per event by thread: {}",
+        cpu_by_name(&child_threads, want)
+    );
     if let Some(mut perf) = perf {
         common::signal(perf.id(), libc::SIGINT);
         let _ = perf.wait();
