@@ -21,6 +21,10 @@
 //! (~4 %: gather, the process collector's `/proc` reads, hyper) and put up to 20 ms of poll
 //! delay in the rate. Per-thread CPU on stderr: the child's is per event, the ceiling's per
 //! Kafka message (the same for canal-json); threads that ended before the end are not in it.
+//! Then the consume loop's wall time per event, split by its scheduler times (`schedstat`) into
+//! running, waiting for a CPU, and off CPU (blocked or idle): a loop running ~100 % of the wall
+//! time is what bounds the rate; much waiting means the machine was busy; much off-CPU time
+//! means it waited on a lock, the disk or the fetcher.
 //!
 //! Env: `CDCMON_BENCH_MESSAGES` (default 1,000,000 canal-json messages; the open-protocol run
 //! carries the same number of events), `CDCMON_BENCH_PARTITIONS` (default 64),
@@ -332,6 +336,47 @@ fn threads_cpu(task_dir: &str) -> Vec<ThreadCpu> {
         .collect()
 }
 
+/// A thread's scheduler time so far (`/proc/<pid>/task/<tid>/schedstat`, `sched-stats.rst` of
+/// the kernel docs): on a CPU, and runnable but waiting for one; both in µs.
+struct SchedTime {
+    running_us: f64,
+    waiting_us: f64,
+}
+
+fn sched_time(schedstat_path: &str) -> Option<SchedTime> {
+    let text = std::fs::read_to_string(schedstat_path).ok()?;
+    let mut fields = text.split_whitespace();
+    let running_ns: f64 = fields.next()?.parse().ok()?;
+    let waiting_ns: f64 = fields.next()?.parse().ok()?;
+    Some(SchedTime {
+        running_us: running_ns / 1e3,
+        waiting_us: waiting_ns / 1e3,
+    })
+}
+
+/// Where a thread's wall time per event went during a run of `wall_us_per_event`: running,
+/// waiting for a CPU (the machine was busy), and the rest, off CPU (blocked on a lock or I/O, or
+/// idle with nothing to do). `sched` covers the run plus up to a scrape interval before and
+/// after it, when the consume loop has nothing to do (it neither runs nor waits then, but for a
+/// commit tick), so it is read as the run's.
+fn wall_breakdown(sched: &SchedTime, events: f64, wall_us_per_event: f64) -> String {
+    let running = sched.running_us / events;
+    let waiting = sched.waiting_us / events;
+    let off_cpu = wall_us_per_event - running - waiting;
+    if off_cpu < 0.0 {
+        // The last received batch is handled after its stamp, outside the span: nothing in a
+        // run of 1 M messages, but most of a short test-mode run.
+        return format!(
+            "wall {wall_us_per_event:.3}, running {running:.3}, waiting for a CPU {waiting:.3} \
+             (a run this short cannot be split: its last batch is outside the span)"
+        );
+    }
+    format!(
+        "wall {wall_us_per_event:.3} = running {running:.3} + waiting for a CPU {waiting:.3} \
+         + off CPU {off_cpu:.3}"
+    )
+}
+
 /// `name µs, …`: the threads' CPU divided by `per` (events or messages), summed by thread name,
 /// largest first.
 fn cpu_by_name<'t>(threads: impl IntoIterator<Item = &'t ThreadCpu>, per: f64) -> String {
@@ -464,6 +509,10 @@ fn full_consume(
     // The last scrape that saw no message handled: the run started after it. Together with the
     // scrape that sees the end, it bounds the run, a check on the child's wall-clock stamps.
     let mut none_yet = Instant::now();
+    // The consume loop runs on the child's main thread (tid = pid). Its scheduler times at that
+    // scrape and at the end bound what it did in the run, without the start-up before it.
+    let loop_schedstat = format!("/proc/{0}/task/{0}/schedstat", child.pid());
+    let mut loop_before_run = sched_time(&loop_schedstat);
     let run_bound = loop {
         std::thread::sleep(scrape);
         let scraped_at = Instant::now();
@@ -473,6 +522,7 @@ fn full_consume(
         let messages = metric(&m, "cdcmon_kafka_messages_total", &[]).unwrap_or(0.0);
         if messages == 0.0 {
             none_yet = scraped_at;
+            loop_before_run = sched_time(&loop_schedstat);
         }
         let counted = metric_sum(&m, "cdc_events_total", &[])
             + metric_sum(&m, "cdc_ddl_events_total", &[])
@@ -502,6 +552,14 @@ fn full_consume(
         "  cdcmon CPU µs per event by thread: {}",
         cpu_by_name(&child_threads, want)
     );
+    // Whether the loop bounds the rate shows in where its wall time went, printed below once the
+    // run's span is known.
+    let loop_in_run = sched_time(&loop_schedstat)
+        .zip(loop_before_run)
+        .map(|(end, start)| SchedTime {
+            running_us: end.running_us - start.running_us,
+            waiting_us: end.waiting_us - start.waiting_us,
+        });
     if let Some(mut perf) = perf {
         common::signal(perf.id(), libc::SIGINT);
         let _ = perf.wait();
@@ -523,6 +581,13 @@ fn full_consume(
          bound the run to: did the clock step?"
     );
     let elapsed_ms = elapsed_ms.max(1);
+    match loop_in_run {
+        Some(sched) => eprintln!(
+            "  cdcmon consume loop µs per event: {}",
+            wall_breakdown(&sched, want, elapsed_ms as f64 * 1000.0 / want)
+        ),
+        None => eprintln!("  cdcmon consume loop: no schedstat (kernel without CONFIG_SCHED_INFO)"),
+    }
     (
         want * 1000.0 / elapsed_ms as f64,
         peak_kib as f64 / 1024.0,
