@@ -259,13 +259,21 @@ impl Batch<'_> {
     /// The messages in the order librdkafka returned them (per partition, offset order); a
     /// consumer error librdkafka delivered in a message's place is an `Err`.
     pub fn messages(&self) -> impl Iterator<Item = Result<Received<'_>, ReceiveError>> + '_ {
-        self.slots.iter().map(|&ptr| {
+        // The topic's name is converted once per run of messages of one topic, not per message:
+        // `rd_kafka_topic_name`, `strlen` and the UTF-8 check cost ~200 instructions a message
+        // (callgrind of the consume loop, docs/performance.md "Issue 11, session 15"). A topic
+        // handle stays alive, and its address unique, while a message of the batch holds it.
+        let mut last_topic: (*mut rd::rd_kafka_topic_t, &str) = (std::ptr::null_mut(), NO_TOPIC);
+        self.slots.iter().map(move |&ptr| {
             // SAFETY: every pointer in `slots` is a message returned by the batch call and not
             // yet destroyed; the borrow of `self` keeps it alive.
             let msg = unsafe { &*ptr };
             if msg.err == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+                if msg.rkt != last_topic.0 {
+                    last_topic = (msg.rkt, topic_str(msg));
+                }
                 // SAFETY: a live message, without error, so it has its topic.
-                Ok(unsafe { Received::from_raw(msg) })
+                Ok(unsafe { Received::from_raw(msg, last_topic.1) })
             } else {
                 Err(ReceiveError::from_raw(msg))
             }
@@ -356,14 +364,13 @@ impl Received<'_> {
         }
     }
 
+    /// `topic` is `topic_str(msg)`, looked up by the caller.
+    ///
     /// # Safety
     /// `msg` is a live message; the result borrows from it.
-    unsafe fn from_raw(msg: &rd::rd_kafka_message_t) -> Received<'_> {
+    unsafe fn from_raw<'m>(msg: &'m rd::rd_kafka_message_t, topic: &'m str) -> Received<'m> {
         Received {
-            // Kafka topic names are ASCII ([a-zA-Z0-9._-]); never fails for a real topic.
-            topic: topic_name(msg)
-                .and_then(|name| name.to_str().ok())
-                .unwrap_or("<non-UTF-8 topic name>"),
+            topic,
             partition: msg.partition,
             offset: msg.offset,
             // SAFETY: `key`/`payload` point to `key_len`/`len` bytes owned by the message.
@@ -371,6 +378,17 @@ impl Received<'_> {
             payload: unsafe { bytes(msg.payload, msg.len) },
         }
     }
+}
+
+/// What a message's topic is called when it has no name, or one that is not UTF-8.
+const NO_TOPIC: &str = "<non-UTF-8 topic name>";
+
+/// The name of `msg`'s topic as text. Kafka topic names are ASCII (`[a-zA-Z0-9._-]`), so for a
+/// real topic this never falls back to [`NO_TOPIC`].
+fn topic_str(msg: &rd::rd_kafka_message_t) -> &str {
+    topic_name(msg)
+        .and_then(|name| name.to_str().ok())
+        .unwrap_or(NO_TOPIC)
 }
 
 /// The name of `msg`'s topic; `None` when it has none (an error may come without one).
