@@ -357,18 +357,20 @@ fn sched_time(schedstat_path: &str) -> Option<SchedTime> {
 /// Where a thread's wall time per event went during a run of `wall_us_per_event`: running,
 /// waiting for a CPU (the machine was busy), and the rest, off CPU (blocked on a lock or I/O, or
 /// idle with nothing to do). `sched` covers the run plus up to a scrape interval before and
-/// after it, when the consume loop has nothing to do (it neither runs nor waits then, but for a
-/// commit tick), so it is read as the run's.
+/// after it. The consume loop does little then (the last batch, handled after its stamp; the
+/// commit ticks; librdkafka's statistics, parsed once a second; the consumer queue's polls), so
+/// it is read as the run's: a few ms against a 1 M-message run of ~1 s, which shows as a little
+/// more running and a little less off CPU than there was.
 fn wall_breakdown(sched: &SchedTime, events: f64, wall_us_per_event: f64) -> String {
     let running = sched.running_us / events;
     let waiting = sched.waiting_us / events;
     let off_cpu = wall_us_per_event - running - waiting;
     if off_cpu < 0.0 {
-        // The last received batch is handled after its stamp, outside the span: nothing in a
-        // run of 1 M messages, but most of a short test-mode run.
+        // The work outside the span, and the stamps' 1 ms resolution, are most of a run of a
+        // few ms (the test mode's).
         return format!(
             "wall {wall_us_per_event:.3}, running {running:.3}, waiting for a CPU {waiting:.3} \
-             (a run this short cannot be split: its last batch is outside the span)"
+             (a run this short cannot be split: the loop's work outside it weighs too much)"
         );
     }
     format!(
@@ -559,7 +561,10 @@ fn full_consume(
         .map(|(end, start)| SchedTime {
             running_us: end.running_us - start.running_us,
             waiting_us: end.waiting_us - start.waiting_us,
-        });
+        })
+        // All zeros: the kernel does not keep these times (`fs/proc/base.c` prints `0 0 0`
+        // without sched_info), or the pid is not the loop's (a wrapper that did not `exec`).
+        .filter(|sched| sched.running_us > 0.0);
     if let Some(mut perf) = perf {
         common::signal(perf.id(), libc::SIGINT);
         let _ = perf.wait();
@@ -586,7 +591,11 @@ fn full_consume(
             "  cdcmon consume loop µs per event: {}",
             wall_breakdown(&sched, want, elapsed_ms as f64 * 1000.0 / want)
         ),
-        None => eprintln!("  cdcmon consume loop: no schedstat (kernel without CONFIG_SCHED_INFO)"),
+        None => eprintln!(
+            "  cdcmon consume loop: no scheduler times (no /proc/<pid>/task/<pid>/schedstat, \
+             all zeros without the kernel's sched_info, or CDCMON_BENCH_BIN is a wrapper that \
+             does not exec)"
+        ),
     }
     (
         want * 1000.0 / elapsed_ms as f64,

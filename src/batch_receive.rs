@@ -262,7 +262,9 @@ impl Batch<'_> {
         // The topic's name is converted once per run of messages of one topic, not per message:
         // `rd_kafka_topic_name`, `strlen` and the UTF-8 check cost ~200 instructions a message
         // (callgrind of the consume loop, docs/performance.md "Issue 11, session 15"). A topic
-        // handle stays alive, and its address unique, while a message of the batch holds it.
+        // handle stays alive, and its address unique, while a message of the batch holds it:
+        // each consumed message holds a reference to its topic (librdkafka 2.12.1
+        // `rd_kafka_message_setup`: `rkmessage->rkt = rd_kafka_topic_keep(...)`).
         let mut last_topic: (*mut rd::rd_kafka_topic_t, &str) = (std::ptr::null_mut(), NO_TOPIC);
         self.slots.iter().map(move |&ptr| {
             // SAFETY: every pointer in `slots` is a message returned by the batch call and not

@@ -1671,6 +1671,78 @@ mod tests {
         drop(queue);
     }
 
+    /// A batch holding messages of two topics names each message's own topic:
+    /// `Batch::messages` converts a topic's name once per run of messages of one topic
+    /// (src/batch_receive.rs), so a stale name would show here. Each payload is its topic's name.
+    #[test]
+    fn a_batch_of_two_topics_names_each_messages_own_topic() {
+        use rdkafka::consumer::DefaultConsumerContext;
+        use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+        const TOPICS: [&str; 2] = ["app_cdc", "app_cdc_orders"];
+        const EACH: usize = 50;
+        let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
+        let brokers = cluster.bootstrap_servers();
+        let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .create()
+            .expect("producer");
+        for topic in TOPICS {
+            cluster.create_topic(topic, 1, 1).expect("topic");
+            for _ in 0..EACH {
+                producer
+                    .send(BaseRecord::<'_, (), str>::to(topic).payload(topic))
+                    .map_err(|(e, _)| e)
+                    .expect("send");
+            }
+        }
+        producer.flush(Duration::from_secs(30)).expect("flush");
+        let consumer: BaseConsumer<DefaultConsumerContext> = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("group.id", "g-two-topics")
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
+        // SAFETY: dropped before the consumer (declared after it).
+        let queue = unsafe { MessageQueue::new(consumer.client().native_ptr()) }.expect("queue");
+        let mut tpl = TopicPartitionList::new();
+        for topic in TOPICS {
+            tpl.add_partition_offset(topic, 0, Offset::Beginning)
+                .expect("partition");
+        }
+        assert!(queue.forward(&tpl).is_empty());
+        consumer.assign(&tpl).expect("assign");
+        // Until both topics' messages are queued (the queue also holds a few ops of librdkafka's
+        // own, which the batch call skips), so that one batch carries both.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while queue.queued_ops() < 2 * EACH {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} of {} messages queued within 30 s",
+                queue.queued_ops(),
+                2 * EACH
+            );
+            if let Some(Ok(message)) = consumer.poll(Duration::from_millis(5)) {
+                panic!("{} arrived through the consumer queue", message.topic());
+            }
+        }
+        let mut batch = batch_receive::Batch::default();
+        queue.receive(&mut batch);
+        let mut per_topic = std::collections::BTreeMap::new();
+        for message in batch.messages() {
+            let message = message.expect("no consumer error");
+            let payload = std::str::from_utf8(message.payload.expect("payload")).expect("UTF-8");
+            assert_eq!(message.topic, payload, "offset {}", message.offset);
+            *per_topic.entry(message.topic).or_insert(0usize) += 1;
+        }
+        assert_eq!(
+            per_topic.len(),
+            2,
+            "one batch carries both topics: {per_topic:?}"
+        );
+        drop(batch);
+        drop(queue);
+    }
+
     /// A consumer error in a batch moves librdkafka's position past the error's offset, which
     /// the next pause/resume (every cooperative rebalance does one to the partitions kept)
     /// would fetch from, skipping that message; the loop seeks back (`errors_to_rewind`,
