@@ -37,6 +37,7 @@ use cdcmon::protocol::{Compression, Decoded, Decoder, ProtocolChoice};
 /// The demo's clock start (any fixed time: the corpus is deterministic for it and the seed).
 const START_MS: u64 = 1_764_000_000_000;
 
+#[allow(dead_code)] // tests/structural_index_bound.rs includes this file as a module
 fn main() {
     if let Err(err) = run() {
         eprintln!("structural_index_bound: {err}");
@@ -102,7 +103,7 @@ fn run() -> Result<(), String> {
 
 /// `messages` canal-json row messages of the demo's stream (DDL and watermarks left out: the
 /// benchmark's and production's bulk is rows).
-fn demo_rows(messages: usize) -> Vec<Vec<u8>> {
+pub fn demo_rows(messages: usize) -> Vec<Vec<u8>> {
     let mut generator = Generator::new(1, Mix::default(), START_MS);
     let mut corpus = Vec::with_capacity(messages);
     let mut now_ms = START_MS;
@@ -139,7 +140,7 @@ fn index_and_walk(msg: &[u8], offsets: &mut Vec<u32>) -> u64 {
 
 /// cdcmon's decoder as the consume loop calls it.
 #[inline(never)]
-fn cdcmon_decode<'a>(
+pub fn cdcmon_decode<'a>(
     decoder: &mut Decoder,
     msg: &'a [u8],
     out: &mut Decoded<'a>,
@@ -159,7 +160,7 @@ fn time_per_message<'c>(corpus: &'c [Vec<u8>], rounds: usize, mut f: impl FnMut(
 
 /// The reference: the offsets of the operators outside strings and of the strings' opening
 /// quotes, one byte at a time.
-fn structurals_bytewise(msg: &[u8]) -> Vec<u32> {
+pub fn structurals_bytewise(msg: &[u8]) -> Vec<u32> {
     let mut out = Vec::new();
     let (mut in_string, mut escaped) = (false, false);
     for (at, &b) in msg.iter().enumerate() {
@@ -181,7 +182,7 @@ fn structurals_bytewise(msg: &[u8]) -> Vec<u32> {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod index {
+pub mod index {
     use std::arch::x86_64::*;
 
     pub fn supported() -> bool {
@@ -305,7 +306,7 @@ mod index {
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-mod index {
+pub mod index {
     pub fn supported() -> bool {
         false
     }
